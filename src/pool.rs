@@ -1,0 +1,297 @@
+//! Named worker threads that report their own exit, and a join that never blocks past its deadline.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::Error;
+
+/// A set of named worker threads that can be joined with a deadline.
+///
+/// `std` has no timed join: [`JoinHandle::join`] blocks until the thread ends, so one worker
+/// that never returns would hold the whole shutdown. Here every worker carries a guard that
+/// reports its exit over a channel when the worker's closure returns or panics; joining waits
+/// on that channel until a deadline and then says, by name, who finished, who panicked (with
+/// the message) and who is still running.
+///
+/// Threads are named `<prefix>-<n>`, from `lameduck-worker-1` up by default.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (trigger, listener) = lameduck::trigger();
+/// let mut pool = lameduck::Pool::new();
+/// for _ in 0..2 {
+///     let listener = listener.clone();
+///     pool.spawn(move || { listener.wait(); })?;
+/// }
+/// pool.spawn(|| panic!("boom"))?;
+///
+/// trigger.fire(lameduck::Reason::Requested);
+/// let report = pool.join_timeout(Duration::from_secs(5));
+/// assert_eq!(report.finished().len(), 2);
+/// assert_eq!(report.panicked()[0].message(), "boom");
+/// assert!(report.running().is_empty());
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+pub struct Pool {
+    prefix: String,
+    spawned: usize,
+    workers: Vec<Worker>,
+    exits: Receiver<Exit>,
+    exits_tx: Sender<Exit>,
+}
+
+struct Worker {
+    id: usize,
+    name: String,
+    handle: JoinHandle<()>,
+}
+
+/// Sent by a worker's guard when its closure has returned or panicked.
+struct Exit {
+    id: usize,
+    panic: Option<String>,
+}
+
+/// Reports the exit of its worker when dropped: after the closure returns, and during
+/// unwinding if anything between here and the closure panics.
+struct ExitGuard {
+    id: usize,
+    panic: Option<String>,
+    exits: Sender<Exit>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let panic = self.panic.take().or_else(|| {
+            thread::panicking().then(|| "panicked outside the worker's closure".to_owned())
+        });
+        // The pool may be gone (detached workers): nobody to tell, nothing to do.
+        let _ = self.exits.send(Exit { id: self.id, panic });
+    }
+}
+
+impl Pool {
+    /// An empty pool whose threads are named `lameduck-worker-1`, `lameduck-worker-2`, …
+    pub fn new() -> Pool {
+        Pool::with_prefix("lameduck-worker")
+    }
+
+    /// An empty pool whose threads are named `<prefix>-1`, `<prefix>-2`, …
+    pub fn with_prefix(prefix: impl Into<String>) -> Pool {
+        let (exits_tx, exits) = crossbeam_channel::unbounded();
+        Pool {
+            prefix: prefix.into(),
+            spawned: 0,
+            workers: Vec::new(),
+            exits,
+            exits_tx,
+        }
+    }
+
+    /// Starts a worker thread running `work`, and returns its name.
+    ///
+    /// A panic in `work` ends only that worker; it is reported by the next join, with its
+    /// message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the operating system refuses a new thread.
+    pub fn spawn<F>(&mut self, work: F) -> Result<&str, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.spawned += 1;
+        let id = self.spawned;
+        let name = format!("{}-{}", self.prefix, id);
+        let exits = self.exits_tx.clone();
+        let handle = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let mut guard = ExitGuard {
+                    id,
+                    panic: None,
+                    exits,
+                };
+                if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(work)) {
+                    guard.panic = Some(panic_message(payload.as_ref()));
+                }
+            })
+            .map_err(|source| Error::Spawn {
+                name: name.clone(),
+                source,
+            })?;
+        self.workers.push(Worker { id, name, handle });
+        Ok(&self.workers[self.workers.len() - 1].name)
+    }
+
+    /// Number of workers not yet reported as ended by a join.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// `true` if no worker is left to join.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// Names of the workers not yet reported as ended by a join.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.workers.iter().map(|w| w.name.as_str())
+    }
+
+    /// Waits for every worker to end, but not past `timeout`. See [`Pool::join_deadline`].
+    pub fn join_timeout(&mut self, timeout: Duration) -> JoinReport {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.join_deadline(deadline),
+            None => self.join_deadline(Instant::now() + Duration::from_secs(u32::MAX.into())),
+        }
+    }
+
+    /// Waits for every worker to end, but not past `deadline`, and says who ended how.
+    ///
+    /// Returns as soon as every worker has ended, or at the deadline (never later than the
+    /// time it takes to read the exit reports already sent). Workers that ended are removed
+    /// from the pool and their threads joined; workers still running stay in the pool, so a
+    /// later join can wait for them again. Dropping the pool detaches them: they run on and
+    /// are never joined.
+    pub fn join_deadline(&mut self, deadline: Instant) -> JoinReport {
+        let mut report = JoinReport::default();
+        while !self.workers.is_empty() {
+            let exit = match self.exits.try_recv() {
+                Ok(exit) => exit,
+                Err(_) => match self.exits.recv_deadline(deadline) {
+                    Ok(exit) => exit,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    // Unreachable: the pool holds a sender itself.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let Some(index) = self.workers.iter().position(|w| w.id == exit.id) else {
+                continue;
+            };
+            let worker = self.workers.swap_remove(index);
+            finish(worker.handle, deadline);
+            match exit.panic {
+                None => report.finished.push(worker.name),
+                Some(message) => report.panicked.push(Panicked {
+                    name: worker.name,
+                    message,
+                }),
+            }
+        }
+        self.workers.sort_by_key(|w| w.id);
+        report.running = self.workers.iter().map(|w| w.name.clone()).collect();
+        report.finished.sort_by_key(|name| worker_number(name));
+        report.panicked.sort_by_key(|p| worker_number(&p.name));
+        report
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool::new()
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("prefix", &self.prefix)
+            .field("running", &self.names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Joins a thread that has reported its exit. Its guard has sent the report, so only the
+/// thread's own teardown is left; if that has not ended by the deadline the thread is
+/// detached instead, so that the join never blocks past it.
+fn finish(handle: JoinHandle<()>, deadline: Instant) {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return;
+        }
+        thread::yield_now();
+    }
+    let _ = handle.join();
+}
+
+fn worker_number(name: &str) -> usize {
+    name.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The text of a panic payload: `panic!("...")` gives a `&str` or a `String`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// What a timed join found: who finished, who panicked, who is still running.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JoinReport {
+    finished: Vec<String>,
+    panicked: Vec<Panicked>,
+    running: Vec<String>,
+}
+
+impl JoinReport {
+    /// Workers whose closure returned, by name, in start order.
+    pub fn finished(&self) -> &[String] {
+        &self.finished
+    }
+
+    /// Workers whose closure panicked, with the panic message, in start order.
+    pub fn panicked(&self) -> &[Panicked] {
+        &self.panicked
+    }
+
+    /// Workers still running at the deadline, by name, in start order.
+    pub fn running(&self) -> &[String] {
+        &self.running
+    }
+
+    /// `true` if every worker ended (finished or panicked) before the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.running.is_empty()
+    }
+}
+
+/// A worker that panicked: its thread name and the panic message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panicked {
+    name: String,
+    message: String,
+}
+
+impl Panicked {
+    /// The worker's thread name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The panic message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} panicked: {}", self.name, self.message)
+    }
+}

@@ -1,0 +1,210 @@
+//! Helpers shared by the integration tests: child processes with a watchdog, and lines read
+//! from them with a time bound. Nothing here sleeps to synchronise: every wait is on an event
+//! (a line, an end of file) with a deadline, and a deadline missed fails the test with all
+//! the output seen so far.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+/// One event from a child's output.
+enum Event {
+    Line(&'static str, String),
+    Eof(&'static str),
+}
+
+/// A child process whose stdout and stderr are read line by line. Killed when dropped.
+pub struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Event>,
+    seen: Vec<String>,
+    open_streams: usize,
+    pub pid: u32,
+}
+
+impl Proc {
+    /// Starts `cmd` with piped stdin, stdout and stderr.
+    #[track_caller]
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let (tx, events) = crossbeam_channel::unbounded();
+        forward("stdout", child.stdout.take().unwrap(), tx.clone());
+        forward("stderr", child.stderr.take().unwrap(), tx);
+        Proc {
+            pid: child.id(),
+            stdin: child.stdin.take(),
+            child,
+            events,
+            seen: Vec::new(),
+            open_streams: 2,
+        }
+    }
+
+    /// Waits until a line containing `needle` appears on stdout or stderr, and returns it.
+    #[track_caller]
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next_event(deadline) {
+                Some(Event::Line(_, line)) => {
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Some(Event::Eof(_)) if self.open_streams == 0 => {
+                    panic!(
+                        "child ended before printing {needle:?}; output:\n{}",
+                        self.output()
+                    )
+                }
+                Some(Event::Eof(_)) => {}
+                None => panic!(
+                    "no line with {needle:?} within {timeout:?}; output:\n{}",
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Every line seen so far, stdout and stderr interleaved as they arrived.
+    pub fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    /// Closes the child's stdin.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Writes a line to the child's stdin.
+    #[track_caller]
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until the child has ended (both output streams closed and the process reaped).
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        while self.open_streams > 0 {
+            if self.next_event(deadline).is_none() {
+                panic!(
+                    "child still running after {timeout:?}; output:\n{}",
+                    self.output()
+                );
+            }
+        }
+        // Both pipes are closed: the process has ended or is ending. Reap it.
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "child closed its output but did not exit within {timeout:?}; output:\n{}",
+                    self.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Sends a Unix signal by name (`INT`, `TERM`, `HUP`) with `kill`.
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid);
+    }
+
+    fn next_event(&mut self, deadline: Instant) -> Option<Event> {
+        match self.events.recv_deadline(deadline) {
+            Ok(Event::Line(stream, line)) => {
+                self.seen.push(format!("[{stream}] {line}"));
+                Some(Event::Line(stream, line))
+            }
+            Ok(Event::Eof(stream)) => {
+                self.open_streams -= 1;
+                Some(Event::Eof(stream))
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The watchdog: a child never outlives its test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward(
+    stream: &'static str,
+    pipe: impl Read + Send + 'static,
+    tx: crossbeam_channel::Sender<Event>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            match line {
+                Ok(line) => {
+                    let _ = tx.send(Event::Line(stream, line));
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(Event::Eof(stream));
+    });
+}
+
+/// A command that runs this test binary again, for the single test `name`, with `env` set:
+/// the child side of a test that needs a process of its own.
+pub fn reexec(name: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A command that runs the example `name`, built by `cargo test` beside this test binary
+/// (`target/<profile>/examples/`).
+#[track_caller]
+pub fn example(name: &str) -> Command {
+    let mut dir = std::env::current_exe().expect("current_exe");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
+    Command::new(path)
+}

@@ -1,0 +1,58 @@
+//! The syllabus runs: each example, started as its README says, stopped with a real signal,
+//! says what its header promises and exits 0.
+
+mod common;
+
+#[cfg(unix)]
+mod unix {
+    use std::time::Duration;
+
+    use super::common::{example, Proc};
+
+    const BOUND: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn example_01_flag_stops_between_rounds() {
+        let mut p = Proc::spawn(example("01_flag"));
+        p.wait_line("press Ctrl+C to stop", BOUND);
+        p.signal("INT");
+        p.wait_line(
+            "shutting down gracefully, press Ctrl+C again to force stop",
+            BOUND,
+        );
+        p.wait_line("none cut short; cleaning up", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_02_broadcast_wakes_every_thread() {
+        let mut p = Proc::spawn(example("02_broadcast"));
+        p.wait_line("threads waiting", BOUND);
+        p.signal("TERM");
+        for n in 1..=4 {
+            p.wait_line(&format!("ticker-{n} woke"), BOUND);
+        }
+        p.wait_line("all 4 threads joined", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_03_timed_join_names_the_stuck_worker() {
+        let mut p = Proc::spawn(example("03_timed_join"));
+        p.wait_line("workers started", BOUND);
+        p.signal("INT");
+        p.wait_line(
+            r#"finished: ["lameduck-worker-1", "lameduck-worker-2"]"#,
+            BOUND,
+        );
+        p.wait_line(
+            "lameduck-worker-3 panicked: lost its database connection",
+            BOUND,
+        );
+        p.wait_line(
+            r#"still running at the deadline: ["lameduck-worker-4"]"#,
+            BOUND,
+        );
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+}

@@ -1,0 +1,162 @@
+//! Real signals to a real child process: this test binary runs itself again as the child
+//! (the `child` test, which does nothing unless `LAMEDUCK_CHILD` is set), waits for its
+//! readiness line, sends signals with `kill`, and checks what it prints and how it exits.
+//!
+//! Sending a console event from inside wine is not possible (`GenerateConsoleCtrlEvent` needs
+//! a real console there), so the tests that send signals are Unix-only; the Windows build's
+//! Ctrl+C path is checked end to end from the Linux side by `.ci/run`, which sends SIGINT to
+//! the wine process of an example. Installing twice is checked on both.
+
+mod common;
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use common::{reexec, Proc};
+use lameduck::{Error, Reason, SecondSignal, Signals};
+
+const CHILD: &str = "LAMEDUCK_CHILD";
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The child side. Modes:
+/// - `graceful`: default handling; after the fire, a short cleanup, exit 0.
+/// - `slow-cleanup`: default handling; the cleanup waits for stdin to close (a second signal
+///   must end it with 130 first).
+/// - `no-force`: second signal ignored; the cleanup waits for stdin to close, then exit 0.
+/// - `twice`: installs twice, prints what the second install returned.
+/// - `ctrlc-first`: the application installs its own `ctrlc` handler, then lameduck's.
+#[test]
+fn child() {
+    let Ok(mode) = std::env::var(CHILD) else {
+        return;
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .init();
+    let (trigger, listener) = lameduck::trigger();
+    match mode.as_str() {
+        "twice" => {
+            lameduck::signal::install(&trigger).expect("first install");
+            let second = lameduck::signal::install(&trigger);
+            println!("second install: {}", describe(second));
+            std::process::exit(0);
+        }
+        "ctrlc-first" => {
+            ctrlc::set_handler(|| {}).expect("application's own handler");
+            println!(
+                "lameduck install: {}",
+                describe(lameduck::signal::install(&trigger))
+            );
+            std::process::exit(0);
+        }
+        "graceful" | "slow-cleanup" => lameduck::signal::install(&trigger).unwrap(),
+        "no-force" => Signals::new()
+            .on_second(SecondSignal::Ignore)
+            .install(&trigger)
+            .unwrap(),
+        other => panic!("unknown child mode {other}"),
+    }
+    println!("ready");
+    let fired = listener.wait();
+    println!("fired reason={}", fired.reason());
+    assert_eq!(*fired.reason(), Reason::Signal);
+    if mode != "graceful" {
+        // Blocks until the test closes our stdin.
+        for _ in std::io::stdin().lock().lines() {}
+    }
+    println!("cleanup done fires={}", trigger.fire_count());
+    std::process::exit(0);
+}
+
+fn describe(result: Result<(), Error>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(Error::SignalHandlerExists) => {
+            format!("SignalHandlerExists: {}", Error::SignalHandlerExists)
+        }
+        Err(other) => format!("other error: {other}"),
+    }
+}
+
+#[track_caller]
+fn start(mode: &str) -> Proc {
+    let mut child = Proc::spawn(reexec("child", &[(CHILD, mode)]));
+    child.wait_line("ready", BOUND);
+    child
+}
+
+#[test]
+fn installing_twice_is_an_error_not_a_panic() {
+    let mut child = Proc::spawn(reexec("child", &[(CHILD, "twice")]));
+    let line = child.wait_line("second install:", BOUND);
+    assert!(line.contains("SignalHandlerExists"), "{line}");
+    assert!(child.wait_exit(BOUND).success());
+}
+
+#[test]
+fn an_applications_own_ctrlc_handler_is_reported() {
+    let mut child = Proc::spawn(reexec("child", &[(CHILD, "ctrlc-first")]));
+    let line = child.wait_line("lameduck install:", BOUND);
+    assert!(line.contains("SignalHandlerExists"), "{line}");
+    assert!(child.wait_exit(BOUND).success());
+}
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+
+    #[track_caller]
+    fn fires_once_then_exits_cleanly(signal: &str) {
+        let mut child = start("graceful");
+        child.signal(signal);
+        child.wait_line(lameduck::signal::FIRST_SIGNAL_LINE, BOUND);
+        child.wait_line("fired reason=signal", BOUND);
+        child.wait_line("cleanup done fires=1", BOUND);
+        let status = child.wait_exit(BOUND);
+        assert_eq!(status.code(), Some(0), "{}", child.output());
+    }
+
+    #[test]
+    fn sigint_fires_once_and_the_child_exits_0() {
+        fires_once_then_exits_cleanly("INT");
+    }
+
+    #[test]
+    fn sigterm_fires_once_and_the_child_exits_0() {
+        fires_once_then_exits_cleanly("TERM");
+    }
+
+    #[test]
+    fn sighup_fires_once_and_the_child_exits_0() {
+        fires_once_then_exits_cleanly("HUP");
+    }
+
+    #[test]
+    fn a_second_signal_forces_exit_130_within_200ms() {
+        for second in ["INT", "TERM"] {
+            let mut child = start("slow-cleanup");
+            child.signal("TERM");
+            child.wait_line("fired reason=signal", BOUND);
+            let sent = Instant::now();
+            child.signal(second);
+            let status = child.wait_exit(BOUND);
+            let took = sent.elapsed();
+            assert_eq!(status.code(), Some(130), "{}", child.output());
+            assert!(took < Duration::from_millis(200), "exit took {took:?}");
+            child.wait_line("forcing exit with code 130", BOUND);
+        }
+    }
+
+    #[test]
+    fn with_forcing_off_the_child_survives_a_second_signal() {
+        let mut child = start("no-force");
+        child.signal("INT");
+        child.wait_line("fired reason=signal", BOUND);
+        child.signal("INT");
+        // The handler's own log line is the event: the second signal has been handled.
+        child.wait_line("ignored, still shutting down gracefully", BOUND);
+        child.close_stdin();
+        child.wait_line("cleanup done fires=2", BOUND);
+        assert_eq!(child.wait_exit(BOUND).code(), Some(0), "{}", child.output());
+    }
+}
