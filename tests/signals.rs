@@ -10,10 +10,12 @@
 mod common;
 
 use std::io::BufRead;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{reexec, Proc};
 use lameduck::{Error, Reason, SecondSignal, Signals};
+#[cfg(unix)]
+use std::time::Instant;
 
 const CHILD: &str = "LAMEDUCK_CHILD";
 const BOUND: Duration = Duration::from_secs(20);
@@ -78,6 +80,7 @@ fn describe(result: Result<(), Error>) -> String {
     }
 }
 
+#[cfg(unix)]
 #[track_caller]
 fn start(mode: &str) -> Proc {
     let mut child = Proc::spawn(reexec("child", &[(CHILD, mode)]));

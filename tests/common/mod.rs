@@ -189,22 +189,47 @@ pub fn reexec(name: &str, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// A command that runs the example `name`, built by `cargo test` beside this test binary
-/// (`target/<profile>/examples/`).
+/// A command that runs the example `name`.
+///
+/// By default, the example `cargo test` built beside this test binary
+/// (`target/<profile>/examples/`). With `LAMEDUCK_EXAMPLE_DIR` set, the one in that folder
+/// instead (`name.exe` or `name`), started through `LAMEDUCK_EXAMPLE_RUNNER` if that is set
+/// (a command and its arguments, split on spaces): this is how `.ci/run` runs the same tests
+/// against the Windows build under wine, signals included.
 #[track_caller]
 pub fn example(name: &str) -> Command {
-    let mut dir = std::env::current_exe().expect("current_exe");
-    dir.pop(); // the test binary
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let path = match std::env::var_os("LAMEDUCK_EXAMPLE_DIR") {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            let exe = dir.join(format!("{name}.exe"));
+            if exe.exists() {
+                exe
+            } else {
+                dir.join(name)
+            }
+        }
+        None => {
+            let mut dir = std::env::current_exe().expect("current_exe");
+            dir.pop(); // the test binary
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir.join("examples")
+                .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+        }
+    };
     assert!(
         path.exists(),
         "example {name} not built at {}",
         path.display()
     );
-    Command::new(path)
+    match std::env::var("LAMEDUCK_EXAMPLE_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words).arg(path);
+            cmd
+        }
+        _ => Command::new(path),
+    }
 }
