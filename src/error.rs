@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::ShutdownReport;
+
 /// Everything that can go wrong in lameduck, each variant with the context to act on it.
 ///
 /// Messages are lowercase and name what failed (`spawn thread lameduck-worker-3: ...`);
@@ -22,6 +24,31 @@ pub enum Error {
         /// Why it was refused.
         source: io::Error,
     },
+    /// No address given to [`Server::bind`](crate::Server::bind) could be bound (or resolved).
+    Bind {
+        /// The address that was tried last.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The listening socket could not be set up; the text says what was being done.
+    Listener(&'static str, io::Error),
+    /// tiny_http could not start on the listener.
+    Start(Box<dyn std::error::Error + Send + Sync>),
+    /// The shutdown deadline passed before the drain was over. The report names what was cut.
+    DeadlineExceeded(Box<ShutdownReport>),
+    /// [`Server::run`](crate::Server::run) was called a second time.
+    AlreadyRun,
+}
+
+impl Error {
+    /// The shutdown report, if this is [`Error::DeadlineExceeded`].
+    pub fn report(&self) -> Option<&ShutdownReport> {
+        match self {
+            Error::DeadlineExceeded(report) => Some(report),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -32,6 +59,16 @@ impl fmt::Display for Error {
             ),
             Error::SignalInstall(source) => write!(f, "install signal handler: {source}"),
             Error::Spawn { name, source } => write!(f, "spawn thread {name}: {source}"),
+            Error::Bind { addr, source } => write!(f, "bind {addr}: {source}"),
+            Error::Listener(what, source) => write!(f, "{what}: {source}"),
+            Error::Start(source) => write!(f, "start tiny_http: {source}"),
+            Error::DeadlineExceeded(report) => write!(
+                f,
+                "shutdown deadline of {:?} exceeded: {} unfinished",
+                report.deadline(),
+                report.unfinished()
+            ),
+            Error::AlreadyRun => f.write_str("run: this server has already run"),
         }
     }
 }
@@ -39,8 +76,12 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::SignalHandlerExists => None,
-            Error::SignalInstall(source) | Error::Spawn { source, .. } => Some(source),
+            Error::SignalInstall(source)
+            | Error::Spawn { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Listener(_, source) => Some(source),
+            Error::Start(source) => Some(source.as_ref()),
+            Error::SignalHandlerExists | Error::DeadlineExceeded(_) | Error::AlreadyRun => None,
         }
     }
 }

@@ -67,15 +67,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 pub mod error;
+mod late;
 pub mod pool;
+mod probe;
+pub mod report;
+mod respond;
+pub mod server;
 pub mod signal;
 pub mod trigger;
+mod worker;
 
 pub use error::Error;
 pub use pool::{JoinReport, Panicked, Pool};
+pub use report::{ShutdownReport, Straggler};
+pub use server::{Builder, Handle, Handler, Server};
 pub use signal::{SecondSignal, Signals};
 pub use trigger::{trigger, Fired, Interrupted, Listener, Reason, Trigger};
+
+/// The HTTP library lameduck serves with, re-exported: handlers take its
+/// [`Request`](tiny_http::Request) and return its [`ResponseBox`](tiny_http::ResponseBox).
+pub use tiny_http;
 
 #[allow(dead_code)]
 fn _ensure_send_sync() {

@@ -265,6 +265,13 @@ impl JoinReport {
         &self.running
     }
 
+    /// Adds what a later join of the same pool found.
+    pub(crate) fn absorb(&mut self, later: JoinReport) {
+        self.finished.extend(later.finished);
+        self.panicked.extend(later.panicked);
+        self.running = later.running;
+    }
+
     /// `true` if every worker ended (finished or panicked) before the deadline.
     pub fn is_complete(&self) -> bool {
         self.running.is_empty()

@@ -233,3 +233,4 @@ pub fn example(name: &str) -> Command {
         _ => Command::new(path),
     }
 }
+pub mod http;

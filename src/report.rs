@@ -1,0 +1,177 @@
+//! What a shutdown did: the [`ShutdownReport`] and the requests it could not finish.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tiny_http::Method;
+
+use crate::{Fired, JoinReport, Reason};
+
+/// What [`Server::run`](crate::Server::run) did from the moment shutdown fired.
+///
+/// Returned by `run` on success, and carried by
+/// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) when the deadline cut the
+/// drain short. Its `Display` is a log-ready summary; every request lameduck read and could
+/// not answer is in [`stragglers`](ShutdownReport::stragglers), so the application can log
+/// it or put it in a retry queue.
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    pub(crate) fired: Fired,
+    pub(crate) deadline: Duration,
+    pub(crate) stopped_accepting: Duration,
+    pub(crate) drained: Duration,
+    pub(crate) total: Duration,
+    pub(crate) served_before: u64,
+    pub(crate) served_during_drain: u64,
+    pub(crate) rejected: u64,
+    pub(crate) handler_panics: u64,
+    pub(crate) stragglers: Vec<Straggler>,
+    pub(crate) workers: JoinReport,
+}
+
+impl ShutdownReport {
+    /// Why shutdown was fired.
+    pub fn reason(&self) -> &Reason {
+        self.fired.reason()
+    }
+
+    /// What fired shutdown, and when.
+    pub fn fired(&self) -> &Fired {
+        &self.fired
+    }
+
+    /// The deadline the drain had, counted from the fire.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// From the fire until new connects were refused (or the check gave up, which is
+    /// logged at `warn`).
+    pub fn stopped_accepting_after(&self) -> Duration {
+        self.stopped_accepting
+    }
+
+    /// From the fire until every worker had finished (the drain), or until the deadline.
+    pub fn drain_time(&self) -> Duration {
+        self.drained
+    }
+
+    /// From the fire until `run` returned.
+    pub fn total_time(&self) -> Duration {
+        self.total
+    }
+
+    /// Requests answered before shutdown fired.
+    pub fn served_before(&self) -> u64 {
+        self.served_before
+    }
+
+    /// Requests answered after shutdown fired (with `Connection: close`), before the deadline.
+    pub fn served_during_drain(&self) -> u64 {
+        self.served_during_drain
+    }
+
+    /// Requests answered `503 Service Unavailable` with `Retry-After`, because they arrived
+    /// or were still queued when the drain was over or its deadline had passed, up to the
+    /// moment `run` returned.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Requests whose handler panicked; each was answered `500 Internal Server Error`.
+    pub fn handler_panics(&self) -> u64 {
+        self.handler_panics
+    }
+
+    /// Number of requests still in a handler when `run` returned.
+    pub fn unfinished(&self) -> usize {
+        self.stragglers.len()
+    }
+
+    /// Requests still in a handler when `run` returned: what the deadline cut.
+    pub fn stragglers(&self) -> &[Straggler] {
+        &self.stragglers
+    }
+
+    /// The timed join of the worker threads.
+    pub fn workers(&self) -> &JoinReport {
+        &self.workers
+    }
+
+    /// `true` if everything finished before the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.stragglers.is_empty() && self.workers.is_complete()
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shutdown ({}) took {:.1?}: served {} before and {} during the drain, \
+             rejected {} with 503, {} unfinished",
+            self.reason(),
+            self.total,
+            self.served_before,
+            self.served_during_drain,
+            self.rejected,
+            self.stragglers.len()
+        )?;
+        for straggler in &self.stragglers {
+            write!(f, "\n  unfinished: {straggler}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A request still in its handler when the deadline passed.
+#[derive(Clone, Debug)]
+pub struct Straggler {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) age: Duration,
+    pub(crate) worker: String,
+}
+
+impl Straggler {
+    /// The request's method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request's URL (path and query) as the client sent it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The client's address, if known.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// How long it had been in the handler when the report was made.
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+
+    /// The worker thread running it.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+}
+
+impl fmt::Display for Straggler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)?;
+        if let Some(peer) = self.peer {
+            write!(f, " from {peer}")?;
+        }
+        write!(
+            f,
+            ", in its handler for {:.1?} on {}",
+            self.age, self.worker
+        )
+    }
+}

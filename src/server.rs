@@ -1,0 +1,496 @@
+//! The HTTP server: a builder, the [`Server`] with its shutdown timeline, and a [`Handle`].
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tiny_http::{Request, ResponseBox};
+
+use crate::accept::{reach, AcceptStop};
+use crate::late::Late;
+use crate::probe::{self, Prober};
+use crate::report::ShutdownReport;
+use crate::worker::{self, lock, Phase, State, DRAIN_POLL};
+use crate::{Error, Listener, Pool, Reason, Trigger};
+
+/// The shutdown deadline when none is set: 10 seconds, as in the Go program lameduck ports.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The `Retry-After` of lameduck's 503 answers when none is set.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The keep-alive grace when none is set. See [`Builder::keep_alive_grace`].
+pub const DEFAULT_KEEP_ALIVE_GRACE: Duration = Duration::from_millis(20);
+
+/// After the deadline, how long workers that are between requests get to notice it; those
+/// still running after that are in a handler.
+const OVERDUE_GRACE: Duration = Duration::from_millis(20);
+
+/// How long `run` waits for the late responder to answer what was queued at the deadline,
+/// so that the report can count it.
+const BACKLOG_WAIT: Duration = Duration::from_millis(50);
+
+/// Handles one request: reads what it needs from it (the body too) and returns the response.
+///
+/// Implemented for every `Fn(&mut Request) -> ResponseBox + Send + Sync + 'static`. It runs
+/// on a worker thread; many run at once. A panic is caught: the client gets `500`, the panic
+/// message is logged, the worker carries on.
+///
+/// To cut long work short when shutdown fires, give the handler a [`Listener`] (from the
+/// [`Trigger`] passed to [`Builder::trigger`], or from [`Server::handle`]):
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::tiny_http::{Response, StatusCode};
+///
+/// let (trigger, listener) = lameduck::trigger();
+/// let server = lameduck::Server::bind("127.0.0.1:0")
+///     .trigger(trigger)
+///     .build(move |_request: &mut lameduck::tiny_http::Request| {
+///         match listener.sleep(Duration::from_secs(30)) {
+///             Ok(()) => Response::from_string("done").boxed(),
+///             Err(_) => Response::from_string("cut short by shutdown")
+///                 .with_status_code(StatusCode(503))
+///                 .boxed(),
+///         }
+///     })?;
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `request`.
+    fn handle(&self, request: &mut Request) -> ResponseBox;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request) -> ResponseBox + Send + Sync + 'static,
+{
+    fn handle(&self, request: &mut Request) -> ResponseBox {
+        self(request)
+    }
+}
+
+/// The default number of workers: 8 per CPU, at least 8, at most 128.
+///
+/// Handlers are expected to block (on files, databases, other services, or a `sleep` as in
+/// the seed program), so there are more workers than cores; each worker runs one handler at
+/// a time. Raise it for slow handlers under many clients, lower it for CPU-bound handlers.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 8).clamp(8, 128)
+}
+
+enum Bind {
+    Addrs(io::Result<Vec<SocketAddr>>),
+    Listener(TcpListener),
+}
+
+/// Configures a [`Server`]; made by [`Server::bind`] or [`Server::from_listener`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    bind: Bind,
+    workers: usize,
+    deadline: Duration,
+    retry_after: Duration,
+    keep_alive_grace: Duration,
+    trigger: Option<Trigger>,
+}
+
+impl Builder {
+    fn new(bind: Bind) -> Builder {
+        Builder {
+            bind,
+            workers: default_workers(),
+            deadline: DEFAULT_DEADLINE,
+            retry_after: DEFAULT_RETRY_AFTER,
+            keep_alive_grace: DEFAULT_KEEP_ALIVE_GRACE,
+            trigger: None,
+        }
+    }
+
+    /// Number of worker threads, each running one handler at a time. Default:
+    /// [`default_workers`]. At least 1.
+    pub fn workers(mut self, workers: usize) -> Builder {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How long the drain may take, counted from the fire. Default: [`DEFAULT_DEADLINE`]
+    /// (10 s).
+    pub fn deadline(mut self, deadline: Duration) -> Builder {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The `Retry-After` sent with lameduck's 503 answers, in whole seconds (at least 1).
+    /// Default: [`DEFAULT_RETRY_AFTER`] (5 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Builder {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How long the drain keeps serving connections that a keep-alive response left open
+    /// shortly before the fire. Default: [`DEFAULT_KEEP_ALIVE_GRACE`] (20 ms).
+    ///
+    /// A client in a request loop sends its next request on the same connection as soon as
+    /// it has read a response. If the fire falls in between, that request reaches the server
+    /// after the drain could have ended, and a server that has exited resets it: lost. So
+    /// the drain lasts until no response without `Connection: close` has been written for
+    /// this long. It costs nothing when the server was idle before the fire; under load it
+    /// adds this much to the shutdown. Zero turns it off.
+    pub fn keep_alive_grace(mut self, grace: Duration) -> Builder {
+        self.keep_alive_grace = grace;
+        self
+    }
+
+    /// Shuts down when `trigger` fires, instead of a trigger of the server's own.
+    ///
+    /// Share one trigger between the server, [`signal::install`](crate::signal::install) and
+    /// the handler's [`Listener`], so that one signal stops them all.
+    pub fn trigger(mut self, trigger: Trigger) -> Builder {
+        self.trigger = Some(trigger);
+        self
+    }
+
+    /// Binds (if not given a listener) and starts accepting connections. Requests are queued
+    /// until [`Server::run`] starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Bind`] if no address could be bound (or resolved).
+    /// - [`Error::Listener`] if the listener could not be set up (its address read, cloned).
+    /// - [`Error::Start`] if tiny_http could not start.
+    pub fn build(self, handler: impl Handler) -> Result<Server, Error> {
+        let listener = match self.bind {
+            Bind::Listener(listener) => listener,
+            Bind::Addrs(addrs) => bind(addrs)?,
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Listener("read the listener's address", e))?;
+        // tiny_http's accept loop ends on the first error: a non-blocking listener (say, one
+        // from socket activation) would end it at once.
+        listener
+            .set_nonblocking(false)
+            .map_err(|e| Error::Listener("make the listener blocking", e))?;
+        let clone = listener
+            .try_clone()
+            .map_err(|e| Error::Listener("clone the listener", e))?;
+        let http = tiny_http::Server::from_listener(listener, None).map_err(Error::Start)?;
+        let trigger = self.trigger.unwrap_or_else(|| crate::trigger().0);
+        let state = State::new(
+            http,
+            Box::new(handler),
+            trigger.clone(),
+            self.retry_after,
+            self.keep_alive_grace,
+            self.workers,
+        );
+        Ok(Server {
+            state: Arc::new(state),
+            accept: Mutex::new(AcceptStop::new(clone, addr)),
+            addr,
+            trigger,
+            workers: self.workers,
+            deadline: self.deadline,
+            run: Mutex::new(Run::Ready),
+        })
+    }
+}
+
+fn bind(addrs: io::Result<Vec<SocketAddr>>) -> Result<TcpListener, Error> {
+    let addrs = addrs.map_err(|source| Error::Bind {
+        addr: "(unresolved address)".to_owned(),
+        source,
+    })?;
+    let mut last = None;
+    for addr in &addrs {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, source)) => Error::Bind {
+            addr: addr.to_string(),
+            source,
+        },
+        None => Error::Bind {
+            addr: "(no address)".to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            ),
+        },
+    })
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("deadline", &self.deadline)
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Run {
+    Ready,
+    Running,
+    Done(Late),
+}
+
+/// An HTTP server that shuts down gracefully: it stops accepting first, finishes what it
+/// holds, answers what it cannot finish, and never waits past its deadline.
+///
+/// Built with [`Server::bind`] or [`Server::from_listener`]; accepting from the moment it is
+/// built; serving once [`run`](Server::run) is called. See [`run`](Server::run) for the
+/// shutdown timeline.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::tiny_http::Response;
+///
+/// let server = lameduck::Server::bind("127.0.0.1:0")
+///     .build(|_request: &mut lameduck::tiny_http::Request| {
+///         Response::from_string("Hello World").boxed()
+///     })?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || handle.shutdown()); // or a signal, see `signal::install`
+/// let report = server.run()?;
+/// assert!(report.is_complete());
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+pub struct Server {
+    state: Arc<State>,
+    accept: Mutex<AcceptStop>,
+    addr: SocketAddr,
+    trigger: Trigger,
+    workers: usize,
+    deadline: Duration,
+    run: Mutex<Run>,
+}
+
+impl Server {
+    /// A builder for a server listening on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`, a
+    /// `SocketAddr`…). Port 0 picks a free port; [`Server::local_addr`] tells which.
+    pub fn bind(addr: impl ToSocketAddrs) -> Builder {
+        Builder::new(Bind::Addrs(addr.to_socket_addrs().map(Iterator::collect)))
+    }
+
+    /// A builder for a server accepting from a listener bound elsewhere (socket activation,
+    /// a test that binds port 0 first). It is made blocking.
+    pub fn from_listener(listener: TcpListener) -> Builder {
+        Builder::new(Bind::Listener(listener))
+    }
+
+    /// The address the server listens on (with the real port if it was bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to shut the server down from any thread.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            trigger: self.trigger.clone(),
+            addr: self.addr,
+        }
+    }
+
+    /// Serves until shutdown fires, then shuts down, and returns what the shutdown did.
+    ///
+    /// The timeline, from the moment the trigger fires (a signal, [`Handle::shutdown`], any
+    /// clone of the [`Trigger`]):
+    ///
+    /// 1. **Stop accepting.** The listening socket is closed: new connects are refused.
+    ///    Connections already open stay open.
+    /// 2. **Drain.** Requests in handlers finish; requests already read and queued are
+    ///    served. Every response written from the fire on carries `Connection: close`, so
+    ///    keep-alive clients go elsewhere.
+    /// 3. **Deadline.** If the drain is not over by [`Builder::deadline`], queued requests
+    ///    are answered `503` with `Retry-After` and `Connection: close`; requests still in a
+    ///    handler are named in the report. `run` returns within about 20 ms of the deadline
+    ///    even if a handler never returns.
+    /// 4. **Timed join.** The workers are joined with the deadline; the [`ShutdownReport`]
+    ///    says what happened.
+    ///
+    /// After `run` returns, requests that still arrive on old keep-alive connections are
+    /// answered `503` + `Connection: close` by one thread, `lameduck-late-1`, until the
+    /// `Server` is dropped.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::DeadlineExceeded`], carrying the report, if the deadline cut the drain.
+    /// - [`Error::Spawn`] if a worker thread could not be started (shutdown is then fired).
+    /// - [`Error::AlreadyRun`] if `run` was called before on this server.
+    pub fn run(&self) -> Result<ShutdownReport, Error> {
+        {
+            let mut run = lock(&self.run);
+            if !matches!(*run, Run::Ready) {
+                return Err(Error::AlreadyRun);
+            }
+            *run = Run::Running;
+        }
+        let mut pool = Pool::new();
+        let mut names = Vec::with_capacity(self.workers);
+        for index in 0..self.workers {
+            let state = Arc::clone(&self.state);
+            match pool.spawn(move || worker::work(&state, index)) {
+                Ok(name) => names.push(name.to_owned()),
+                Err(e) => {
+                    self.trigger.fire(Reason::Other(format!("{e}")));
+                    let _ = self.shut_down(pool, &names, None);
+                    return Err(e);
+                }
+            }
+        }
+        let prober = match Prober::start(reach(self.addr), self.trigger.listener()) {
+            Ok(prober) => Some(prober),
+            Err(e) => {
+                log::warn!("{e}: connections tiny_http leaves without a thread will wait");
+                None
+            }
+        };
+        log::info!("serving http://{} with {} workers", self.addr, self.workers);
+        self.shut_down(pool, &names, prober)
+    }
+
+    /// Waits for the fire, then runs the timeline of [`Server::run`].
+    fn shut_down(
+        &self,
+        mut pool: Pool,
+        names: &[String],
+        prober: Option<Prober>,
+    ) -> Result<ShutdownReport, Error> {
+        let state = &self.state;
+        let fired = self.trigger.listener().wait();
+        let t0 = fired.at();
+        let deadline = t0 + self.deadline;
+        log::info!(
+            "shutdown ({}): stop accepting, drain (deadline {:?})",
+            fired.reason(),
+            self.deadline
+        );
+
+        // 1. Stop accepting: once connects are refused, responses may tell clients to close.
+        //    First, every connection accepted so far gets a thread (see `probe.rs`).
+        if let Some(prober) = prober {
+            prober.stop();
+        }
+        probe::rescue_logged(reach(self.addr));
+        if let Err(e) = lock(&self.accept).stop() {
+            log::warn!("stop accepting on {}: {e}", self.addr);
+        }
+        state.set_closed();
+        let stopped_accepting = t0.elapsed();
+        // 2. Drain: every worker is woken to see the new phase.
+        state.set_phase(Phase::Draining);
+        state.wake_serving();
+
+        // 3. Deadline; 4. timed join.
+        let mut workers = pool.join_deadline(deadline);
+        let mut drained = t0.elapsed();
+        if !workers.is_complete() {
+            state.set_phase(Phase::Overdue);
+            workers.absorb(pool.join_timeout(DRAIN_POLL + OVERDUE_GRACE));
+            drained = self.deadline;
+        }
+
+        // What still arrives, or is still queued, gets a 503.
+        let late = match Late::start(Arc::clone(state)) {
+            Ok((late, backlog)) => {
+                let _ = backlog.recv_timeout(BACKLOG_WAIT);
+                Some(late)
+            }
+            Err(e) => {
+                log::error!("{e}: requests arriving from now on will not be answered");
+                None
+            }
+        };
+
+        let (served_before, served_during_drain, handler_panics) = state.counts();
+        let report = ShutdownReport {
+            stopped_accepting,
+            drained,
+            total: t0.elapsed(),
+            deadline: self.deadline,
+            served_before,
+            served_during_drain,
+            rejected: state.rejected.load(std::sync::atomic::Ordering::Relaxed),
+            handler_panics,
+            stragglers: state.stragglers(names),
+            workers,
+            fired,
+        };
+        if let Some(late) = late {
+            *lock(&self.run) = Run::Done(late);
+        }
+        if report.is_complete() {
+            log::info!("{report}");
+            Ok(report)
+        } else {
+            log::warn!("deadline of {:?} exceeded: {report}", self.deadline);
+            Err(Error::DeadlineExceeded(Box::new(report)))
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = lock(&self.accept).stop();
+        if let Run::Done(late) = std::mem::replace(&mut *lock(&self.run), Run::Ready) {
+            late.stop();
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("workers", &self.workers)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a server's shutdown from any thread. Clone it freely.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    trigger: Trigger,
+    addr: SocketAddr,
+}
+
+impl Handle {
+    /// Fires shutdown with [`Reason::Requested`]; returns at once. [`Server::run`] then
+    /// stops accepting, drains and returns. Calling it again does nothing more.
+    pub fn shutdown(&self) {
+        self.trigger.fire(Reason::Requested);
+    }
+
+    /// A listener for the server's shutdown.
+    pub fn listener(&self) -> Listener {
+        self.trigger.listener()
+    }
+
+    /// The server's trigger (to fire with a reason of your own).
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+#[allow(dead_code)]
+fn _ensure_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Server>();
+    is::<Handle>();
+}

@@ -1,0 +1,289 @@
+//! The server's shutdown timeline, driven in-process through its `Handle`, checked from the
+//! client side with a real HTTP client on loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::http::{connect_refused, get, Conn};
+use crossbeam_channel::{Receiver, Sender};
+use lameduck::tiny_http::{Request, Response, ResponseBox, StatusCode};
+use lameduck::{Builder, Error, Handle, Reason, Server, ShutdownReport};
+
+const BOUND: Duration = Duration::from_secs(10);
+
+/// A server running `run` on its own thread, with the test's handler:
+/// - `/slow?ms=N` sleeps N ms; `/stuck` blocks until the test ends;
+/// - `/panic` panics; `/chunked` streams a body of unknown length; `/empty` is a 204;
+/// - anything else answers `hello`.
+///
+/// Every handler call first sends its URL on `started`: the event that a request is in
+/// flight.
+struct Running {
+    addr: SocketAddr,
+    handle: Handle,
+    started: Receiver<String>,
+    result: Receiver<(Server, Result<ShutdownReport, Error>)>,
+    _release: Sender<()>,
+}
+
+impl Running {
+    fn start(configure: impl FnOnce(Builder) -> Builder) -> Running {
+        let (started_tx, started) = crossbeam_channel::unbounded();
+        let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+        let server = configure(Server::bind("127.0.0.1:0"))
+            .build(move |request: &mut Request| -> ResponseBox {
+                let url = request.url().to_owned();
+                let _ = started_tx.send(url.clone());
+                if let Some(ms) = url.strip_prefix("/slow?ms=") {
+                    thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+                } else if url == "/stuck" {
+                    let _ = stuck.recv();
+                } else if url == "/panic" {
+                    panic!("handler failed on purpose");
+                } else if url == "/chunked" {
+                    let body = std::io::Cursor::new(b"streamed body".to_vec());
+                    return Response::new(StatusCode(200), vec![], body, None, None).boxed();
+                } else if url == "/empty" {
+                    return Response::empty(204).boxed();
+                }
+                Response::from_string("hello").boxed()
+            })
+            .expect("build");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let (result_tx, result) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            let outcome = server.run();
+            let _ = result_tx.send((server, outcome));
+        });
+        Running {
+            addr,
+            handle,
+            started,
+            result,
+            _release: release,
+        }
+    }
+
+    #[track_caller]
+    fn wait_started(&self, url: &str) {
+        let got = self
+            .started
+            .recv_timeout(BOUND)
+            .expect("no request reached a handler");
+        assert_eq!(got, url);
+    }
+
+    /// Waits for `run` to return; the server is kept alive by the caller.
+    #[track_caller]
+    fn finished(&self) -> (Server, Result<ShutdownReport, Error>) {
+        self.result.recv_timeout(BOUND).expect("run did not return")
+    }
+}
+
+#[track_caller]
+fn report(outcome: Result<ShutdownReport, Error>) -> ShutdownReport {
+    match outcome {
+        Ok(report) => report,
+        Err(e) => panic!("run failed: {e}"),
+    }
+}
+
+#[test]
+fn shutdown_through_the_handle_drains_and_reports() {
+    let s = Running::start(|b| b.workers(2));
+    let response = get(s.addr, "/").unwrap();
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+
+    s.handle.shutdown();
+    let (_server, outcome) = s.finished();
+    let report = report(outcome);
+    assert_eq!(*report.reason(), Reason::Requested);
+    assert_eq!(report.served_before(), 1);
+    assert_eq!(report.served_during_drain(), 0);
+    assert!(report.is_complete());
+    assert!(report.total_time() < Duration::from_secs(1), "{report}");
+    assert!(connect_refused(s.addr));
+}
+
+#[test]
+fn in_flight_finishes_after_the_fire_and_new_connects_are_refused_within_100ms() {
+    let s = Running::start(|b| b);
+    let mut conn = Conn::open(s.addr).unwrap();
+    conn.send("GET", "/slow?ms=400", &[], b"").unwrap();
+    s.wait_started("/slow?ms=400");
+
+    let fired = Instant::now();
+    s.handle.shutdown();
+    while !connect_refused(s.addr) {
+        assert!(
+            fired.elapsed() < Duration::from_millis(100),
+            "connects still accepted {:?} after the fire",
+            fired.elapsed()
+        );
+    }
+    let refused_after = fired.elapsed();
+
+    let response = conn.read_response(false).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.closes(), "no Connection: close during the drain");
+    let (_server, outcome) = s.finished();
+    let report = report(outcome);
+    assert_eq!(report.served_during_drain(), 1);
+    assert!(report.stopped_accepting_after() < Duration::from_millis(100));
+    assert!(refused_after < Duration::from_millis(100));
+}
+
+#[test]
+fn keep_alive_clients_are_told_to_close_and_every_body_stays_framed() {
+    let s = Running::start(|b| b);
+    let mut before = Conn::open(s.addr).unwrap();
+    let first = before.request("GET", "/").unwrap();
+    assert_eq!(first.status, 200);
+    assert!(!first.closes(), "closed before shutdown");
+
+    let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(s.addr).unwrap()).collect();
+    let mut slow = Conn::open(s.addr).unwrap();
+    slow.send("GET", "/slow?ms=300", &[], b"").unwrap();
+    s.wait_started("/");
+    s.wait_started("/slow?ms=300");
+    s.handle.shutdown();
+
+    // Sent during the drain, on connections opened before it.
+    let head = before.request("HEAD", "/").unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.closes() && head.body.is_empty());
+    assert_eq!(head.header("Content-Length"), Some("5"));
+
+    let chunked = conns[0].request("GET", "/chunked").unwrap();
+    assert_eq!(chunked.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(chunked.text(), "streamed body");
+    assert!(chunked.closes());
+
+    let empty = conns[1].request("GET", "/empty").unwrap();
+    assert_eq!(empty.status, 204);
+    assert!(empty.closes() && empty.body.is_empty());
+
+    let plain = conns[2].request("GET", "/").unwrap();
+    assert!(plain.closes());
+
+    let response = slow.read_response(false).unwrap();
+    assert!(response.closes() && response.text() == "hello");
+    let report = report(s.finished().1);
+    assert_eq!(report.served_during_drain(), 5, "{report}");
+}
+
+#[test]
+fn the_deadline_names_what_it_cut_and_answers_the_queue_503() {
+    let deadline = Duration::from_millis(300);
+    let s = Running::start(|b| {
+        b.workers(1)
+            .deadline(deadline)
+            .retry_after(Duration::from_secs(7))
+    });
+    let mut stuck = Conn::open(s.addr).unwrap();
+    stuck.send("GET", "/stuck", &[], b"").unwrap();
+    s.wait_started("/stuck");
+    // The only worker is stuck: this one waits in the queue.
+    let mut queued = Conn::open(s.addr).unwrap();
+    queued.send("GET", "/queued", &[], b"").unwrap();
+
+    let fired = Instant::now();
+    s.handle.shutdown();
+    let (_server, outcome) = s.finished();
+    let returned = fired.elapsed();
+    assert!(
+        returned >= deadline,
+        "returned before the deadline: {returned:?}"
+    );
+    assert!(
+        returned < deadline + Duration::from_millis(100),
+        "returned {returned:?} after the fire"
+    );
+
+    let report = match outcome {
+        Err(Error::DeadlineExceeded(report)) => report,
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    };
+    let cut = &report.stragglers()[0];
+    assert_eq!(report.unfinished(), 1);
+    assert_eq!(cut.url(), "/stuck");
+    assert_eq!(cut.method().as_str(), "GET");
+    assert_eq!(cut.peer(), Some(stuck.stream().local_addr().unwrap()));
+    assert_eq!(cut.worker(), "lameduck-worker-1");
+    assert!(cut.age() >= deadline);
+    assert_eq!(report.workers().running(), ["lameduck-worker-1"]);
+    assert_eq!(report.rejected(), 1, "{report}");
+    assert!(
+        report.to_string().contains("GET /stuck from 127.0.0.1:"),
+        "{report}"
+    );
+
+    let rejected = queued.read_response(false).unwrap();
+    assert_eq!(rejected.status, 503);
+    assert_eq!(rejected.header("Retry-After"), Some("7"));
+    assert!(rejected.closes());
+}
+
+#[test]
+fn a_late_request_on_an_old_keep_alive_connection_gets_503_not_silence() {
+    let s = Running::start(|b| b);
+    let mut idle = Conn::open(s.addr).unwrap();
+    assert!(!idle.request("GET", "/").unwrap().closes());
+
+    s.handle.shutdown();
+    let (server, outcome) = s.finished();
+    report(outcome);
+    // `run` has returned; the server is still alive: the late responder answers.
+    let late = idle.request("GET", "/late").unwrap();
+    assert_eq!(late.status, 503);
+    assert!(late.closes());
+    assert!(late.header("Retry-After").is_some());
+    drop(server);
+}
+
+#[test]
+fn a_panicking_handler_gets_500_and_its_worker_serves_on() {
+    let s = Running::start(|b| b.workers(1));
+    let mut conn = Conn::open(s.addr).unwrap();
+    let failed = conn.request("GET", "/panic").unwrap();
+    assert_eq!(failed.status, 500);
+    let next = conn.request("GET", "/").unwrap();
+    assert_eq!((next.status, next.text().as_str()), (200, "hello"));
+    s.handle.shutdown();
+    let report = report(s.finished().1);
+    assert_eq!(report.handler_panics(), 1);
+    assert_eq!(report.served_before(), 2);
+    assert!(report.workers().panicked().is_empty());
+}
+
+#[test]
+fn shutdown_fired_before_run_ends_it_right_after_start() {
+    let (trigger, _) = lameduck::trigger();
+    trigger.fire(Reason::Signal);
+    let server = Server::bind("127.0.0.1:0")
+        .trigger(trigger)
+        .build(|_: &mut Request| Response::from_string("x").boxed())
+        .unwrap();
+    let start = Instant::now();
+    let report = server.run().unwrap();
+    assert_eq!(*report.reason(), Reason::Signal);
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert!(matches!(server.run(), Err(Error::AlreadyRun)));
+}
+
+#[test]
+fn binding_a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = Server::bind(addr)
+        .build(|_: &mut Request| Response::from_string("x").boxed())
+        .unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("bind {addr}: ")), "{text}");
+    assert!(std::error::Error::source(&err).is_some());
+}
