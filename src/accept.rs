@@ -16,6 +16,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::Listener;
+
 /// How long the wake-up connect may take. On loopback it takes microseconds; it can only
 /// be slow if the backlog is full, and then tiny_http is about to `accept` anyway.
 const WAKE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -27,6 +29,13 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_millis(100);
 /// one is refused at once (Linux, macOS), or retried by the OS for seconds (Windows), which
 /// this timeout turns into an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// The first pause between checks, doubled after each one up to [`MAX_PAUSE`]. A check that
+/// connects is itself a connection for tiny_http to accept: checking without pauses could
+/// keep a slow accept loop (wine's takes about a millisecond per connection) from ever
+/// finding its backlog empty.
+const FIRST_PAUSE: Duration = Duration::from_micros(100);
+const MAX_PAUSE: Duration = Duration::from_millis(10);
 
 /// Our handle on the listening socket tiny_http accepts from.
 pub(crate) struct AcceptStop {
@@ -50,7 +59,10 @@ impl AcceptStop {
     ///
     /// If the socket could not be made non-blocking (the loop then keeps accepting until the
     /// `Server` is dropped), or connects still succeeded after [`CONFIRM_TIMEOUT`].
-    pub(crate) fn stop(&mut self) -> io::Result<()> {
+    ///
+    /// `ended` fires when the end of tiny_http's loop comes out of its queue: a hint to check
+    /// at once rather than after the current pause.
+    pub(crate) fn stop(&mut self, ended: &Listener) -> io::Result<()> {
         let Some(clone) = self.clone.take() else {
             return Ok(());
         };
@@ -63,7 +75,9 @@ impl AcceptStop {
         // The socket closes when tiny_http's thread, too, has dropped its handle, moments
         // after its loop ends. Connecting is the one portable way to see that moment.
         let start = Instant::now();
+        let mut pause = FIRST_PAUSE;
         loop {
+            ended.wait_timeout(pause);
             match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
                 Err(_) => return Ok(()),
                 Ok(probe) => drop(probe),
@@ -74,7 +88,7 @@ impl AcceptStop {
                     format!("connects to {addr} still succeed {CONFIRM_TIMEOUT:?} after the stop"),
                 ));
             }
-            std::thread::sleep(Duration::from_micros(100));
+            pause = (pause * 2).min(MAX_PAUSE);
         }
     }
 }

@@ -382,7 +382,7 @@ impl Server {
             prober.stop();
         }
         probe::rescue_logged(reach(self.addr));
-        if let Err(e) = lock(&self.accept).stop() {
+        if let Err(e) = lock(&self.accept).stop(&state.accept_ended_listener()) {
             log::warn!("stop accepting on {}: {e}", self.addr);
         }
         state.set_closed();
@@ -441,7 +441,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = lock(&self.accept).stop();
+        let _ = lock(&self.accept).stop(&self.state.accept_ended_listener());
         if let Run::Done(late) = std::mem::replace(&mut *lock(&self.run), Run::Ready) {
             late.stop();
         }

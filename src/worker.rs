@@ -52,6 +52,8 @@ pub(crate) struct State {
     /// shutdown fired wait for it before they tell their client to close: a client told
     /// earlier could reconnect to the closing socket and be reset.
     closed: Trigger,
+    /// Fired when the end of tiny_http's accept loop comes out of its queue.
+    accept_ended: Trigger,
     pub(crate) retry_after: Duration,
     keep_alive_grace: Duration,
     /// The zero of the slots' `last_keep_alive` clocks.
@@ -102,6 +104,7 @@ impl State {
             listener: trigger.listener(),
             trigger,
             closed: crate::trigger().0,
+            accept_ended: crate::trigger().0,
             retry_after,
             keep_alive_grace,
             epoch: Instant::now(),
@@ -143,6 +146,11 @@ impl State {
         self.slots.iter().any(|s| s.busy.load(Ordering::Acquire))
     }
 
+    /// Fires when the end of tiny_http's accept loop has been seen.
+    pub(crate) fn accept_ended_listener(&self) -> Listener {
+        self.accept_ended.listener()
+    }
+
     /// Connects to the listening socket are refused from now on.
     pub(crate) fn set_closed(&self) {
         self.closed.fire(Reason::Requested);
@@ -173,6 +181,7 @@ impl State {
     /// connections (say, out of file descriptors), so shutdown is fired rather than leave
     /// clients waiting on a socket nobody accepts from.
     pub(crate) fn accept_ended(&self, error: io::Error) {
+        self.accept_ended.fire(Reason::Requested);
         if !self.listener.is_triggered() {
             log::error!("accept loop ended: {error}; shutting down");
             self.trigger
@@ -282,6 +291,12 @@ pub(crate) fn is_unblock(e: &io::Error) -> bool {
 
 fn serve(state: &State, slot: &Slot, mut request: Request) {
     slot.busy.store(true, Ordering::Release);
+    log::trace!(
+        "{} {} from {}: received",
+        request.method(),
+        request.url(),
+        peer_text(request.remote_addr())
+    );
     let started = Instant::now();
     *lock(&slot.current) = Some(Current {
         method: request.method().clone(),

@@ -1,0 +1,252 @@
+//! The seed program, `examples/hello`, as a real child process stopped by real signals.
+//!
+//! `.ci/run` runs these tests a second time against the Windows build under wine (see
+//! `common::example`), where SIGINT sent to the wine process arrives as CTRL_C_EVENT; there
+//! only SIGINT is sent, Windows having no SIGTERM.
+
+mod common;
+
+#[cfg(unix)]
+mod unix {
+    use std::net::SocketAddr;
+    use std::process::ExitStatus;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::common::http::{connect_refused, Conn};
+    use super::common::{example, Proc};
+
+    const BOUND: Duration = Duration::from_secs(30);
+    const SEED_LINE: &str = "shutting down gracefully, press Ctrl+C again to force stop";
+
+    /// The signals to test with: SIGINT and SIGTERM, or SIGINT only under wine.
+    fn signals() -> &'static [&'static str] {
+        if std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_some() {
+            &["INT"]
+        } else {
+            &["INT", "TERM"]
+        }
+    }
+
+    /// How long after `sent` the program ended, and its exit status. Under a runner (wine)
+    /// the process's own end is followed by the runner's teardown (hundreds of ms), so the
+    /// time is taken at `last_line`, the program's last log line before it exits.
+    #[track_caller]
+    fn exit_after(proc: &mut Proc, sent: Instant, last_line: &str) -> (Duration, ExitStatus) {
+        if std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_some() {
+            proc.wait_line(last_line, BOUND);
+            let took = sent.elapsed();
+            (took, proc.wait_exit(BOUND))
+        } else {
+            let status = proc.wait_exit(BOUND);
+            (sent.elapsed(), status)
+        }
+    }
+
+    /// Starts hello on a free port; returns it with its address, once it accepts.
+    #[track_caller]
+    fn hello(args: &[&str]) -> (Proc, SocketAddr) {
+        let mut cmd = example("hello");
+        cmd.args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info,lameduck=trace,tiny_http=off");
+        let mut proc = Proc::spawn(cmd);
+        let line = proc.wait_line("listening on http://", BOUND);
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("address in {line:?}: {e}"));
+        (proc, addr)
+    }
+
+    #[test]
+    fn a_request_in_flight_completes_after_the_signal_and_new_connects_are_refused() {
+        for signal in signals() {
+            let (mut proc, addr) = hello(&["--delay-ms", "500"]);
+            let mut conn = Conn::open(addr).unwrap();
+            conn.send("GET", "/", &[], b"").unwrap();
+            proc.wait_line(": received", BOUND); // in the handler now
+
+            let sent = Instant::now();
+            proc.signal(signal);
+            proc.wait_line(SEED_LINE, BOUND);
+            while !connect_refused(addr) {
+                assert!(
+                    sent.elapsed() < Duration::from_millis(500),
+                    "SIG{signal}: connects still accepted {:?} after the signal",
+                    sent.elapsed()
+                );
+                // Each check is a connection the accept loop must take: leave it gaps.
+                thread::sleep(Duration::from_millis(2));
+            }
+
+            let response = conn.read_response(false).unwrap();
+            assert_eq!(response.status, 200, "SIG{signal}");
+            assert_eq!(response.text(), "Hello World");
+            assert!(response.closes(), "SIG{signal}: no Connection: close");
+            let status = proc.wait_exit(BOUND);
+            assert_eq!(status.code(), Some(0), "SIG{signal}:\n{}", proc.output());
+            proc.wait_line("graceful shutdown finished.", BOUND);
+        }
+    }
+
+    #[test]
+    fn the_deadline_exits_1_names_the_cut_request_and_answers_the_queue_503() {
+        let (mut proc, addr) = hello(&[
+            "--delay-ms",
+            "5000",
+            "--timeout-ms",
+            "300",
+            "--workers",
+            "1",
+        ]);
+        let mut cut = Conn::open(addr).unwrap();
+        cut.send("GET", "/", &[], b"").unwrap();
+        proc.wait_line(": received", BOUND);
+        // The only worker is busy: this request waits in the queue (read well before the
+        // deadline, which is the test's margin).
+        let mut queued = Conn::open(addr).unwrap();
+        queued.send("GET", "/queued", &[], b"").unwrap();
+
+        let sent = Instant::now();
+        proc.signal("INT");
+        let (took, status) = exit_after(&mut proc, sent, "cut by the deadline");
+        assert_eq!(status.code(), Some(1), "{}", proc.output());
+        assert!(took < Duration::from_millis(500), "exit took {took:?}");
+
+        let port = cut.stream().local_addr().unwrap().port();
+        proc.wait_line(
+            &format!("cut by the deadline: GET / from 127.0.0.1:{port}"),
+            BOUND,
+        );
+        let rejected = queued.read_response(false).unwrap();
+        assert_eq!(rejected.status, 503);
+        assert!(rejected.header("Retry-After").is_some());
+        assert!(rejected.closes());
+    }
+
+    #[test]
+    fn a_second_signal_during_a_long_drain_exits_130_within_200ms() {
+        let (mut proc, addr) = hello(&["--delay-ms", "5000"]);
+        let mut conn = Conn::open(addr).unwrap();
+        conn.send("GET", "/", &[], b"").unwrap();
+        proc.wait_line(": received", BOUND);
+        proc.signal("INT");
+        proc.wait_line(SEED_LINE, BOUND);
+        let sent = Instant::now();
+        proc.signal("INT");
+        let (took, status) = exit_after(&mut proc, sent, "forcing exit with code 130");
+        assert_eq!(status.code(), Some(130), "{}", proc.output());
+        assert!(took < Duration::from_millis(200), "exit took {took:?}");
+    }
+
+    /// What the clients saw.
+    struct Tally {
+        /// The event "`before` responses were answered", sent once.
+        reached: crossbeam_channel::Sender<()>,
+        before: u64,
+        answered: AtomicU64,
+        rejected_503: AtomicU64,
+        refused: AtomicU64,
+        lost: AtomicU64,
+    }
+
+    /// 32 keep-alive clients in a loop; the signal comes once `before` responses were served.
+    /// Every request written must get a whole response (2xx or 503), or its connect refused.
+    fn nothing_lost_under_load(delay_ms: &str, before: u64) {
+        let (mut proc, addr) = hello(&["--delay-ms", delay_ms, "--workers", "32"]);
+        let (reached, load_going) = crossbeam_channel::bounded(1);
+        let tally = Arc::new(Tally {
+            reached,
+            before,
+            answered: AtomicU64::new(0),
+            rejected_503: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        });
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let started = Instant::now();
+        for _ in 0..32 {
+            let tally = Arc::clone(&tally);
+            let done_tx = done_tx.clone();
+            thread::spawn(move || {
+                client(addr, &tally, started + BOUND);
+                done_tx.send(()).unwrap();
+            });
+        }
+        load_going
+            .recv_timeout(BOUND)
+            .expect("load never got going");
+        proc.signal("INT");
+        for _ in 0..32 {
+            done.recv_timeout(BOUND).expect("a client did not finish");
+        }
+        let status = proc.wait_exit(BOUND);
+        let t = &*tally;
+        let (answered, rejected, refused, lost) = (
+            t.answered.load(Ordering::Relaxed),
+            t.rejected_503.load(Ordering::Relaxed),
+            t.refused.load(Ordering::Relaxed),
+            t.lost.load(Ordering::Relaxed),
+        );
+        eprintln!(
+            "delay {delay_ms} ms: answered {answered} (503: {rejected}), refused {refused}, lost {lost}"
+        );
+        assert_eq!(lost, 0, "requests lost\n{}", proc.output());
+        assert_eq!(refused, 32, "every client ends on a refused connect");
+        assert!(answered > before);
+        assert_eq!(status.code(), Some(0), "{}", proc.output());
+    }
+
+    /// One looping keep-alive client: reconnects when told to close, stops when refused.
+    fn client(addr: SocketAddr, tally: &Tally, give_up: Instant) {
+        while Instant::now() < give_up {
+            let Ok(mut conn) = Conn::open(addr) else {
+                tally.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            loop {
+                if conn.send("GET", "/", &[], b"").is_err() {
+                    break; // not written: nothing to lose
+                }
+                match conn.read_response(false) {
+                    Ok(response) => {
+                        if tally.answered.fetch_add(1, Ordering::Relaxed) + 1 == tally.before {
+                            let _ = tally.reached.send(());
+                        }
+                        match response.status {
+                            200 => {}
+                            503 => {
+                                tally.rejected_503.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => panic!("unexpected status {other}"),
+                        }
+                        if response.closes() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("lost: {e}");
+                        tally.lost.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_lost_under_keep_alive_load_with_a_0ms_handler() {
+        nothing_lost_under_load("0", 2000);
+    }
+
+    #[test]
+    fn nothing_is_lost_under_keep_alive_load_with_a_50ms_handler() {
+        nothing_lost_under_load("50", 200);
+    }
+}
