@@ -1,54 +1,59 @@
-//! Graceful shutdown for synchronous programs, on Windows and Unix alike, without an async
-//! runtime.
+//! Graceful shutdown for synchronous HTTP servers, on Windows and Unix alike, without an
+//! async runtime.
 //!
-//! lameduck is the synchronous counterpart of Go's `signal.NotifyContext`: a signal fires a
-//! [`Trigger`], every [`Listener`] wakes at once, and the program's threads finish what they
-//! hold before a deadline. A [`Pool`] of named workers is joined with that deadline and says
-//! who did not make it.
+//! lameduck is the synchronous counterpart of Go's `signal.NotifyContext` +
+//! `http.Server.Shutdown(ctx)`: a signal fires a [`Trigger`], every [`Listener`] wakes at
+//! once, the [`Server`] stops accepting, finishes what it holds, answers what it cannot
+//! finish, never waits past its deadline, and says in a [`ShutdownReport`] what it cut.
+//!
+//! ```
+//! use lameduck::tiny_http::{Request, Response};
+//!
+//! let (trigger, _listener) = lameduck::trigger();
+//! // lameduck::signal::install(&trigger)?;  // Ctrl+C / SIGTERM fire it in a real program
+//! let server = lameduck::Server::bind("127.0.0.1:0")
+//!     .trigger(trigger.clone())
+//!     .build(|_request: &mut Request| Response::from_string("Hello World").boxed())?;
+//! # std::thread::spawn(move || trigger.fire(lameduck::Reason::Requested));
+//! let report = server.run()?; // serves until shutdown, then drains
+//! println!("{report}");
+//! # Ok::<(), lameduck::Error>(())
+//! ```
 //!
 //! # The shutdown timeline
 //!
 //! ```text
-//!  signal ──► flag ──► broadcast ──► workers finish ──► timed join ──► report
-//!  Ctrl+C     atomic    every wait,    what they hold     deadline      finished / panicked /
-//!  SIGTERM    bool      select! and                       bounded       still running
-//!                       sleep wakes
+//!  signal ─► flag ─► broadcast ─► stop accepting ─► drain ─────────► deadline ─► timed join ─► report
+//!  Ctrl+C    atomic  every wait   connects          in-flight and     queued: 503  workers     served, cut,
+//!  SIGTERM   bool    and select!  refused           queued served,    + Retry-After joined or  rejected,
+//!                    wakes                          Connection: close stragglers    named      timings
 //! ```
 //!
-//! 1. **Signal.** [`signal::install`] hands SIGINT, SIGTERM and SIGHUP (Ctrl+C and
-//!    Ctrl+Break on Windows) to one handler. The first logs
+//! 1. **Signal.** [`signal::install`] hands SIGINT, SIGTERM, SIGHUP (Ctrl+C, Ctrl+Break on
+//!    Windows) to one handler: the first logs
 //!    `shutting down gracefully, press Ctrl+C again to force stop` and fires the trigger;
-//!    a second one exits with code 130 (configurable).
-//! 2. **Flag.** [`Trigger::fire`] sets an atomic flag: [`Listener::is_triggered`] is one load,
-//!    cheap on hot paths.
-//! 3. **Broadcast.** Firing drops the only sender of a `crossbeam-channel`; every thread
-//!    blocked in [`Listener::wait`], [`Listener::sleep`] or a `select!` on
-//!    [`Listener::receiver`] wakes at once, and a listener that asks later sees it at once.
-//! 4. **Timed join.** [`Pool::join_deadline`] waits for the workers' exit reports, never past
-//!    the deadline, and returns a [`JoinReport`]: finished, panicked (with the message), still
-//!    running, by thread name.
+//!    a second one exits with code 130 (configurable). Any thread can fire it too
+//!    ([`Handle::shutdown`], [`Trigger::fire`]).
+//! 2. **Flag.** [`Trigger::fire`] sets an atomic flag: [`Listener::is_triggered`] is one
+//!    load, cheap on hot paths.
+//! 3. **Broadcast.** Firing drops the only sender of a `crossbeam-channel`: every thread in
+//!    [`Listener::wait`], [`Listener::sleep`] or a `select!` on [`Listener::receiver`] wakes
+//!    at once; a listener that asks later sees it at once.
+//! 4. **Stop accepting.** The listening socket is closed first: new connects are refused,
+//!    within milliseconds. Connections already open stay open.
+//! 5. **Drain.** Requests in handlers finish, queued requests are served, and every response
+//!    from now on carries `Connection: close`, so keep-alive clients go elsewhere.
+//! 6. **Deadline.** At [`Builder::deadline`] (10 s by default) requests still queued are
+//!    answered `503` with `Retry-After`; handlers still running are named.
+//! 7. **Timed join.** The [`Pool`] of workers is joined with the deadline
+//!    ([`Pool::join_deadline`]): `run` returns within about 20 ms of it even if a handler
+//!    never returns, so the process can exit.
+//! 8. **Report.** [`Server::run`] returns the [`ShutdownReport`], or
+//!    [`Error::DeadlineExceeded`] carrying it: the reason, timings, counts, and every
+//!    request it could not finish, for a log or a retry queue.
 //!
-//! ```
-//! use std::time::Duration;
-//!
-//! let (trigger, listener) = lameduck::trigger();
-//! // lameduck::signal::install(&trigger)?;   // Ctrl+C / SIGTERM fire it in a real program
-//!
-//! let mut pool = lameduck::Pool::new();
-//! for _ in 0..4 {
-//!     let listener = listener.clone();
-//!     pool.spawn(move || {
-//!         while listener.sleep(Duration::from_millis(10)).is_ok() {
-//!             // one round of work
-//!         }
-//!     })?;
-//! }
-//!
-//! trigger.fire(lameduck::Reason::Requested);
-//! let report = pool.join_timeout(Duration::from_secs(5));
-//! assert!(report.is_complete());
-//! # Ok::<(), lameduck::Error>(())
-//! ```
+//! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
+//! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).
 //!
 //! # Anatomy
 //!
@@ -58,7 +63,30 @@
 //!   [`Reason`] and time of the fire.
 //! - [`signal`] — the only code that calls `ctrlc`; what each OS delivers; the second signal.
 //! - [`pool`] — named worker threads, exit reports over a channel, the timed join.
+//! - [`server`] — the builder, the [`Server`] and its timeline, the [`Handle`].
+//! - `accept` — stopping tiny_http's accept loop while its queue is still served.
+//! - `worker` — the worker loop: serve, drain, stop; what the workers share.
+//! - `respond` — `Connection: close`, and the 503 and 500 lameduck writes itself.
+//! - `late` — the thread that answers requests arriving after the drain.
+//! - `probe` — the fix for connections tiny_http leaves without a thread.
+//! - [`report`] — the [`ShutdownReport`] and its [`Straggler`]s.
 //! - [`error`] — the one [`Error`] enum.
+//!
+//! # Log levels
+//!
+//! Through the `log` crate; lameduck never installs a logger.
+//!
+//! | level | what |
+//! |---|---|
+//! | `error` | a handler panicked (answered 500); the accept loop died while serving |
+//! | `warn` | the deadline was exceeded (with the report); a second signal; a stop that could not be confirmed |
+//! | `info` | each shutdown phase: serving, stop accepting and drain, the report |
+//! | `debug` | each request, when answered; the end of the accept loop |
+//! | `trace` | each request, when received |
+//!
+//! tiny_http logs `Error accepting new client` at `error` when its accept loop ends, which
+//! lameduck makes it do at every shutdown: filter `tiny_http` out (`RUST_LOG=info,tiny_http=off`,
+//! as the examples do).
 //!
 //! # Safety
 //!
@@ -97,3 +125,8 @@ fn _ensure_send_sync() {
     is::<Listener>();
     is::<Error>();
 }
+
+/// The README's code blocks, compiled and run as doctests so that they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -11,7 +11,8 @@ mod common;
 mod unix {
     use std::time::Duration;
 
-    use super::common::{example, Proc};
+    use super::common::http::{get, Conn};
+    use super::common::{example, serve_example, Proc};
 
     const BOUND: Duration = Duration::from_secs(20);
 
@@ -57,6 +58,52 @@ mod unix {
             r#"still running at the deadline: ["lameduck-worker-4"]"#,
             BOUND,
         );
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_04_server_routes_and_reports() {
+        let (mut p, addr) = serve_example("04_server", &[]);
+        let home = get(addr, "/").unwrap();
+        assert_eq!(
+            (home.status, home.text().as_str()),
+            (200, "hello from lameduck\n")
+        );
+        assert_eq!(get(addr, "/count").unwrap().text(), "2\n");
+        assert_eq!(get(addr, "/nope").unwrap().status, 404);
+        p.signal("INT");
+        p.wait_line("served 3 requests", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_05_cuts_the_slow_route_and_answers_the_queue_503() {
+        let (mut p, addr) = serve_example("05_drain_deadline", &[]);
+        let mut slow = Conn::open(addr).unwrap();
+        slow.send("GET", "/slow", &[], b"").unwrap();
+        p.wait_line("/slow from", BOUND);
+        let mut queued = Conn::open(addr).unwrap();
+        queued.send("GET", "/", &[], b"").unwrap();
+        p.signal("INT");
+        let rejected = queued.read_response(false).unwrap();
+        assert_eq!(rejected.status, 503);
+        assert_eq!(rejected.header("Retry-After"), Some("5"));
+        p.wait_line("cut by the deadline: GET /slow from 127.0.0.1:", BOUND);
+        p.wait_line("answered 503 instead: 1", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
+    }
+
+    #[test]
+    fn example_05_polite_route_stops_early() {
+        let (mut p, addr) = serve_example("05_drain_deadline", &[]);
+        let mut polite = Conn::open(addr).unwrap();
+        polite.send("GET", "/polite", &[], b"").unwrap();
+        p.wait_line("/polite from", BOUND);
+        p.signal("INT");
+        let response = polite.read_response(false).unwrap();
+        assert_eq!(response.text(), "stopped early: shutting down\n");
+        assert!(response.closes());
+        p.wait_line("drained in time", BOUND);
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 }

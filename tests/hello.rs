@@ -16,7 +16,7 @@ mod unix {
     use std::time::{Duration, Instant};
 
     use super::common::http::{connect_refused, Conn};
-    use super::common::{example, Proc};
+    use super::common::{serve_example, Proc};
 
     const BOUND: Duration = Duration::from_secs(30);
     const SEED_LINE: &str = "shutting down gracefully, press Ctrl+C again to force stop";
@@ -48,20 +48,7 @@ mod unix {
     /// Starts hello on a free port; returns it with its address, once it accepts.
     #[track_caller]
     fn hello(args: &[&str]) -> (Proc, SocketAddr) {
-        let mut cmd = example("hello");
-        cmd.args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info,lameduck=trace,tiny_http=off");
-        let mut proc = Proc::spawn(cmd);
-        let line = proc.wait_line("listening on http://", BOUND);
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("address in {line:?}: {e}"));
-        (proc, addr)
+        serve_example("hello", args)
     }
 
     #[test]

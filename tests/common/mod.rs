@@ -234,3 +234,24 @@ pub fn example(name: &str) -> Command {
     }
 }
 pub mod http;
+
+/// Starts the server example `name` on a free loopback port with `args`, with lameduck's
+/// per-request trace lines on (the event "request in flight" is `": received"`), and returns
+/// it with its address once it accepts connections.
+#[track_caller]
+pub fn serve_example(name: &str, args: &[&str]) -> (Proc, std::net::SocketAddr) {
+    let mut cmd = example(name);
+    cmd.args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info,lameduck=trace,tiny_http=off");
+    let mut proc = Proc::spawn(cmd);
+    let line = proc.wait_line("listening on http://", Duration::from_secs(30));
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("address in {line:?}: {e}"));
+    (proc, addr)
+}
