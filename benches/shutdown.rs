@@ -1,0 +1,2 @@
+//! Placeholder: the side-by-side benchmark (see issue 5) is being written.
+fn main() {}
