@@ -66,7 +66,9 @@
 //! - [`server`] — the builder, the [`Server`] and its timeline, the [`Handle`].
 //! - `accept` — stopping tiny_http's accept loop while its queue is still served.
 //! - `worker` — the worker loop: serve, drain, stop; what the workers share.
-//! - `respond` — `Connection: close`, and the 503 and 500 lameduck writes itself.
+//! - `respond` — `Connection: close`, and the 503, 500 and 431 lameduck writes itself.
+//! - [`Body`] — reading a request body that fails, rather than comes up short, when the
+//!   client left early.
 //! - `late` — the thread that answers requests arriving after the drain.
 //! - `probe` — the fix for connections tiny_http leaves without a thread.
 //! - [`report`] — the [`ShutdownReport`] and its [`Straggler`]s.
@@ -96,6 +98,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod body;
 pub mod error;
 mod late;
 pub mod pool;
@@ -107,6 +110,7 @@ pub mod signal;
 pub mod trigger;
 mod worker;
 
+pub use body::{read_body, Body};
 pub use error::Error;
 pub use pool::{JoinReport, Panicked, Pool};
 pub use report::{ShutdownReport, Straggler};

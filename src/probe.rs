@@ -1,115 +1,212 @@
-//! The pool probe: finds connections tiny_http has accepted but left without a thread, and
-//! gets them one.
+//! The rescue: finds connections tiny_http has accepted but left without a thread, and gets
+//! them one.
 //!
-//! tiny_http gives each connection a task in its own thread pool. When connections arrive in
-//! a burst, the pool counts threads it has just woken as still idle, queues new tasks for
-//! them, and may end up with tasks queued and no thread left to run them. Such a task waits
-//! until some other connection closes, which for a keep-alive client can be minutes; its
-//! request is not even read, and a shutdown then would lose it.
+//! tiny_http runs each connection as a task in its own thread pool. When connections
+//! arrive in a burst, the pool still counts threads it has just woken as idle, queues the
+//! next tasks for them, and ends up with tasks queued and no thread left to run them
+//! (measured: of 64 keep-alive connections opened at once, 60 waited). A queued task runs
+//! only when some thread comes back for it: when another connection closes, which for a
+//! keep-alive client can be minutes. Its request is not even read, and a shutdown then
+//! would lose it.
 //!
-//! Any task that ends lets its thread take the next queued one, and a new connection makes
-//! the pool either wake a thread or start one. So a connection to ourselves that closes at
-//! once frees exactly one queued task. The probe tells whether any task is queued: it sends
-//! a bad request line, which tiny_http answers `400` the moment a thread reads it; if the
-//! answer is late, tasks are queued ahead of it, and the probe "kicks" (connects and closes)
-//! until its own `400` arrives, which means every task queued before it is running.
+//! Latency cannot show that state: a new connection arriving when no thread is idle gets a
+//! thread of its own at once. But that thread, once its connection ends, takes the next
+//! queued task. So a connection to ourselves that closes at once (a *kick*) frees exactly
+//! one queued task, whose request then reaches a worker moments later. That is the signal:
+//! [`Peers`] notices the first request of a connection it has not seen, and the rescue
+//! kicks again for as long as each kick is followed by such a request.
 //!
-//! A background thread, `lameduck-probe-1`, does this every [`INTERVAL`] while the server
-//! serves, and [`Server::run`](crate::Server::run) does it once more right before it stops
-//! accepting. The probe's connections never reach a handler.
+//! The background thread `lameduck-probe-1` starts a rescue every [`INTERVAL`] when new
+//! connections were seen (a burst always gets some served) and every tenth round anyway;
+//! [`Server::run`](crate::Server::run) runs one more right before it stops accepting.
+//! Kicks never reach a handler.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Error, Listener, Pool};
+use crossbeam_channel::{Receiver, Sender};
 
-/// How often the background probe runs.
+use crate::{Error, Listener, Pool, Trigger};
+
+/// How often the background rescue may run.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 
-/// How long the probe waits for its `400` before it kicks. A pool with a free thread answers
-/// in tens of microseconds; a late answer only costs a needless kick.
-const ANSWER_WAIT: Duration = Duration::from_millis(5);
+/// A rescue runs even without new connections seen every this many rounds (a burst whose
+/// served connections have not sent anything yet gives no sign).
+const UNCONDITIONAL_EVERY: u64 = 10;
 
-/// The most a rescue keeps kicking.
-const RESCUE_LIMIT: Duration = Duration::from_secs(1);
+/// After a kick, how long a freed connection's first request may take to reach a worker.
+/// Microseconds on an idle machine; milliseconds when both cores are busy. Only the last
+/// kick of a rescue waits it out.
+const RESCUE_WAIT: Duration = Duration::from_millis(10);
 
-/// Connect timeout for probes and kicks (loopback: microseconds unless the backlog is full).
+/// A rescue that freed something runs again at once, at most this many times: a freed
+/// request that was slow to reach a worker must not end the rescue early.
+const AGAIN: usize = 3;
+
+/// The most kicks in one rescue.
+const MAX_KICKS: usize = 1024;
+
+/// Connect timeout for kicks (loopback: microseconds unless the backlog is full).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Runs one probe: returns how many kicks it took for the probe to be answered.
+/// Slots in the table of recently seen connections (a power of two).
+const SLOTS: usize = 1024;
+
+/// Recently seen connections, to tell the first request of a connection from the others.
 ///
-/// # Errors
-///
-/// If the probe could not connect or write (the server no longer accepts, say).
-pub(crate) fn rescue(addr: SocketAddr) -> io::Result<usize> {
-    let mut probe = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    probe.set_nodelay(true)?;
-    probe.write_all(b"\r\n")?;
-    probe.set_read_timeout(Some(ANSWER_WAIT))?;
-    let start = Instant::now();
-    let mut kicks = 0;
-    let mut buf = [0u8; 256];
-    loop {
-        match probe.read(&mut buf) {
-            // The 400, or the close that follows it: a thread has read the probe.
-            Ok(_) => return Ok(kicks),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if start.elapsed() > RESCUE_LIMIT {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("probe not answered after {kicks} kicks"),
-                    ));
-                }
-                if let Ok(kick) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                    drop(kick);
-                    kicks += 1;
-                }
-            }
-            Err(e) => return Err(e),
+/// A fixed table indexed by a hash of the client's address; a connection is "new" when its
+/// slot holds another address. Collisions and long-idle connections make false "new"s,
+/// which only cost a needless kick. On the request path: one hash and one atomic load for a
+/// known connection.
+pub(crate) struct Peers {
+    slots: Box<[AtomicU64]>,
+    seen_new: AtomicBool,
+    new_tx: Sender<()>,
+    new_rx: Receiver<()>,
+}
+
+impl Peers {
+    pub(crate) fn new() -> Peers {
+        let (new_tx, new_rx) = crossbeam_channel::bounded(1);
+        Peers {
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            seen_new: AtomicBool::new(false),
+            new_tx,
+            new_rx,
+        }
+    }
+
+    /// Notes a request from `peer`.
+    pub(crate) fn note(&self, peer: Option<&SocketAddr>) {
+        let Some(peer) = peer else { return };
+        let key = key(peer);
+        let slot = &self.slots[index(key)];
+        if slot.load(Ordering::Relaxed) != key {
+            slot.store(key, Ordering::Relaxed);
+            self.seen_new.store(true, Ordering::Relaxed);
+            let _ = self.new_tx.try_send(());
         }
     }
 }
 
-/// Runs one probe and logs what it found.
-pub(crate) fn rescue_logged(addr: SocketAddr) {
-    match rescue(addr) {
-        Ok(0) => {}
-        Ok(kicks) => log::debug!(
-            "pool probe: connections were waiting for a thread; {kicks} kicks freed them"
-        ),
-        Err(e) => log::debug!("pool probe on {addr}: {e}"),
-    }
+/// A non-zero 64-bit digest of an address.
+fn key(peer: &SocketAddr) -> u64 {
+    let ip = match peer.ip() {
+        IpAddr::V4(ip) => u64::from(u32::from(ip)),
+        IpAddr::V6(ip) => {
+            let bits = u128::from(ip);
+            (bits as u64) ^ ((bits >> 64) as u64).rotate_left(17)
+        }
+    };
+    (ip << 16 | u64::from(peer.port())) | 1 << 63
 }
 
-/// The background probe thread.
+fn index(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// Kicks for as long as each kick frees a connection, and again while that freed some;
+/// returns how many it freed.
+pub(crate) fn rescue(addr: SocketAddr, peers: &Peers) -> usize {
+    let mut freed = 0;
+    for _ in 0..=AGAIN {
+        let more = chain(addr, peers);
+        freed += more;
+        if more == 0 {
+            break;
+        }
+    }
+    if freed > 0 {
+        log::debug!("rescue: {freed} connections were waiting for a thread (tiny_http); freed");
+    }
+    freed
+}
+
+/// One chain of kicks: stops at the first that frees nothing.
+fn chain(addr: SocketAddr, peers: &Peers) -> usize {
+    while peers.new_rx.try_recv().is_ok() {}
+    let mut freed = 0;
+    for _ in 0..MAX_KICKS {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(kick) => drop(kick),
+            Err(e) => {
+                log::debug!("rescue: kick to {addr} failed: {e}");
+                break;
+            }
+        }
+        if peers.new_rx.recv_timeout(RESCUE_WAIT).is_err() {
+            break;
+        }
+        freed += 1;
+    }
+    freed
+}
+
+/// The background rescue thread.
 pub(crate) struct Prober {
     pool: Pool,
-    stop: crate::Trigger,
+    stop: Trigger,
 }
 
 impl Prober {
-    /// Starts probing `addr` every [`INTERVAL`] until `shutdown` fires or [`Prober::stop`].
-    pub(crate) fn start(addr: SocketAddr, shutdown: Listener) -> Result<Prober, Error> {
+    /// Starts rescuing on `addr` until `shutdown` fires or [`Prober::stop`] is called.
+    pub(crate) fn start(
+        addr: SocketAddr,
+        peers: Arc<Peers>,
+        shutdown: Listener,
+    ) -> Result<Prober, Error> {
         let (stop, stopped) = crate::trigger();
         let mut pool = Pool::with_prefix("lameduck-probe");
-        pool.spawn(move || loop {
-            if stopped.sleep(INTERVAL).is_err() || shutdown.is_triggered() {
-                return;
+        pool.spawn(move || {
+            for round in 1.. {
+                if stopped.sleep(INTERVAL).is_err() || shutdown.is_triggered() {
+                    return;
+                }
+                if peers.seen_new.swap(false, Ordering::Relaxed) || round % UNCONDITIONAL_EVERY == 0
+                {
+                    rescue(addr, &peers);
+                }
             }
-            rescue_logged(addr);
         })?;
         Ok(Prober { pool, stop })
     }
 
-    /// Stops probing; waits (boundedly) for a probe under way to end.
+    /// Stops; waits (boundedly) for a rescue under way to end.
     pub(crate) fn stop(mut self) {
         self.stop.fire(crate::Reason::Requested);
-        let _ = self.pool.join_timeout(RESCUE_LIMIT + CONNECT_TIMEOUT);
+        let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + Duration::from_secs(1);
+        let _ = self.pool.join_timeout(bound);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_new_once() {
+        let peers = Peers::new();
+        let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let b: SocketAddr = "[::1]:40001".parse().unwrap();
+        peers.note(Some(&a));
+        assert!(peers.new_rx.try_recv().is_ok());
+        peers.note(Some(&a));
+        assert!(peers.new_rx.try_recv().is_err());
+        peers.note(Some(&b));
+        assert!(peers.new_rx.try_recv().is_ok());
+        assert!(peers.seen_new.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn keys_differ_by_port_and_family() {
+        let v4: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let v4b: SocketAddr = "10.0.0.1:2".parse().unwrap();
+        let v6: SocketAddr = "[::ffff:10.0.0.1]:1".parse().unwrap();
+        assert_ne!(key(&v4), key(&v4b));
+        assert_ne!(key(&v4), 0);
+        assert!(index(key(&v6)) < SLOTS);
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! tiny_http drops a `Connection` header a handler adds (`Response::add_header` ignores it),
 //! so a response that must tell the client to close is written with
-//! `Response::raw_print` on the request's raw writer, through [`CloseWriter`], which inserts
+//! `Response::raw_print` on the request's raw writer, through [`ResponseWriter`], which inserts
 //! `Connection: close` right after the status line.
 
 use std::io::{self, ErrorKind, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, ResponseBox, StatusCode};
 
@@ -19,11 +19,24 @@ const CONNECTION_CLOSE: &[u8] = b"Connection: close\r\n";
 /// HEAD gets headers only; chunked and empty bodies are framed by tiny_http as usual. Errors
 /// that only mean the client has gone are not errors.
 ///
+/// The response is written through [`ResponseWriter`], so that a write that fails (say,
+/// after the write timeout, to a client that stopped reading) fails every later one at once:
+/// tiny_http's chunked encoder would otherwise write twice more while it is dropped, each
+/// waiting out the timeout again. Getting that writer means dropping the request's body
+/// reader first, which reads what is left of the body; so a request with a body keeps
+/// tiny_http's own `respond` (response first, then the rest of the body) unless it must say
+/// `Connection: close`.
+///
 /// # Errors
 ///
 /// Any other write error.
-pub(crate) fn send(request: Request, response: ResponseBox, close: bool) -> io::Result<()> {
-    if !close {
+pub(crate) fn send(
+    request: Request,
+    response: ResponseBox,
+    close: bool,
+    write_timeout: Duration,
+) -> io::Result<()> {
+    if !close && has_body(&request) {
         return request.respond(response);
     }
     let mut request = request;
@@ -41,11 +54,22 @@ pub(crate) fn send(request: Request, response: ResponseBox, close: bool) -> io::
         .filter(|h| h.field.equiv("TE"))
         .cloned()
         .collect();
-    let mut writer = CloseWriter::new(request.into_writer());
+    let mut writer = ResponseWriter::new(request.into_writer(), close).stall_after(write_timeout);
     let result = response
         .raw_print(&mut writer, version, &te, head, None)
         .and_then(|()| writer.flush());
     ignore_client_gone(result)
+}
+
+/// `true` if `request` may carry a body (a `Content-Length` above zero, or chunked).
+fn has_body(request: &Request) -> bool {
+    match request.body_length() {
+        Some(length) => length > 0,
+        None => request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding")),
+    }
 }
 
 /// The 503 lameduck answers once the drain is over or its deadline has passed.
@@ -66,6 +90,36 @@ pub(crate) fn internal_error() -> ResponseBox {
         .boxed()
 }
 
+/// The 431 lameduck answers when a request's head (request line and headers) is larger than
+/// the server allows.
+pub(crate) fn head_too_large(limit: usize) -> ResponseBox {
+    Response::from_string(format!(
+        "431 Request Header Fields Too Large: the request line and headers exceed {limit} bytes\n"
+    ))
+    .with_status_code(StatusCode(431))
+    .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+    .boxed()
+}
+
+/// Size of a request's head as sent: request line and header lines, with their CRLFs.
+pub(crate) fn head_size(request: &Request) -> usize {
+    let line = request.method().as_str().len() + request.url().len() + " HTTP/1.1\r\n".len() + 1;
+    request.headers().iter().fold(line, |size, h| {
+        size + h.field.as_str().as_str().len() + ": ".len() + h.value.as_str().len() + 2
+    }) + 2
+}
+
+/// The first header of `response` whose name or value holds a CR or LF, which would let
+/// it end the header early and write one of its own (response splitting); tiny_http does
+/// not check.
+pub(crate) fn splitting_header(response: &ResponseBox) -> Option<&Header> {
+    response.headers().iter().find(|h| {
+        [h.field.as_str().as_bytes(), h.value.as_bytes()]
+            .iter()
+            .any(|bytes| bytes.iter().any(|&b| b == b'\r' || b == b'\n'))
+    })
+}
+
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static ASCII header")
 }
@@ -84,25 +138,49 @@ fn ignore_client_gone(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// A writer that inserts `Connection: close\r\n` after the first line written through it
-/// (the status line) and passes everything else through unchanged.
-pub(crate) struct CloseWriter<W> {
+/// The writer every response lameduck writes itself goes through. It inserts
+/// `Connection: close\r\n` after the first line (the status line) if asked to, and after a
+/// write fails it fails every later write and flush at once with the same kind of error.
+///
+/// A write that took the whole write timeout counts as failed too, even if it wrote a few
+/// bytes: the socket's timeout bounds each `send`, and a client that has stopped reading
+/// still lets a few partial sends through, each after the full timeout (measured on Linux:
+/// three of them for one stalled client).
+pub(crate) struct ResponseWriter<W> {
     inner: W,
-    inserted: bool,
+    /// `Connection: close` still to insert.
+    insert_close: bool,
+    failed: Option<ErrorKind>,
+    stall: Option<Duration>,
 }
 
-impl<W: Write> CloseWriter<W> {
-    pub(crate) fn new(inner: W) -> CloseWriter<W> {
-        CloseWriter {
+impl<W: Write> ResponseWriter<W> {
+    pub(crate) fn new(inner: W, close: bool) -> ResponseWriter<W> {
+        ResponseWriter {
             inner,
-            inserted: false,
+            insert_close: close,
+            failed: None,
+            stall: None,
         }
     }
-}
 
-impl<W: Write> Write for CloseWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.inserted {
+    /// Counts a write that blocks for (nine tenths of) `timeout`, the socket's write
+    /// timeout, as failed. Nine tenths: a partial send ends a little before the timeout on
+    /// some systems (wine).
+    pub(crate) fn stall_after(mut self, timeout: Duration) -> ResponseWriter<W> {
+        self.stall = (!timeout.is_zero()).then_some(timeout * 9 / 10);
+        self
+    }
+
+    fn check<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            self.failed = Some(e.kind());
+        }
+        result
+    }
+
+    fn write_some(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.insert_close {
             return self.inner.write(buf);
         }
         match buf.iter().position(|&b| b == b'\n') {
@@ -113,14 +191,40 @@ impl<W: Write> Write for CloseWriter<W> {
             Some(end) => {
                 self.inner.write_all(&buf[..=end])?;
                 self.inner.write_all(CONNECTION_CLOSE)?;
-                self.inserted = true;
+                self.insert_close = false;
                 Ok(end + 1)
             }
         }
     }
+}
+
+impl<W: Write> Write for ResponseWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier write of this response failed",
+            ));
+        }
+        let start = self.stall.map(|_| Instant::now());
+        let result = self.write_some(buf);
+        if let (Some(start), Some(stall), Ok(_)) = (start, self.stall, &result) {
+            if start.elapsed() >= stall {
+                self.failed = Some(ErrorKind::TimedOut);
+            }
+        }
+        self.check(result)
+    }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier write of this response failed",
+            ));
+        }
+        let result = self.inner.flush();
+        self.check(result)
     }
 }
 
@@ -130,7 +234,7 @@ mod tests {
 
     fn print(response: ResponseBox, head: bool, version: (u8, u8)) -> String {
         let mut out = Vec::new();
-        let mut w = CloseWriter::new(&mut out);
+        let mut w = ResponseWriter::new(&mut out, true);
         response
             .raw_print(&mut w, version.into(), &[], head, None)
             .unwrap();
@@ -182,9 +286,60 @@ mod tests {
     }
 
     #[test]
+    fn headers_with_cr_or_lf_are_found() {
+        let clean = Response::from_string("x")
+            .with_header(header("X-Ok", "fine"))
+            .boxed();
+        assert!(splitting_header(&clean).is_none());
+        let split = Response::from_string("x")
+            .with_header(header("X-Evil", "a\r\nSet-Cookie: stolen=1"))
+            .boxed();
+        assert_eq!(
+            splitting_header(&split).unwrap().field.as_str().as_str(),
+            "X-Evil"
+        );
+        let lf_only = Response::from_string("x")
+            .with_header(header("X-Evil", "a\nb"))
+            .boxed();
+        assert!(splitting_header(&lf_only).is_some());
+    }
+
+    #[test]
+    fn after_a_failed_write_every_write_fails_at_once() {
+        struct Fails(usize);
+        impl Write for Fails {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 += 1;
+                if self.0 == 2 {
+                    Err(io::Error::new(ErrorKind::WouldBlock, "timed out"))
+                } else {
+                    Ok(buf.len())
+                }
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = ResponseWriter::new(Fails(0), false);
+        assert!(w.write(b"a").is_ok());
+        assert_eq!(w.write(b"b").unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(w.write(b"c").unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(w.flush().unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(w.inner.0, 2, "the inner writer was tried again");
+    }
+
+    #[test]
+    fn without_close_nothing_is_inserted() {
+        let mut out = Vec::new();
+        let mut w = ResponseWriter::new(&mut out, false);
+        w.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\n\r\n");
+    }
+
+    #[test]
     fn writes_split_anywhere_still_insert_once() {
         let mut out = Vec::new();
-        let mut w = CloseWriter::new(&mut out);
+        let mut w = ResponseWriter::new(&mut out, true);
         for piece in ["HTT", "P/1.1 200", " OK\r", "\nA: b\r\n", "\r\n"] {
             w.write_all(piece.as_bytes()).unwrap();
         }

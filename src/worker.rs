@@ -18,12 +18,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Method, Request};
+use tiny_http::{Method, Request, ResponseBox};
 
 use crate::pool::panic_message;
+use crate::probe::Peers;
 use crate::report::Straggler;
 use crate::{respond, Handler, Listener, Reason, Trigger};
 
@@ -42,6 +43,16 @@ pub(crate) enum Phase {
     Overdue = 2,
 }
 
+/// The builder's settings the workers apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) workers: usize,
+    pub(crate) retry_after: Duration,
+    pub(crate) keep_alive_grace: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_head: usize,
+}
+
 /// What the workers, the late responder and `run` share.
 pub(crate) struct State {
     pub(crate) http: tiny_http::Server,
@@ -56,12 +67,16 @@ pub(crate) struct State {
     accept_ended: Trigger,
     pub(crate) retry_after: Duration,
     keep_alive_grace: Duration,
+    write_timeout: Duration,
+    max_head: usize,
     /// The zero of the slots' `last_keep_alive` clocks.
     epoch: Instant,
     phase: AtomicU8,
     /// Workers that may be blocked in tiny_http's `recv` while serving.
     in_recv: AtomicUsize,
     pub(crate) slots: Box<[Slot]>,
+    /// Recently seen connections, for the rescue of starved ones (`probe.rs`).
+    pub(crate) peers: Arc<Peers>,
     /// Requests answered 503 by the late responder.
     pub(crate) rejected: AtomicU64,
 }
@@ -94,10 +109,15 @@ impl State {
         http: tiny_http::Server,
         handler: Box<dyn Handler>,
         trigger: Trigger,
-        retry_after: Duration,
-        keep_alive_grace: Duration,
-        workers: usize,
+        settings: &Settings,
     ) -> State {
+        let Settings {
+            workers,
+            retry_after,
+            keep_alive_grace,
+            write_timeout,
+            max_head,
+        } = *settings;
         State {
             http,
             handler,
@@ -107,10 +127,13 @@ impl State {
             accept_ended: crate::trigger().0,
             retry_after,
             keep_alive_grace,
+            write_timeout,
+            max_head,
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Serving as u8),
             in_recv: AtomicUsize::new(0),
             slots: (0..workers).map(|_| Slot::default()).collect(),
+            peers: Arc::new(Peers::new()),
             rejected: AtomicU64::new(0),
         }
     }
@@ -228,7 +251,8 @@ impl State {
             request.url(),
             peer_text(request.remote_addr())
         );
-        if let Err(e) = respond::send(request, respond::unavailable(self.retry_after), true) {
+        let response = respond::unavailable(self.retry_after);
+        if let Err(e) = respond::send(request, response, true, self.write_timeout) {
             log::debug!("writing a 503: {e}");
         }
         self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -291,6 +315,7 @@ pub(crate) fn is_unblock(e: &io::Error) -> bool {
 
 fn serve(state: &State, slot: &Slot, mut request: Request) {
     slot.busy.store(true, Ordering::Release);
+    state.peers.note(request.remote_addr());
     log::trace!(
         "{} {} from {}: received",
         request.method(),
@@ -305,19 +330,7 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
         started,
     });
 
-    let (response, panicked) =
-        match panic::catch_unwind(AssertUnwindSafe(|| state.handler.handle(&mut request))) {
-            Ok(response) => (response, false),
-            Err(payload) => {
-                log::error!(
-                    "handler panicked on {} {}: {}; answered 500",
-                    request.method(),
-                    request.url(),
-                    panic_message(payload.as_ref())
-                );
-                (respond::internal_error(), true)
-            }
-        };
+    let (response, panicked) = handle(state, &mut request);
     // Decided when the response is written: a request that started before the fire and
     // ends after it still tells its client to close.
     let close = state.listener.is_triggered();
@@ -325,7 +338,7 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
         state.closed.listener().wait_timeout(CLOSED_WAIT);
     }
     let status = response.status_code().0;
-    if let Err(e) = respond::send(request, response, close) {
+    if let Err(e) = respond::send(request, response, close, state.write_timeout) {
         log::debug!("writing a response: {e}");
     }
     if !close {
@@ -356,6 +369,45 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
                 started.elapsed(),
                 if close { ", connection closed" } else { "" }
             );
+        }
+    }
+}
+
+/// Runs the handler, or answers in its place: 431 for a head over the limit, 500 for a
+/// panic or a response header that would split the response. Returns whether it panicked.
+fn handle(state: &State, request: &mut Request) -> (ResponseBox, bool) {
+    let head = respond::head_size(request);
+    if head > state.max_head {
+        log::debug!(
+            "{} {}...: request head of {head} bytes over the limit of {}; answered 431",
+            request.method(),
+            request.url().chars().take(64).collect::<String>(),
+            state.max_head
+        );
+        return (respond::head_too_large(state.max_head), false);
+    }
+    match panic::catch_unwind(AssertUnwindSafe(|| state.handler.handle(request))) {
+        Ok(response) => match respond::splitting_header(&response) {
+            None => (response, false),
+            Some(bad) => {
+                log::error!(
+                    "handler for {} {} returned header {:?} holding CR or LF \
+                     (response splitting); answered 500",
+                    request.method(),
+                    request.url(),
+                    bad.field.as_str().as_str()
+                );
+                (respond::internal_error(), false)
+            }
+        },
+        Err(payload) => {
+            log::error!(
+                "handler panicked on {} {}: {}; answered 500",
+                request.method(),
+                request.url(),
+                panic_message(payload.as_ref())
+            );
+            (respond::internal_error(), true)
         }
     }
 }

@@ -3,69 +3,54 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::http::{connect_refused, get, Conn};
+use common::server::{Running, BOUND};
 use crossbeam_channel::{Receiver, Sender};
 use lameduck::tiny_http::{Request, Response, ResponseBox, StatusCode};
-use lameduck::{Builder, Error, Handle, Reason, Server, ShutdownReport};
+use lameduck::{Builder, Error, Reason, Server, ShutdownReport};
 
-const BOUND: Duration = Duration::from_secs(10);
-
-/// A server running `run` on its own thread, with the test's handler:
+/// The test's handler:
 /// - `/slow?ms=N` sleeps N ms; `/stuck` blocks until the test ends;
 /// - `/panic` panics; `/chunked` streams a body of unknown length; `/empty` is a 204;
 /// - anything else answers `hello`.
 ///
-/// Every handler call first sends its URL on `started`: the event that a request is in
-/// flight.
-struct Running {
-    addr: SocketAddr,
-    handle: Handle,
+/// Every call first sends its URL on `started`: the event that a request is in flight.
+struct Routes {
     started: Receiver<String>,
-    result: Receiver<(Server, Result<ShutdownReport, Error>)>,
     _release: Sender<()>,
 }
 
-impl Running {
-    fn start(configure: impl FnOnce(Builder) -> Builder) -> Running {
+impl Routes {
+    fn start(configure: impl FnOnce(Builder) -> Builder) -> (Running, Routes) {
         let (started_tx, started) = crossbeam_channel::unbounded();
         let (release, stuck) = crossbeam_channel::bounded::<()>(0);
-        let server = configure(Server::bind("127.0.0.1:0"))
-            .build(move |request: &mut Request| -> ResponseBox {
-                let url = request.url().to_owned();
-                let _ = started_tx.send(url.clone());
-                if let Some(ms) = url.strip_prefix("/slow?ms=") {
-                    thread::sleep(Duration::from_millis(ms.parse().unwrap()));
-                } else if url == "/stuck" {
-                    let _ = stuck.recv();
-                } else if url == "/panic" {
-                    panic!("handler failed on purpose");
-                } else if url == "/chunked" {
-                    let body = std::io::Cursor::new(b"streamed body".to_vec());
-                    return Response::new(StatusCode(200), vec![], body, None, None).boxed();
-                } else if url == "/empty" {
-                    return Response::empty(204).boxed();
-                }
-                Response::from_string("hello").boxed()
-            })
-            .expect("build");
-        let addr = server.local_addr();
-        let handle = server.handle();
-        let (result_tx, result) = crossbeam_channel::bounded(1);
-        thread::spawn(move || {
-            let outcome = server.run();
-            let _ = result_tx.send((server, outcome));
+        let running = Running::start(configure, move |request: &mut Request| -> ResponseBox {
+            let url = request.url().to_owned();
+            let _ = started_tx.send(url.clone());
+            if let Some(ms) = url.strip_prefix("/slow?ms=") {
+                thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+            } else if url == "/stuck" {
+                let _ = stuck.recv();
+            } else if url == "/panic" {
+                panic!("handler failed on purpose");
+            } else if url == "/chunked" {
+                let body = std::io::Cursor::new(b"streamed body".to_vec());
+                return Response::new(StatusCode(200), vec![], body, None, None).boxed();
+            } else if url == "/empty" {
+                return Response::empty(204).boxed();
+            }
+            Response::from_string("hello").boxed()
         });
-        Running {
-            addr,
-            handle,
-            started,
-            result,
-            _release: release,
-        }
+        (
+            running,
+            Routes {
+                started,
+                _release: release,
+            },
+        )
     }
 
     #[track_caller]
@@ -75,12 +60,6 @@ impl Running {
             .recv_timeout(BOUND)
             .expect("no request reached a handler");
         assert_eq!(got, url);
-    }
-
-    /// Waits for `run` to return; the server is kept alive by the caller.
-    #[track_caller]
-    fn finished(&self) -> (Server, Result<ShutdownReport, Error>) {
-        self.result.recv_timeout(BOUND).expect("run did not return")
     }
 }
 
@@ -94,7 +73,7 @@ fn report(outcome: Result<ShutdownReport, Error>) -> ShutdownReport {
 
 #[test]
 fn shutdown_through_the_handle_drains_and_reports() {
-    let s = Running::start(|b| b.workers(2));
+    let (s, _routes) = Routes::start(|b| b.workers(2));
     let response = get(s.addr, "/").unwrap();
     assert_eq!((response.status, response.text().as_str()), (200, "hello"));
 
@@ -111,10 +90,10 @@ fn shutdown_through_the_handle_drains_and_reports() {
 
 #[test]
 fn in_flight_finishes_after_the_fire_and_new_connects_are_refused_within_100ms() {
-    let s = Running::start(|b| b);
+    let (s, routes) = Routes::start(|b| b);
     let mut conn = Conn::open(s.addr).unwrap();
     conn.send("GET", "/slow?ms=400", &[], b"").unwrap();
-    s.wait_started("/slow?ms=400");
+    routes.wait_started("/slow?ms=400");
 
     let fired = Instant::now();
     s.handle.shutdown();
@@ -142,7 +121,7 @@ fn in_flight_finishes_after_the_fire_and_new_connects_are_refused_within_100ms()
 
 #[test]
 fn keep_alive_clients_are_told_to_close_and_every_body_stays_framed() {
-    let s = Running::start(|b| b);
+    let (s, routes) = Routes::start(|b| b);
     let mut before = Conn::open(s.addr).unwrap();
     let first = before.request("GET", "/").unwrap();
     assert_eq!(first.status, 200);
@@ -151,8 +130,8 @@ fn keep_alive_clients_are_told_to_close_and_every_body_stays_framed() {
     let mut conns: Vec<Conn> = (0..3).map(|_| Conn::open(s.addr).unwrap()).collect();
     let mut slow = Conn::open(s.addr).unwrap();
     slow.send("GET", "/slow?ms=300", &[], b"").unwrap();
-    s.wait_started("/");
-    s.wait_started("/slow?ms=300");
+    routes.wait_started("/");
+    routes.wait_started("/slow?ms=300");
     s.handle.shutdown();
 
     // Sent during the drain, on connections opened before it.
@@ -182,14 +161,14 @@ fn keep_alive_clients_are_told_to_close_and_every_body_stays_framed() {
 #[test]
 fn the_deadline_names_what_it_cut_and_answers_the_queue_503() {
     let deadline = Duration::from_millis(300);
-    let s = Running::start(|b| {
+    let (s, routes) = Routes::start(|b| {
         b.workers(1)
             .deadline(deadline)
             .retry_after(Duration::from_secs(7))
     });
     let mut stuck = Conn::open(s.addr).unwrap();
     stuck.send("GET", "/stuck", &[], b"").unwrap();
-    s.wait_started("/stuck");
+    routes.wait_started("/stuck");
     // The only worker is stuck: this one waits in the queue.
     let mut queued = Conn::open(s.addr).unwrap();
     queued.send("GET", "/queued", &[], b"").unwrap();
@@ -233,7 +212,7 @@ fn the_deadline_names_what_it_cut_and_answers_the_queue_503() {
 
 #[test]
 fn a_late_request_on_an_old_keep_alive_connection_gets_503_not_silence() {
-    let s = Running::start(|b| b);
+    let (s, _routes) = Routes::start(|b| b);
     let mut idle = Conn::open(s.addr).unwrap();
     assert!(!idle.request("GET", "/").unwrap().closes());
 
@@ -250,7 +229,7 @@ fn a_late_request_on_an_old_keep_alive_connection_gets_503_not_silence() {
 
 #[test]
 fn a_panicking_handler_gets_500_and_its_worker_serves_on() {
-    let s = Running::start(|b| b.workers(1));
+    let (s, _routes) = Routes::start(|b| b.workers(1));
     let mut conn = Conn::open(s.addr).unwrap();
     let failed = conn.request("GET", "/panic").unwrap();
     assert_eq!(failed.status, 500);

@@ -255,3 +255,4 @@ pub fn serve_example(name: &str, args: &[&str]) -> (Proc, std::net::SocketAddr) 
         .unwrap_or_else(|e| panic!("address in {line:?}: {e}"));
     (proc, addr)
 }
+pub mod server;

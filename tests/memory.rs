@@ -1,0 +1,46 @@
+//! Memory stays bounded under oversized requests. Alone in its test binary: it reads this
+//! process's resident memory, which other tests would disturb.
+
+mod common;
+
+use common::http::{get, Conn};
+use common::server::Running;
+use lameduck::tiny_http::{Request, Response, ResponseBox};
+
+fn hello(_: &mut Request) -> ResponseBox {
+    Response::from_string("hello").boxed()
+}
+
+/// Resident memory of this process, from /proc (Linux).
+#[cfg(target_os = "linux")]
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_oversized_head_gets_431_and_memory_stays_bounded() {
+    let s = Running::start(|b| b, hello);
+    let big = format!("X-Big: {}", "a".repeat(1 << 20));
+    let send_big = || {
+        let mut conn = Conn::open(s.addr).unwrap();
+        conn.send("GET", "/", &[&big], b"").unwrap();
+        conn.read_response(false).unwrap()
+    };
+    let first = send_big();
+    assert_eq!(first.status, 431);
+    assert!(first.text().contains("65536 bytes"), "{}", first.text());
+    #[cfg(target_os = "linux")]
+    {
+        let before = rss_kib();
+        for _ in 0..20 {
+            assert_eq!(send_big().status, 431);
+        }
+        let grown = rss_kib().saturating_sub(before);
+        eprintln!("oversized heads: 20 more of 1 MiB grew RSS by {grown} KiB");
+        assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+    }
+    assert_eq!(get(s.addr, "/").unwrap().status, 200);
+    s.shut_down();
+}
