@@ -27,6 +27,8 @@ const BOUND: Duration = Duration::from_secs(20);
 /// - `no-force`: second signal ignored; the cleanup waits for stdin to close, then exit 0.
 /// - `twice`: installs twice, prints what the second install returned.
 /// - `ctrlc-first`: the application installs its own `ctrlc` handler, then lameduck's.
+/// - `early`: a signal arrives before the server is even built; once told (a line on
+///   stdin), it builds and runs one, which must shut down right after it starts.
 #[test]
 fn child() {
     let Ok(mode) = std::env::var(CHILD) else {
@@ -49,6 +51,21 @@ fn child() {
                 "lameduck install: {}",
                 describe(lameduck::signal::install(&trigger))
             );
+            std::process::exit(0);
+        }
+        "early" => {
+            lameduck::signal::install(&trigger).unwrap();
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            let server = lameduck::Server::bind("127.0.0.1:0")
+                .trigger(trigger)
+                .build(|_: &mut lameduck::tiny_http::Request| {
+                    lameduck::tiny_http::Response::from_string("x").boxed()
+                })
+                .unwrap();
+            let report = server.run().unwrap();
+            println!("report: {report}");
             std::process::exit(0);
         }
         "graceful" | "slow-cleanup" => lameduck::signal::install(&trigger).unwrap(),
@@ -148,6 +165,49 @@ mod unix {
             assert!(took < Duration::from_millis(200), "exit took {took:?}");
             child.wait_line("forcing exit with code 130", BOUND);
         }
+    }
+
+    #[test]
+    fn a_signal_before_the_server_starts_shuts_it_down_right_after_start() {
+        let mut child = start("early");
+        child.signal("TERM");
+        child.wait_line(lameduck::signal::FIRST_SIGNAL_LINE, BOUND);
+        let sent = Instant::now();
+        child.send_line("go");
+        child.wait_line("report: shutdown (signal)", BOUND);
+        assert_eq!(child.wait_exit(BOUND).code(), Some(0), "{}", child.output());
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            sent.elapsed()
+        );
+    }
+
+    /// 100 signals in quick succession (one `kill` sending them back to back): one fire,
+    /// one cleanup, no deadlock.
+    #[test]
+    fn a_hundred_signals_fire_once_and_clean_up_once() {
+        let mut child = start("no-force");
+        let pid = child.pid.to_string();
+        let status = std::process::Command::new("kill")
+            .arg("-INT")
+            .args(std::iter::repeat(pid.as_str()).take(100))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait_line("fired reason=signal", BOUND);
+        // The kernel merges a signal into one already pending, so how many of the 100 reach
+        // the handler varies. One more, now that the first has been handled, must: the
+        // handler still works after the storm.
+        child.signal("INT");
+        child.wait_line("ignored, still shutting down gracefully", BOUND);
+        child.close_stdin();
+        let status = child.wait_exit(BOUND);
+        assert_eq!(status.code(), Some(0), "{}", child.output());
+        let output = child.output();
+        assert_eq!(output.matches("fired reason=").count(), 1, "{output}");
+        assert_eq!(output.matches("cleanup done").count(), 1, "{output}");
+        assert_eq!(output.matches("shutting down gracefully, press").count(), 1);
     }
 
     #[test]
