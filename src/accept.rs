@@ -1,19 +1,28 @@
-//! Stopping tiny_http's accept loop early, while its queued requests are still received.
+//! The listening socket: stopping tiny_http's accept loop early (while its queued requests
+//! are still received), and starting a new one when it has died.
 //!
-//! tiny_http stops accepting only when its `Server` is dropped, and dropping it would lose
-//! the requests it has queued. Its accept loop, though, ends on the first error `accept`
-//! returns. So lameduck binds the listener itself and keeps a clone of it (both handles are
-//! one socket); to stop, it turns the socket non-blocking and connects to it once, which
-//! wakes the blocked `accept`. tiny_http's next `accept` fails with `WouldBlock`, its loop
-//! ends and drops its handle; lameduck drops the clone; the socket is closed and new
-//! connects are refused, on Linux, macOS and Windows alike. Connections already accepted keep
-//! working, and requests already queued are still received.
+//! **Stop.** tiny_http stops accepting only when its `Server` is dropped, and dropping it
+//! would lose the requests it has queued. Its accept loop, though, ends on the first error
+//! `accept` returns. So lameduck binds the listener itself and keeps a clone of it (both
+//! handles are one socket); to stop, it turns the socket non-blocking and connects to it
+//! once, which wakes the blocked `accept`. tiny_http's next `accept` fails with
+//! `WouldBlock`, its loop ends and drops its handle; lameduck drops the clone; the socket is
+//! closed and new connects are refused, on Linux, macOS and Windows alike. Connections
+//! already accepted keep working, and requests already queued are still received. tiny_http
+//! pushes that error into its request queue: whoever receives it fires the generation's
+//! `ended` listener.
 //!
-//! tiny_http pushes that `WouldBlock` error into its request queue: whoever receives it
-//! learns that the loop has ended (see `State::accept_ended`).
+//! **Restart.** The same first-error rule ends the loop for good when `accept` fails for
+//! another reason, typically when the process is out of file descriptors (EMFILE), and at
+//! that point tiny_http can also panic in its accept thread without a word. A new tiny_http
+//! server on a fresh clone of the socket accepts again. Until descriptors are free for it,
+//! the connections waiting in the kernel's backlog are answered `503` and closed, one at a
+//! time, with a descriptor kept in reserve for that ([`Acceptor::shed_backlog`]), so that no
+//! client waits there for nothing.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::Listener;
@@ -37,35 +46,48 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
 const FIRST_PAUSE: Duration = Duration::from_micros(100);
 const MAX_PAUSE: Duration = Duration::from_millis(10);
 
+/// At most this many backlog connections are shed per call.
+const SHED_BATCH: usize = 64;
+
+/// Descriptors that must be free before a new accept loop is started: tiny_http needs two
+/// per connection, and one it cannot get makes its accept thread panic, which would only
+/// start the outage again.
+const HEADROOM: usize = 16;
+
 /// Our handle on the listening socket tiny_http accepts from.
-pub(crate) struct AcceptStop {
+pub(crate) struct Acceptor {
     clone: Option<TcpListener>,
     addr: SocketAddr,
+    /// A descriptor held in reserve: closed to make room for one `accept` when the process
+    /// is out of them.
+    spare: Option<File>,
 }
 
-impl AcceptStop {
+impl Acceptor {
     /// Keeps `clone`, a `try_clone` of the listener given to tiny_http, bound to `addr`.
-    pub(crate) fn new(clone: TcpListener, addr: SocketAddr) -> AcceptStop {
-        AcceptStop {
+    pub(crate) fn new(clone: TcpListener, addr: SocketAddr) -> Acceptor {
+        Acceptor {
             clone: Some(clone),
             addr,
+            spare: open_spare(),
         }
     }
 
     /// Stops tiny_http's accept loop, closes our handle on the socket, and returns once a
     /// connect to it is refused: from then on no client can reach the socket. Idempotent.
     ///
+    /// `ended` fires when the end of tiny_http's loop comes out of its queue: a hint to check
+    /// at once rather than after the current pause.
+    ///
     /// # Errors
     ///
     /// If the socket could not be made non-blocking (the loop then keeps accepting until the
     /// `Server` is dropped), or connects still succeeded after [`CONFIRM_TIMEOUT`].
-    ///
-    /// `ended` fires when the end of tiny_http's loop comes out of its queue: a hint to check
-    /// at once rather than after the current pause.
     pub(crate) fn stop(&mut self, ended: &Listener) -> io::Result<()> {
         let Some(clone) = self.clone.take() else {
             return Ok(());
         };
+        self.spare = None;
         clone.set_nonblocking(true)?;
         let addr = reach(self.addr);
         // Connect, then close at once: tiny_http accepts it (or not: either way its next
@@ -91,6 +113,89 @@ impl AcceptStop {
             pause = (pause * 2).min(MAX_PAUSE);
         }
     }
+
+    /// A new tiny_http server accepting from the socket, after the last one's accept loop
+    /// died.
+    ///
+    /// # Errors
+    ///
+    /// If fewer than [`HEADROOM`] descriptors are free, or the socket could not be cloned,
+    /// or tiny_http could not start, or the socket was already stopped.
+    pub(crate) fn new_server(&mut self) -> io::Result<tiny_http::Server> {
+        let headroom: io::Result<Vec<File>> = (0..HEADROOM).map(|_| null_file()).collect();
+        drop(headroom?);
+        let clone = self
+            .clone
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the server is stopping"))?;
+        let listener = clone.try_clone()?;
+        listener.set_nonblocking(false)?;
+        let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+        if self.spare.is_none() {
+            self.spare = open_spare();
+        }
+        Ok(http)
+    }
+
+    /// While no accept loop runs: answers the connections waiting in the backlog with a
+    /// `503` (`Retry-After: retry_after`) and closes them, using the reserve descriptor when
+    /// the process has none left. Returns how many were answered.
+    pub(crate) fn shed_backlog(&mut self, retry_after: Duration) -> usize {
+        let Some(clone) = self.clone.as_ref() else {
+            return 0;
+        };
+        if clone.set_nonblocking(true).is_err() {
+            return 0;
+        }
+        let mut shed = 0;
+        while shed < SHED_BATCH {
+            match clone.accept() {
+                Ok((stream, _)) => {
+                    refuse(stream, retry_after);
+                    shed += 1;
+                }
+                Err(e) if out_of_descriptors(&e) && self.spare.is_some() => {
+                    self.spare = None; // frees one descriptor for the next accept
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = clone.set_nonblocking(false);
+        if self.spare.is_none() {
+            self.spare = open_spare();
+        }
+        shed
+    }
+}
+
+/// Answers a connection lameduck accepted itself with a `503` and closes it.
+fn refuse(stream: TcpStream, retry_after: Duration) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nConnection: close\r\n\
+         Content-Length: 0\r\n\r\n",
+        retry_after.as_secs().max(1)
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    if cfg!(windows) {
+        e.raw_os_error() == Some(10024) // WSAEMFILE
+    } else {
+        matches!(e.raw_os_error(), Some(23) | Some(24)) // ENFILE, EMFILE
+    }
+}
+
+fn null_file() -> io::Result<File> {
+    File::open(if cfg!(windows) { "NUL" } else { "/dev/null" })
+}
+
+fn open_spare() -> Option<File> {
+    null_file().ok()
 }
 
 /// Where to connect to reach a listener bound to `addr`: an unspecified address (`0.0.0.0`,

@@ -107,6 +107,7 @@ pub mod report;
 mod respond;
 pub mod server;
 pub mod signal;
+mod state;
 pub mod trigger;
 mod worker;
 

@@ -272,6 +272,13 @@ impl JoinReport {
         self.running = later.running;
     }
 
+    /// Adds what the join of another pool found.
+    pub(crate) fn absorb_all(&mut self, other: JoinReport) {
+        self.finished.extend(other.finished);
+        self.panicked.extend(other.panicked);
+        self.running.extend(other.running);
+    }
+
     /// `true` if every worker ended (finished or panicked) before the deadline.
     pub fn is_complete(&self) -> bool {
         self.running.is_empty()

@@ -16,19 +16,28 @@
 //! [`Peers`] notices the first request of a connection it has not seen, and the rescue
 //! kicks again for as long as each kick is followed by such a request.
 //!
-//! The background thread `lameduck-probe-1` starts a rescue every [`INTERVAL`] when new
+//! The supervisor thread `lameduck-probe-1` starts a rescue every [`INTERVAL`] when new
 //! connections were seen (a burst always gets some served) and every tenth round anyway;
 //! [`Server::run`](crate::Server::run) runs one more right before it stops accepting.
 //! Kicks never reach a handler.
+//!
+//! The same thread watches the accept loop: every 300 ms it sends a bad request line,
+//! which tiny_http answers `400` at once; a loop that died without a word (tiny_http's accept
+//! thread can panic when the process is out of descriptors) answers nothing, even after a
+//! rescue. A dead loop, found so or reported by the error it left in the queue, is replaced
+//! by a new tiny_http server on the same socket (`accept.rs`).
 
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::{Error, Listener, Pool, Trigger};
+use crate::accept::Acceptor;
+use crate::state::{lock, State};
+use crate::{worker, Error, Listener, Pool, Trigger};
 
 /// How often the background rescue may run.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
@@ -45,6 +54,15 @@ const RESCUE_WAIT: Duration = Duration::from_millis(10);
 /// A rescue that freed something runs again at once, at most this many times: a freed
 /// request that was slow to reach a worker must not end the rescue early.
 const AGAIN: usize = 3;
+
+/// How often (in rounds) the supervisor checks that the accept loop still answers.
+const PING_EVERY: u64 = 3;
+
+/// How long a ping may wait for its `400`. A live loop answers in microseconds.
+const PING_WAIT: Duration = Duration::from_millis(300);
+
+/// While the accept loop cannot be restarted, how often to try again.
+const RESTART_RETRY: Duration = Duration::from_millis(20);
 
 /// The most kicks in one rescue.
 const MAX_KICKS: usize = 1024;
@@ -145,40 +163,132 @@ fn chain(addr: SocketAddr, peers: &Peers) -> usize {
     freed
 }
 
-/// The background rescue thread.
-pub(crate) struct Prober {
+/// Sends a bad request line, which tiny_http answers `400` as soon as a thread reads it.
+/// `Ok(true)` if answered within [`PING_WAIT`].
+///
+/// # Errors
+///
+/// If the ping could not connect or write (say, this process is out of descriptors too):
+/// no answer either way.
+fn ping(addr: SocketAddr) -> io::Result<bool> {
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.write_all(b"\r\n")?;
+    stream.set_read_timeout(Some(PING_WAIT))?;
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `false` if tiny_http's accept loop no longer answers: a ping goes unanswered, and still
+/// does after a rescue (a starved pool answers once rescued).
+fn accept_loop_answers(addr: SocketAddr, peers: &Peers) -> bool {
+    match ping(addr) {
+        Ok(false) => {
+            rescue(addr, peers);
+            !matches!(ping(addr), Ok(false))
+        }
+        _ => true,
+    }
+}
+
+/// The supervisor thread, `lameduck-probe-1`: rescues starved connections, checks that the
+/// accept loop is alive, and starts a new one when it has died.
+pub(crate) struct Supervisor {
     pool: Pool,
     stop: Trigger,
 }
 
-impl Prober {
-    /// Starts rescuing on `addr` until `shutdown` fires or [`Prober::stop`] is called.
+impl Supervisor {
+    /// Starts supervising until the server shuts down or [`Supervisor::stop`] is called.
     pub(crate) fn start(
+        state: Arc<State>,
+        acceptor: Arc<Mutex<Acceptor>>,
         addr: SocketAddr,
-        peers: Arc<Peers>,
-        shutdown: Listener,
-    ) -> Result<Prober, Error> {
+    ) -> Result<Supervisor, Error> {
         let (stop, stopped) = crate::trigger();
         let mut pool = Pool::with_prefix("lameduck-probe");
-        pool.spawn(move || {
-            for round in 1.. {
-                if stopped.sleep(INTERVAL).is_err() || shutdown.is_triggered() {
-                    return;
-                }
-                if peers.seen_new.swap(false, Ordering::Relaxed) || round % UNCONDITIONAL_EVERY == 0
-                {
-                    rescue(addr, &peers);
-                }
-            }
-        })?;
-        Ok(Prober { pool, stop })
+        pool.spawn(move || supervise(&state, &acceptor, addr, &stopped))?;
+        Ok(Supervisor { pool, stop })
     }
 
-    /// Stops; waits (boundedly) for a rescue under way to end.
+    /// Stops; waits (boundedly) for a rescue or restart under way to end.
     pub(crate) fn stop(mut self) {
         self.stop.fire(crate::Reason::Requested);
-        let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + Duration::from_secs(1);
+        let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + PING_WAIT * 2 + Duration::from_secs(1);
         let _ = self.pool.join_timeout(bound);
+    }
+}
+
+fn supervise(state: &Arc<State>, acceptor: &Mutex<Acceptor>, addr: SocketAddr, stopped: &Listener) {
+    for round in 1u64.. {
+        select! {
+            recv(stopped.receiver()) -> _ => return,
+            recv(state.restart_rx) -> dead => {
+                if dead.is_ok_and(|n| n == state.current_number()) {
+                    restart(state, acceptor, stopped);
+                }
+            }
+            default(INTERVAL) => {}
+        }
+        if state.is_shutting_down() || stopped.is_triggered() {
+            return;
+        }
+        if state.peers.seen_new.swap(false, Ordering::Relaxed) || round % UNCONDITIONAL_EVERY == 0 {
+            rescue(addr, &state.peers);
+        }
+        if round % PING_EVERY == 0 && !accept_loop_answers(addr, &state.peers) {
+            let gen = state.current_gen();
+            state.accept_died(&gen, "it stopped answering (tiny_http gave no error)");
+        }
+    }
+}
+
+/// Starts a new generation after the current one's accept loop died; sheds the backlog with
+/// 503s until it can (descriptors free again), or until shutdown.
+fn restart(state: &Arc<State>, acceptor: &Mutex<Acceptor>, stopped: &Listener) {
+    let old = state.current_gen();
+    let mut shed = 0;
+    let mut reported = false;
+    while !state.is_shutting_down() && !stopped.is_triggered() {
+        let attempt = lock(acceptor).new_server();
+        match attempt {
+            Ok(http) => {
+                let new = state.install(http);
+                // Move the workers off the old generation: each wakes, sees the new one.
+                let until = Instant::now() + Duration::from_secs(1);
+                while old.receivers() > 0 && Instant::now() < until {
+                    old.wake_receivers();
+                    std::thread::yield_now();
+                }
+                if let Err(e) = worker::spawn_retired(state, old) {
+                    log::warn!("{e}: the old connections wait until shutdown");
+                }
+                log::warn!(
+                    "accepting again (tiny_http server {}); {shed} connections were answered \
+                     503 meanwhile",
+                    new.number
+                );
+                return;
+            }
+            Err(e) => {
+                if !reported {
+                    log::warn!("cannot start a new accept loop yet ({e}); answering 503 meanwhile");
+                    reported = true;
+                }
+                shed += lock(acceptor).shed_backlog(state.settings.retry_after);
+                stopped.wait_timeout(RESTART_RETRY);
+            }
+        }
     }
 }
 

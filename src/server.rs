@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tiny_http::{Request, ResponseBox};
 
-use crate::accept::{reach, AcceptStop};
+use crate::accept::{reach, Acceptor};
 use crate::late::Late;
-use crate::probe::{self, Prober};
+use crate::probe::{self, Supervisor};
 use crate::report::ShutdownReport;
-use crate::worker::{self, lock, Phase, Settings, State, DRAIN_POLL};
+use crate::state::{lock, Phase, Settings, State};
+use crate::worker::{self, Serves, DRAIN_POLL};
 use crate::{Error, Listener, Pool, Reason, Trigger};
 
 /// The shutdown deadline when none is set: 10 seconds, as in the Go program lameduck ports.
@@ -229,16 +230,15 @@ impl Builder {
         let http = tiny_http::Server::from_listener(listener, None).map_err(Error::Start)?;
         let trigger = self.trigger.unwrap_or_else(|| crate::trigger().0);
         let settings = Settings {
-            workers: self.workers,
             retry_after: self.retry_after,
             keep_alive_grace: self.keep_alive_grace,
             write_timeout: self.write_timeout,
             max_head: self.max_request_head,
         };
-        let state = State::new(http, Box::new(handler), trigger.clone(), &settings);
+        let state = State::new(http, Box::new(handler), trigger.clone(), settings);
         Ok(Server {
             state: Arc::new(state),
-            accept: Mutex::new(AcceptStop::new(clone, addr)),
+            acceptor: Arc::new(Mutex::new(Acceptor::new(clone, addr))),
             addr,
             trigger,
             workers: self.workers,
@@ -318,7 +318,7 @@ enum Run {
 /// ```
 pub struct Server {
     state: Arc<State>,
-    accept: Mutex<AcceptStop>,
+    acceptor: Arc<Mutex<Acceptor>>,
     addr: SocketAddr,
     trigger: Trigger,
     workers: usize,
@@ -387,39 +387,33 @@ impl Server {
             *run = Run::Running;
         }
         let mut pool = Pool::new();
-        let mut names = Vec::with_capacity(self.workers);
-        for index in 0..self.workers {
-            let state = Arc::clone(&self.state);
-            match pool.spawn(move || worker::work(&state, index)) {
-                Ok(name) => names.push(name.to_owned()),
-                Err(e) => {
-                    self.trigger.fire(Reason::Other(format!("{e}")));
-                    let _ = self.shut_down(pool, &names, None);
-                    return Err(e);
-                }
+        for _ in 0..self.workers {
+            if let Err(e) = worker::spawn(&self.state, &mut pool, Serves::Current) {
+                self.trigger.fire(Reason::Other(format!("{e}")));
+                let _ = self.shut_down(pool, None);
+                return Err(e);
             }
         }
-        let prober = match Prober::start(
+        let supervisor = match Supervisor::start(
+            Arc::clone(&self.state),
+            Arc::clone(&self.acceptor),
             reach(self.addr),
-            Arc::clone(&self.state.peers),
-            self.trigger.listener(),
         ) {
-            Ok(prober) => Some(prober),
+            Ok(supervisor) => Some(supervisor),
             Err(e) => {
                 log::warn!("{e}: connections tiny_http leaves without a thread will wait");
                 None
             }
         };
         log::info!("serving http://{} with {} workers", self.addr, self.workers);
-        self.shut_down(pool, &names, prober)
+        self.shut_down(pool, supervisor)
     }
 
     /// Waits for the fire, then runs the timeline of [`Server::run`].
     fn shut_down(
         &self,
         mut pool: Pool,
-        names: &[String],
-        prober: Option<Prober>,
+        supervisor: Option<Supervisor>,
     ) -> Result<ShutdownReport, Error> {
         let state = &self.state;
         let fired = self.trigger.listener().wait();
@@ -433,11 +427,12 @@ impl Server {
 
         // 1. Stop accepting: once connects are refused, responses may tell clients to close.
         //    First, every connection accepted so far gets a thread (see `probe.rs`).
-        if let Some(prober) = prober {
-            prober.stop();
+        if let Some(supervisor) = supervisor {
+            supervisor.stop();
         }
         probe::rescue(reach(self.addr), &state.peers);
-        if let Err(e) = lock(&self.accept).stop(&state.accept_ended_listener()) {
+        let ended = state.current_gen().ended();
+        if let Err(e) = lock(&self.acceptor).stop(&ended) {
             log::warn!("stop accepting on {}: {e}", self.addr);
         }
         state.set_closed();
@@ -446,19 +441,28 @@ impl Server {
         state.set_phase(Phase::Draining);
         state.wake_serving();
 
-        // 3. Deadline; 4. timed join.
+        // 3. Deadline; 4. timed join (the workers of dead generations, if any, too).
+        let mut retired = lock(&state.retired);
         let mut workers = pool.join_deadline(deadline);
+        workers.absorb_all(retired.join_deadline(deadline));
         let mut drained = t0.elapsed();
         if !workers.is_complete() {
             state.set_phase(Phase::Overdue);
             workers.absorb(pool.join_timeout(DRAIN_POLL + OVERDUE_GRACE));
+            workers.absorb_all(retired.join_timeout(DRAIN_POLL));
             drained = self.deadline;
         }
+        drop(retired);
 
         // What still arrives, or is still queued, gets a 503.
         let late = match Late::start(Arc::clone(state)) {
             Ok((late, backlog)) => {
-                let _ = backlog.recv_timeout(BACKLOG_WAIT);
+                let until = std::time::Instant::now() + BACKLOG_WAIT;
+                for _ in 0..late.threads() {
+                    if backlog.recv_deadline(until).is_err() {
+                        break;
+                    }
+                }
                 Some(late)
             }
             Err(e) => {
@@ -477,7 +481,7 @@ impl Server {
             served_during_drain,
             rejected: state.rejected.load(std::sync::atomic::Ordering::Relaxed),
             handler_panics,
-            stragglers: state.stragglers(names),
+            stragglers: state.stragglers(),
             workers,
             fired,
         };
@@ -496,7 +500,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = lock(&self.accept).stop(&self.state.accept_ended_listener());
+        let ended = self.state.current_gen().ended();
+        let _ = lock(&self.acceptor).stop(&ended);
         if let Run::Done(late) = std::mem::replace(&mut *lock(&self.run), Run::Ready) {
             late.stop();
         }

@@ -33,13 +33,26 @@ fn an_oversized_head_gets_431_and_memory_stays_bounded() {
     assert!(first.text().contains("65536 bytes"), "{}", first.text());
     #[cfg(target_os = "linux")]
     {
-        let before = rss_kib();
-        for _ in 0..20 {
-            assert_eq!(send_big().status, 431);
+        // tiny_http reads each head into memory on one of its connection threads; the
+        // allocator keeps some of it for reuse. Bounded means: it levels off.
+        let mut rss = vec![rss_kib()];
+        for _ in 0..4 {
+            for _ in 0..25 {
+                assert_eq!(send_big().status, 431);
+            }
+            rss.push(rss_kib());
         }
-        let grown = rss_kib().saturating_sub(before);
-        eprintln!("oversized heads: 20 more of 1 MiB grew RSS by {grown} KiB");
-        assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+        eprintln!("oversized heads: RSS after each 25 of 1 MiB (KiB): {rss:?}");
+        let first_batch = rss[1].saturating_sub(rss[0]);
+        let last_three = rss[4].saturating_sub(rss[1]);
+        assert!(
+            first_batch < 32 * 1024,
+            "first 25 grew RSS by {first_batch} KiB"
+        );
+        assert!(
+            last_three < 8 * 1024,
+            "75 more grew RSS by {last_three} KiB: {rss:?}"
+        );
     }
     assert_eq!(get(s.addr, "/").unwrap().status, 200);
     s.shut_down();

@@ -78,8 +78,14 @@ impl Proc {
         }
     }
 
-    /// Every line seen so far, stdout and stderr interleaved as they arrived.
-    pub fn output(&self) -> String {
+    /// Every line printed so far, stdout and stderr interleaved as they arrived.
+    pub fn output(&mut self) -> String {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Event::Line(stream, line) => self.seen.push(format!("[{stream}] {line}")),
+                Event::Eof(_) => self.open_streams -= 1,
+            }
+        }
         self.seen.join("\n")
     }
 
@@ -191,7 +197,9 @@ pub fn reexec(name: &str, env: &[(&str, &str)]) -> Command {
 
 /// A command that runs the example `name`.
 ///
-/// By default, the example `cargo test` built beside this test binary
+/// By default, the example `cargo test` built beside this test binary (a plain `cargo test`
+/// builds the examples; `cargo test --test X` alone does not, so run `cargo build
+/// --examples` first)
 /// (`target/<profile>/examples/`). With `LAMEDUCK_EXAMPLE_DIR` set, the one in that folder
 /// instead (`name.exe` or `name`), started through `LAMEDUCK_EXAMPLE_RUNNER` if that is set
 /// (a command and its arguments, split on spaces): this is how `.ci/run` runs the same tests

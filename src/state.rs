@@ -1,0 +1,348 @@
+//! What the workers, the supervisor, the late responder and `run` share: the phase, the
+//! generations of tiny_http servers, the workers' slots.
+//!
+//! A *generation* is one tiny_http server accepting from the listening socket. There is one
+//! for the server's life, unless its accept loop dies (tiny_http ends it for good on the
+//! first `accept` error, e.g. out of file descriptors): then the supervisor starts a new one
+//! on the same socket (`accept.rs`, `probe.rs`). The workers move to it; a dead generation
+//! keeps one worker of its own, `lameduck-retired-N`, for the keep-alive connections it still
+//! has, until the drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use tiny_http::{Method, Request};
+
+use crate::probe::Peers;
+use crate::report::Straggler;
+use crate::{respond, Handler, Listener, Pool, Reason, Trigger};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Serving = 0,
+    Draining = 1,
+    Overdue = 2,
+}
+
+/// The builder's settings the workers apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) retry_after: Duration,
+    pub(crate) keep_alive_grace: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_head: usize,
+}
+
+/// One tiny_http server on the listening socket.
+pub(crate) struct Gen {
+    pub(crate) http: tiny_http::Server,
+    pub(crate) number: usize,
+    /// Receivers that may be blocked in this generation's `recv`.
+    in_recv: AtomicUsize,
+    /// Its accept loop has ended (seen, or found by the supervisor).
+    dead: AtomicBool,
+    /// Fired when the end of its accept loop comes out of its queue.
+    ended: Trigger,
+}
+
+impl Gen {
+    fn new(http: tiny_http::Server, number: usize) -> Gen {
+        Gen {
+            http,
+            number,
+            in_recv: AtomicUsize::new(0),
+            dead: AtomicBool::new(false),
+            ended: crate::trigger().0,
+        }
+    }
+
+    /// Counts the caller as a receiver that may block in `recv`. Done *before* the caller
+    /// reads the phase (see [`Gen::wake_receivers`]).
+    pub(crate) fn enter(&self) {
+        self.in_recv.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.in_recv.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn receivers(&self) -> usize {
+        self.in_recv.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every receiver blocked in this generation's `recv`, after the phase (or the
+    /// current generation) has changed.
+    ///
+    /// `unblock` puts one wake-up entry in tiny_http's queue, which the next receiver takes.
+    /// A receiver raises `in_recv` before it reads the phase, and the phase was changed
+    /// before `in_recv` is read here; so a receiver not counted here reads the new phase and
+    /// does not block, and every counted one finds an entry (or a request) to take. Workers
+    /// that go on receiving after the change keep off the queue until `in_recv` is zero, so
+    /// they cannot take the entries meant for the others. An entry left over (its worker took
+    /// a request instead) is later seen as an empty receive: harmless.
+    pub(crate) fn wake_receivers(&self) {
+        for _ in 0..self.receivers() {
+            self.http.unblock();
+        }
+    }
+
+    /// Fires when the end of this generation's accept loop has been seen.
+    pub(crate) fn ended(&self) -> Listener {
+        self.ended.listener()
+    }
+}
+
+/// One worker's own corner of the state, on its own cache lines: the hot path writes only
+/// here.
+#[repr(align(128))]
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    pub(crate) busy: AtomicBool,
+    pub(crate) current: Mutex<Option<Current>>,
+    pub(crate) served_before: AtomicU64,
+    pub(crate) served_during_drain: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    /// When this worker last wrote a response that left the connection open, in nanoseconds
+    /// since `State::epoch`.
+    pub(crate) last_keep_alive: AtomicU64,
+}
+
+impl Slot {
+    pub(crate) fn new(name: String) -> Slot {
+        Slot {
+            name,
+            busy: AtomicBool::new(false),
+            current: Mutex::new(None),
+            served_before: AtomicU64::new(0),
+            served_during_drain: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            last_keep_alive: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The request a worker is in the handler for.
+pub(crate) struct Current {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) started: Instant,
+}
+
+/// What the workers, the supervisor, the late responder and `run` share.
+pub(crate) struct State {
+    gens: Mutex<Vec<Arc<Gen>>>,
+    /// The number of the generation new connections go to.
+    current: AtomicUsize,
+    pub(crate) handler: Box<dyn Handler>,
+    pub(crate) listener: Listener,
+    /// Fired once connects to the listening socket are refused. Responses written after the
+    /// shutdown fired wait for it before they tell their client to close: a client told
+    /// earlier could reconnect to the closing socket and be reset.
+    pub(crate) closed: Trigger,
+    /// Generations whose accept loop was seen to end while serving, for the supervisor.
+    restart_tx: Sender<usize>,
+    pub(crate) restart_rx: Receiver<usize>,
+    pub(crate) settings: Settings,
+    /// The zero of the slots' `last_keep_alive` clocks.
+    pub(crate) epoch: Instant,
+    phase: AtomicU8,
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// Workers of dead generations (`lameduck-retired-N`).
+    pub(crate) retired: Mutex<Pool>,
+    /// Recently seen connections, for the rescue of starved ones (`probe.rs`).
+    pub(crate) peers: Arc<Peers>,
+    /// Requests answered 503 by the late responder.
+    pub(crate) rejected: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn new(
+        http: tiny_http::Server,
+        handler: Box<dyn Handler>,
+        trigger: Trigger,
+        settings: Settings,
+    ) -> State {
+        let (restart_tx, restart_rx) = crossbeam_channel::unbounded();
+        State {
+            gens: Mutex::new(vec![Arc::new(Gen::new(http, 1))]),
+            current: AtomicUsize::new(1),
+            handler,
+            listener: trigger.listener(),
+            closed: crate::trigger().0,
+            restart_tx,
+            restart_rx,
+            settings,
+            epoch: Instant::now(),
+            phase: AtomicU8::new(Phase::Serving as u8),
+            slots: Mutex::new(Vec::new()),
+            retired: Mutex::new(Pool::with_prefix("lameduck-retired")),
+            peers: Arc::new(Peers::new()),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::SeqCst) {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            _ => Phase::Overdue,
+        }
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.listener.is_triggered()
+    }
+
+    /// The generation new connections go to.
+    pub(crate) fn current_gen(&self) -> Arc<Gen> {
+        let gens = lock(&self.gens);
+        Arc::clone(gens.last().expect("a generation"))
+    }
+
+    pub(crate) fn current_number(&self) -> usize {
+        self.current.load(Ordering::SeqCst)
+    }
+
+    /// Every generation, the dead ones too.
+    pub(crate) fn gens(&self) -> Vec<Arc<Gen>> {
+        lock(&self.gens).clone()
+    }
+
+    /// Makes `http` the current generation, and returns it.
+    pub(crate) fn install(&self, http: tiny_http::Server) -> Arc<Gen> {
+        let mut gens = lock(&self.gens);
+        let number = gens.last().map_or(1, |g| g.number + 1);
+        let gen = Arc::new(Gen::new(http, number));
+        gens.push(Arc::clone(&gen));
+        self.current.store(number, Ordering::SeqCst);
+        gen
+    }
+
+    /// After the phase has left `Serving`: wakes every receiver of every generation.
+    pub(crate) fn wake_serving(&self) {
+        for gen in self.gens() {
+            gen.wake_receivers();
+        }
+    }
+
+    /// A slot for a new worker named `name`.
+    pub(crate) fn add_slot(&self, name: String) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(name));
+        lock(&self.slots).push(Arc::clone(&slot));
+        slot
+    }
+
+    pub(crate) fn any_busy(&self) -> bool {
+        lock(&self.slots)
+            .iter()
+            .any(|s| s.busy.load(Ordering::Acquire))
+    }
+
+    /// Connects to the listening socket are refused from now on.
+    pub(crate) fn set_closed(&self) {
+        self.closed.fire(Reason::Requested);
+    }
+
+    /// How long until the keep-alive grace is over: until no connection that was left open
+    /// by a response can still be about to send its next request. Zero once it is over.
+    ///
+    /// A client that got a keep-alive response just before the fire sends its next request
+    /// microseconds later, on that connection; the drain waits for it rather than end under
+    /// it. A connection idle for longer than the grace is taken to stay idle.
+    pub(crate) fn keep_alive_grace_left(&self) -> Duration {
+        let last = lock(&self.slots)
+            .iter()
+            .map(|s| s.last_keep_alive.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        if last == 0 {
+            return Duration::ZERO;
+        }
+        let until = self.epoch + Duration::from_nanos(last) + self.settings.keep_alive_grace;
+        until.saturating_duration_since(Instant::now())
+    }
+
+    /// An error came out of `gen`'s queue: its accept loop has ended. During shutdown that
+    /// is lameduck's own doing. While serving it means no one accepts new connections any
+    /// more (say, the process is out of file descriptors): the supervisor is told to start a
+    /// new generation.
+    pub(crate) fn accept_ended(&self, gen: &Gen, error: io::Error) {
+        gen.ended.fire(Reason::Requested);
+        if self.is_shutting_down() {
+            log::debug!("accept loop ended ({error}), as asked");
+        } else {
+            self.accept_died(gen, &error.to_string());
+        }
+    }
+
+    /// `gen`'s accept loop is dead (`why`): tells the supervisor, once.
+    pub(crate) fn accept_died(&self, gen: &Gen, why: &str) {
+        if !gen.dead.swap(true, Ordering::SeqCst) {
+            log::error!("accept loop ended: {why}; starting a new one");
+            let _ = self.restart_tx.send(gen.number);
+        }
+    }
+
+    /// Requests in a handler now, with the worker running each.
+    pub(crate) fn stragglers(&self) -> Vec<Straggler> {
+        let now = Instant::now();
+        lock(&self.slots)
+            .iter()
+            .filter_map(|slot| {
+                lock(&slot.current).as_ref().map(|c| Straggler {
+                    method: c.method.clone(),
+                    url: c.url.clone(),
+                    peer: c.peer,
+                    age: now.saturating_duration_since(c.started),
+                    worker: slot.name.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sums of the workers' counters: served before the fire, during the drain, panics.
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
+        lock(&self.slots).iter().fold((0, 0, 0), |(b, d, p), s| {
+            (
+                b + s.served_before.load(Ordering::Relaxed),
+                d + s.served_during_drain.load(Ordering::Relaxed),
+                p + s.panics.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Answers `request` with 503, `Retry-After` and `Connection: close`.
+    pub(crate) fn reject(&self, request: Request) {
+        log::debug!(
+            "{} {} from {}: 503, shutting down",
+            request.method(),
+            request.url(),
+            peer_text(request.remote_addr())
+        );
+        let response = respond::unavailable(self.settings.retry_after);
+        if let Err(e) = respond::send(request, response, true, self.settings.write_timeout) {
+            log::debug!("writing a 503: {e}");
+        }
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn peer_text(peer: Option<&SocketAddr>) -> String {
+    peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+}
+
+/// Locks a mutex; a panic while it was held cannot leave these plain values half-written.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
