@@ -42,6 +42,9 @@ impl Late {
             let stop = Arc::clone(&stop);
             let backlog_done = backlog_done.clone();
             pool.spawn(move || {
+                while let Ok(request) = state.room_rx.try_recv() {
+                    state.reject(request);
+                }
                 while let Ok(Some(request)) = gen.http.try_recv() {
                     state.reject(request);
                 }

@@ -70,7 +70,10 @@
 //! - [`Body`] — reading a request body that fails, rather than comes up short, when the
 //!   client left early.
 //! - `late` — the thread that answers requests arriving after the drain.
-//! - `probe` — the fix for connections tiny_http leaves without a thread.
+//! - `state` — what the workers share: the phase, the generations of tiny_http servers.
+//! - `room` — the bound on requests waiting for a worker; 503 at once beyond it.
+//! - `probe` — the supervisor: connections tiny_http leaves without a thread, and an accept
+//!   loop that died.
 //! - [`report`] — the [`ShutdownReport`] and its [`Straggler`]s.
 //! - [`error`] — the one [`Error`] enum.
 //!
@@ -105,6 +108,7 @@ pub mod pool;
 mod probe;
 pub mod report;
 mod respond;
+mod room;
 pub mod server;
 pub mod signal;
 mod state;

@@ -25,6 +25,7 @@ pub struct ShutdownReport {
     pub(crate) served_before: u64,
     pub(crate) served_during_drain: u64,
     pub(crate) rejected: u64,
+    pub(crate) shed: u64,
     pub(crate) handler_panics: u64,
     pub(crate) stragglers: Vec<Straggler>,
     pub(crate) workers: JoinReport,
@@ -79,6 +80,13 @@ impl ShutdownReport {
         self.rejected
     }
 
+    /// Requests answered `503` at once, over the server's whole life, because every worker
+    /// was busy and the waiting room was full
+    /// ([`Builder::max_waiting`](crate::Builder::max_waiting)).
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
     /// Requests whose handler panicked; each was answered `500 Internal Server Error`.
     pub fn handler_panics(&self) -> u64 {
         self.handler_panics
@@ -118,6 +126,9 @@ impl fmt::Display for ShutdownReport {
             self.rejected,
             self.stragglers.len()
         )?;
+        if self.shed > 0 {
+            write!(f, "; {} shed with 503 while overloaded", self.shed)?;
+        }
         for straggler in &self.stragglers {
             write!(f, "\n  unfinished: {straggler}")?;
         }

@@ -72,10 +72,11 @@ fn has_body(request: &Request) -> bool {
     }
 }
 
-/// The 503 lameduck answers once the drain is over or its deadline has passed.
-pub(crate) fn unavailable(retry_after: Duration) -> ResponseBox {
+/// The 503 lameduck answers once the drain is over or its deadline has passed, or when the
+/// waiting room is full; `why` ends its text ("shutting down", "overloaded").
+pub(crate) fn unavailable(retry_after: Duration, why: &str) -> ResponseBox {
     let seconds = retry_after.as_secs().max(1);
-    Response::from_string("503 Service Unavailable: the server is shutting down\n")
+    Response::from_string(format!("503 Service Unavailable: the server is {why}\n"))
         .with_status_code(StatusCode(503))
         .with_header(header("Retry-After", &seconds.to_string()))
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
@@ -280,7 +281,11 @@ mod tests {
 
     #[test]
     fn the_503_carries_retry_after() {
-        let text = print(unavailable(Duration::from_secs(7)), false, (1, 0));
+        let text = print(
+            unavailable(Duration::from_secs(7), "shutting down"),
+            false,
+            (1, 0),
+        );
         assert!(text.starts_with("HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\n"));
         assert!(text.contains("Retry-After: 7\r\n"), "{text}");
     }

@@ -12,6 +12,7 @@ use crate::accept::{reach, Acceptor};
 use crate::late::Late;
 use crate::probe::{self, Supervisor};
 use crate::report::ShutdownReport;
+use crate::room::Shedder;
 use crate::state::{lock, Phase, Settings, State};
 use crate::worker::{self, Serves, DRAIN_POLL};
 use crate::{Error, Listener, Pool, Reason, Trigger};
@@ -31,6 +32,9 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request head (request line and headers) served when no limit is set. See
 /// [`Builder::max_request_head`].
 pub const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// How many requests may wait for a worker when none is set. See [`Builder::max_waiting`].
+pub const DEFAULT_MAX_WAITING: usize = 1024;
 
 /// After the deadline, how long workers that are between requests get to notice it; those
 /// still running after that are in a handler.
@@ -105,6 +109,7 @@ pub struct Builder {
     keep_alive_grace: Duration,
     write_timeout: Duration,
     max_request_head: usize,
+    max_waiting: usize,
     trigger: Option<Trigger>,
 }
 
@@ -118,6 +123,7 @@ impl Builder {
             keep_alive_grace: DEFAULT_KEEP_ALIVE_GRACE,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            max_waiting: DEFAULT_MAX_WAITING,
             trigger: None,
         }
     }
@@ -189,6 +195,19 @@ impl Builder {
         self
     }
 
+    /// How many requests may wait for a worker while every worker is busy. Beyond that, a
+    /// new request is answered `503 Service Unavailable` with `Retry-After` and
+    /// `Connection: close` at once, instead of waiting (and memory growing) without bound.
+    /// Default: [`DEFAULT_MAX_WAITING`] (1024). Zero: no waiting, a request that finds
+    /// every worker busy is turned away.
+    ///
+    /// Counted in [`ShutdownReport::shed`]. See the `room` module for how it is done over
+    /// tiny_http's unbounded queue.
+    pub fn max_waiting(mut self, requests: usize) -> Builder {
+        self.max_waiting = requests;
+        self
+    }
+
     /// Shuts down when `trigger` fires, instead of a trigger of the server's own.
     ///
     /// Share one trigger between the server, [`signal::install`](crate::signal::install) and
@@ -230,6 +249,8 @@ impl Builder {
         let http = tiny_http::Server::from_listener(listener, None).map_err(Error::Start)?;
         let trigger = self.trigger.unwrap_or_else(|| crate::trigger().0);
         let settings = Settings {
+            workers: self.workers,
+            max_waiting: self.max_waiting,
             retry_after: self.retry_after,
             keep_alive_grace: self.keep_alive_grace,
             write_timeout: self.write_timeout,
@@ -284,6 +305,7 @@ impl fmt::Debug for Builder {
             .field("keep_alive_grace", &self.keep_alive_grace)
             .field("write_timeout", &self.write_timeout)
             .field("max_request_head", &self.max_request_head)
+            .field("max_waiting", &self.max_waiting)
             .finish_non_exhaustive()
     }
 }
@@ -390,10 +412,17 @@ impl Server {
         for _ in 0..self.workers {
             if let Err(e) = worker::spawn(&self.state, &mut pool, Serves::Current) {
                 self.trigger.fire(Reason::Other(format!("{e}")));
-                let _ = self.shut_down(pool, None);
+                let _ = self.shut_down(pool, None, None);
                 return Err(e);
             }
         }
+        let shedder = match Shedder::start(Arc::clone(&self.state)) {
+            Ok(shedder) => Some(shedder),
+            Err(e) => {
+                log::warn!("{e}: requests will wait without bound when every worker is busy");
+                None
+            }
+        };
         let supervisor = match Supervisor::start(
             Arc::clone(&self.state),
             Arc::clone(&self.acceptor),
@@ -406,7 +435,7 @@ impl Server {
             }
         };
         log::info!("serving http://{} with {} workers", self.addr, self.workers);
-        self.shut_down(pool, supervisor)
+        self.shut_down(pool, supervisor, shedder)
     }
 
     /// Waits for the fire, then runs the timeline of [`Server::run`].
@@ -414,6 +443,7 @@ impl Server {
         &self,
         mut pool: Pool,
         supervisor: Option<Supervisor>,
+        shedder: Option<Shedder>,
     ) -> Result<ShutdownReport, Error> {
         let state = &self.state;
         let fired = self.trigger.listener().wait();
@@ -440,6 +470,9 @@ impl Server {
         // 2. Drain: every worker is woken to see the new phase.
         state.set_phase(Phase::Draining);
         state.wake_serving();
+        if let Some(shedder) = shedder {
+            shedder.stop();
+        }
 
         // 3. Deadline; 4. timed join (the workers of dead generations, if any, too).
         let mut retired = lock(&state.retired);
@@ -480,6 +513,7 @@ impl Server {
             served_before,
             served_during_drain,
             rejected: state.rejected.load(std::sync::atomic::Ordering::Relaxed),
+            shed: state.shed.load(std::sync::atomic::Ordering::Relaxed),
             handler_panics,
             stragglers: state.stragglers(),
             workers,

@@ -31,6 +31,8 @@ pub(crate) enum Phase {
 /// The builder's settings the workers apply.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
+    pub(crate) workers: usize,
+    pub(crate) max_waiting: usize,
     pub(crate) retry_after: Duration,
     pub(crate) keep_alive_grace: Duration,
     pub(crate) write_timeout: Duration,
@@ -158,6 +160,17 @@ pub(crate) struct State {
     pub(crate) peers: Arc<Peers>,
     /// Requests answered 503 by the late responder.
     pub(crate) rejected: AtomicU64,
+    /// The waiting room: requests taken from tiny_http while every worker was busy, for the
+    /// workers to take first (`room.rs`).
+    pub(crate) room_tx: Sender<Request>,
+    pub(crate) room_rx: Receiver<Request>,
+    /// Workers in a handler now.
+    busy: AtomicUsize,
+    /// A worker made every worker busy: the shedder may have work.
+    all_busy_tx: Sender<()>,
+    pub(crate) all_busy_rx: Receiver<()>,
+    /// Requests answered 503 at once because the waiting room was full.
+    pub(crate) shed: AtomicU64,
 }
 
 impl State {
@@ -168,6 +181,8 @@ impl State {
         settings: Settings,
     ) -> State {
         let (restart_tx, restart_rx) = crossbeam_channel::unbounded();
+        let (room_tx, room_rx) = crossbeam_channel::bounded(settings.max_waiting);
+        let (all_busy_tx, all_busy_rx) = crossbeam_channel::bounded(1);
         State {
             gens: Mutex::new(vec![Arc::new(Gen::new(http, 1))]),
             current: AtomicUsize::new(1),
@@ -183,6 +198,48 @@ impl State {
             retired: Mutex::new(Pool::with_prefix("lameduck-retired")),
             peers: Arc::new(Peers::new()),
             rejected: AtomicU64::new(0),
+            room_tx,
+            room_rx,
+            busy: AtomicUsize::new(0),
+            all_busy_tx,
+            all_busy_rx,
+            shed: AtomicU64::new(0),
+        }
+    }
+
+    /// A worker starts on a request.
+    pub(crate) fn start_work(&self) {
+        if self.busy.fetch_add(1, Ordering::SeqCst) + 1 >= self.settings.workers {
+            let _ = self.all_busy_tx.try_send(());
+        }
+    }
+
+    /// A worker is done with a request.
+    pub(crate) fn end_work(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// `true` while every worker is in a handler.
+    pub(crate) fn all_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) >= self.settings.workers
+    }
+
+    /// Puts `request` in the waiting room, or answers it 503 if the room is full. Called by
+    /// the shedder, which took it from `gen` while every worker was busy.
+    pub(crate) fn wait_or_shed(&self, request: Request, gen: &Gen) {
+        match self.room_tx.try_send(request) {
+            Ok(()) => {
+                // A worker may have just finished and gone back to tiny_http's queue: wake
+                // it to look in the room. (If not, it looks there before it goes back.)
+                if !self.all_busy() {
+                    gen.http.unblock();
+                }
+            }
+            Err(full) => {
+                let request = full.into_inner();
+                self.answer_503(request, "overloaded");
+                self.shed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -320,19 +377,24 @@ impl State {
         })
     }
 
-    /// Answers `request` with 503, `Retry-After` and `Connection: close`.
+    /// Answers `request` with 503, `Retry-After` and `Connection: close`, because the
+    /// server is shutting down.
     pub(crate) fn reject(&self, request: Request) {
+        self.answer_503(request, "shutting down");
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn answer_503(&self, request: Request, why: &str) {
         log::debug!(
-            "{} {} from {}: 503, shutting down",
+            "{} {} from {}: 503, {why}",
             request.method(),
             request.url(),
             peer_text(request.remote_addr())
         );
-        let response = respond::unavailable(self.settings.retry_after);
+        let response = respond::unavailable(self.settings.retry_after, why);
         if let Err(e) = respond::send(request, response, true, self.settings.write_timeout) {
             log::debug!("writing a 503: {e}");
         }
-        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 }
 

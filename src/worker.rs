@@ -49,8 +49,13 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
     };
 
     // Serving: block in the queue. The worker counts itself as a receiver *before* it reads
-    // the phase and the current generation (see `Gen::wake_receivers`).
+    // the phase and the current generation (see `Gen::wake_receivers`). Requests in the
+    // waiting room (`room.rs`) come first: they were taken from the queue earlier.
     loop {
+        if let Ok(request) = state.room_rx.try_recv() {
+            serve(state, slot, request);
+            continue;
+        }
         gen.enter();
         let moved = matches!(serves, Serves::Current) && state.current_number() != gen.number;
         if state.phase() != Phase::Serving || moved {
@@ -77,9 +82,13 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
         std::thread::yield_now();
     }
 
-    // Draining: take what is queued; stop when it is empty, no one is in a handler, and the
-    // keep-alive grace is over.
+    // Draining: take what is waiting or queued; stop when both are empty, no one is in a
+    // handler, and the keep-alive grace is over.
     while state.phase() == Phase::Draining {
+        if let Ok(request) = state.room_rx.try_recv() {
+            serve(state, slot, request);
+            continue;
+        }
         match gen.http.try_recv() {
             Ok(Some(request)) => serve(state, slot, request),
             Ok(None) if !state.any_busy() && state.keep_alive_grace_left().is_zero() => return,
@@ -129,6 +138,7 @@ pub(crate) fn is_unblock(e: &io::Error) -> bool {
 
 fn serve(state: &State, slot: &Slot, mut request: Request) {
     slot.busy.store(true, Ordering::Release);
+    state.start_work();
     state.peers.note(request.remote_addr());
     log::trace!(
         "{} {} from {}: received",
@@ -173,6 +183,7 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
         slot.panics.fetch_add(1, Ordering::Relaxed);
     }
     slot.busy.store(false, Ordering::Release);
+    state.end_work();
     if log::log_enabled!(log::Level::Debug) {
         if let Some(c) = current {
             log::debug!(

@@ -230,3 +230,59 @@ fn a_panic_storm_keeps_every_worker_alive_and_answering() {
     assert_eq!(report.workers().finished().len(), 4, "{report:?}");
     assert!(report.workers().panicked().is_empty());
 }
+
+/// Under overload (handlers slower than arrivals), at most `max_waiting` requests wait for a
+/// worker; the others are answered 503 with Retry-After at once.
+#[test]
+fn beyond_the_waiting_room_requests_get_503_at_once() {
+    let s = Running::start(
+        |b| b.workers(2).max_waiting(3).retry_after(Duration::from_secs(2)),
+        |request: &mut Request| -> ResponseBox {
+            if request.url() == "/slow" {
+                thread::sleep(Duration::from_millis(400));
+            }
+            Response::from_string("done").boxed()
+        },
+    );
+    // Twelve keep-alive connections, each served once, so that tiny_http runs all of them.
+    let mut conns: Vec<Conn> = (0..12).map(|_| Conn::open(s.addr).unwrap()).collect();
+    for conn in &mut conns {
+        assert_eq!(conn.request("GET", "/fast").unwrap().status, 200);
+    }
+    // Then all twelve at once: 2 in the handlers, 3 waiting, 7 turned away.
+    let sent = Instant::now();
+    for conn in &mut conns {
+        conn.send("GET", "/slow", &[], b"").unwrap();
+    }
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            thread::spawn(move || {
+                let response = conn.read_response(false).unwrap();
+                (response, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut served = 0;
+    let mut shed = 0;
+    for reader in readers {
+        let (response, arrived) = reader.join().unwrap();
+        match response.status {
+            200 => served += 1,
+            503 => {
+                assert!(
+                    arrived < Duration::from_millis(300),
+                    "a 503 came after {arrived:?}, not at once"
+                );
+                assert_eq!(response.header("Retry-After"), Some("2"));
+                assert!(response.text().contains("overloaded"), "{}", response.text());
+                shed += 1;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!((served, shed), (5, 7));
+    let report = s.shut_down();
+    assert_eq!(report.shed(), 7, "{report}");
+    assert_eq!(report.served_before(), 12 + 5);
+}

@@ -1,0 +1,75 @@
+//! The waiting room: a bound on the requests waiting for a worker, and `503` at once beyond
+//! it.
+//!
+//! tiny_http queues every request it reads, without limit and without telling how many wait.
+//! So while every worker is busy, a shedder thread (`lameduck-queue-1`) takes requests from
+//! tiny_http's queue itself and puts them in the room, a channel of
+//! [`Builder::max_waiting`](crate::Builder::max_waiting) places; when the room is full it
+//! answers the request `503 Service Unavailable` with `Retry-After` and `Connection: close`
+//! at once. Workers take from the room before they go back to tiny_http's queue, so requests
+//! keep their order. Below saturation the shedder sleeps: a request then costs the workers
+//! one counter and one look at an empty channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::select;
+
+use crate::state::{Phase, State};
+use crate::{Error, Listener, Pool, Trigger};
+
+/// While every worker is busy, how long one receive of the shedder waits before it looks
+/// again whether that is still so.
+const SHED_POLL: Duration = Duration::from_millis(10);
+
+/// The running shedder.
+pub(crate) struct Shedder {
+    pool: Pool,
+    stop: Trigger,
+}
+
+impl Shedder {
+    /// Starts the shedder thread.
+    pub(crate) fn start(state: Arc<State>) -> Result<Shedder, Error> {
+        let (stop, stopped) = crate::trigger();
+        let mut pool = Pool::with_prefix("lameduck-queue");
+        pool.spawn(move || shed(&state, &stopped))?;
+        Ok(Shedder { pool, stop })
+    }
+
+    /// Stops the shedder; waits (boundedly) for it.
+    pub(crate) fn stop(mut self) {
+        self.stop.fire(crate::Reason::Requested);
+        let _ = self
+            .pool
+            .join_timeout(SHED_POLL * 10 + Duration::from_secs(1));
+    }
+}
+
+fn shed(state: &State, stopped: &Listener) {
+    loop {
+        select! {
+            recv(state.all_busy_rx) -> _ => {}
+            recv(stopped.receiver()) -> _ => return,
+        }
+        let mut gen = state.current_gen();
+        while state.all_busy() && !stopped.is_triggered() {
+            if state.current_number() != gen.number {
+                gen = state.current_gen();
+            }
+            // Counted as a receiver, so that a change of phase wakes it too.
+            gen.enter();
+            if state.phase() != Phase::Serving {
+                gen.leave();
+                break;
+            }
+            let received = gen.http.recv_timeout(SHED_POLL);
+            gen.leave();
+            match received {
+                Ok(Some(request)) => state.wait_or_shed(request, &gen),
+                Ok(None) => {}
+                Err(e) => state.accept_ended(&gen, e),
+            }
+        }
+    }
+}
