@@ -101,3 +101,70 @@ fn too_long(limit: usize) -> io::Error {
         format!("request body longer than {limit} bytes"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use tiny_http::{Header, Request};
+
+    use super::{read_body, Body};
+    use crate::respond::tests_rng::Rng;
+
+    /// A request whose body stops after `sent` of its `length` bytes (a client gone early).
+    /// tiny_http reads bodies up to 1024 bytes before the handler sees the request, so the
+    /// lengths here are larger.
+    fn request(length: usize, sent: usize) -> Request {
+        let body: &'static str = Box::leak("b".repeat(sent).into_boxed_str());
+        tiny_http::TestRequest::new()
+            .with_header(Header::from_bytes("Content-Length", length.to_string()).unwrap())
+            .with_body(body)
+            .into()
+    }
+
+    #[test]
+    fn a_whole_body_reads_whole_and_a_short_one_fails() {
+        for case_number in 0..400 {
+            let mut rng = Rng::new(case_number);
+            let length = 1025 + rng.below(8000);
+            let sent = if rng.below(2) == 0 {
+                length
+            } else {
+                rng.below(length)
+            };
+            let mut request = request(length, sent);
+            let mut body = Body::new(&mut request);
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 + rng.below(3000)];
+            let outcome = loop {
+                match body.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break Err(e.kind()),
+                }
+            };
+            assert_eq!(got.len(), sent, "case {case_number}");
+            if sent == length {
+                assert_eq!(outcome, Ok(()), "case {case_number}");
+            } else {
+                assert_eq!(
+                    outcome,
+                    Err(std::io::ErrorKind::UnexpectedEof),
+                    "case {case_number}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn read_body_enforces_its_limit() {
+        let mut whole = request(3000, 3000);
+        assert_eq!(read_body(&mut whole, 3000).unwrap().len(), 3000);
+        let mut over = request(3000, 3000);
+        let err = read_body(&mut over, 2999).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let mut short = request(3000, 10);
+        let err = read_body(&mut short, 5000).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}

@@ -354,3 +354,276 @@ mod tests {
         );
     }
 }
+
+/// The seeded generator, for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_rng {
+    pub(crate) use super::generated::Rng;
+}
+
+/// Randomised checks (a seeded generator; a failure names its case) of the bytes lameduck
+/// writes or inspects itself: the `Connection: close` insertion under any split of writes,
+/// framing of every kind of body, the response-splitting check, the request head size.
+#[cfg(test)]
+mod generated {
+    use std::io::{self, Cursor, Write};
+
+    use tiny_http::{HTTPVersion, Header, Method, Request, Response, ResponseBox, StatusCode};
+
+    use super::{head_size, splitting_header, ResponseWriter};
+
+    /// xorshift64*: small, seeded, good enough to vary inputs.
+    pub(crate) struct Rng(u64);
+
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Rng {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+        fn text(&mut self, alphabet: &[u8], max: usize) -> String {
+            let len = self.below(max + 1);
+            (0..len)
+                .map(|_| alphabet[self.below(alphabet.len())] as char)
+                .collect()
+        }
+    }
+
+    const TOKEN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
+    const PRINTABLE: &[u8] =
+        b" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+
+    /// A sink that takes a random number of bytes per `write`: every split of the output.
+    struct Choppy<'a> {
+        out: Vec<u8>,
+        rng: &'a mut Rng,
+    }
+
+    impl Write for Choppy<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let n = 1 + self.rng.below(buf.len());
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Case {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        known_length: bool,
+        version: (u8, u8),
+        head: bool,
+    }
+
+    impl Case {
+        fn new(rng: &mut Rng) -> Case {
+            let statuses = [200, 201, 204, 304, 404, 500, 503];
+            let body_len = match rng.below(4) {
+                0 => 0,
+                1 => rng.below(100),
+                2 => rng.below(40_000),
+                _ => 30_000 + rng.below(10_000),
+            };
+            Case {
+                status: statuses[rng.below(statuses.len())],
+                headers: (0..rng.below(4))
+                    .map(|_| {
+                        let name = format!("X-{}", rng.text(TOKEN, 10));
+                        (name, rng.text(PRINTABLE, 20).trim().to_owned())
+                    })
+                    .collect(),
+                body: (0..body_len).map(|_| rng.next() as u8).collect(),
+                known_length: rng.chance(60),
+                version: if rng.chance(20) { (1, 0) } else { (1, 1) },
+                head: rng.chance(15),
+            }
+        }
+
+        fn response(&self) -> ResponseBox {
+            let headers = self
+                .headers
+                .iter()
+                .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()).unwrap())
+                .collect();
+            let length = self.known_length.then_some(self.body.len());
+            let data = Cursor::new(self.body.clone());
+            Response::new(StatusCode(self.status), headers, data, length, None).boxed()
+        }
+
+        fn print(&self, out: &mut dyn Write) {
+            self.response()
+                .raw_print(out, HTTPVersion::from(self.version), &[], self.head, None)
+                .unwrap();
+        }
+    }
+
+    fn without_date(bytes: &[u8]) -> Vec<u8> {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of head")
+            + 4;
+        let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+        let mut out: Vec<u8> = head
+            .split_inclusive("\r\n")
+            .filter(|line| !line.starts_with("Date: "))
+            .collect::<String>()
+            .into_bytes();
+        out.extend_from_slice(&bytes[end..]);
+        out
+    }
+
+    /// Parses `bytes` as one response; returns its head lines and its decoded body.
+    fn parse(bytes: &[u8], head_only: bool) -> (Vec<String>, Vec<u8>) {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let lines: Vec<String> = String::from_utf8(bytes[..end].to_vec())
+            .unwrap()
+            .split("\r\n")
+            .map(str::to_owned)
+            .collect();
+        let rest = &bytes[end + 4..];
+        let header = |name: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+        };
+        let status: u16 = lines[0].split(' ').nth(1).unwrap().parse().unwrap();
+        if head_only || matches!(status, 204 | 304) {
+            assert!(rest.is_empty(), "body after a bodiless head");
+            return (lines, Vec::new());
+        }
+        if header("Transfer-Encoding").as_deref() == Some("chunked") {
+            let mut body = Vec::new();
+            let mut at = 0;
+            loop {
+                let eol = at + rest[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+                let size = usize::from_str_radix(std::str::from_utf8(&rest[at..eol]).unwrap(), 16)
+                    .unwrap();
+                at = eol + 2;
+                if size == 0 {
+                    assert_eq!(&rest[at..], b"\r\n", "trailing bytes after the last chunk");
+                    return (lines, body);
+                }
+                body.extend_from_slice(&rest[at..at + size]);
+                assert_eq!(&rest[at + size..at + size + 2], b"\r\n");
+                at += size + 2;
+            }
+        }
+        let length: usize = header("Content-Length").unwrap().parse().unwrap();
+        assert_eq!(rest.len(), length, "Content-Length and body differ");
+        (lines, rest.to_vec())
+    }
+
+    #[test]
+    fn connection_close_is_inserted_once_under_any_split_and_framing_holds() {
+        for case_number in 0..1500 {
+            let mut rng = Rng::new(case_number);
+            let case = Case::new(&mut rng);
+
+            let mut plain = Vec::new();
+            case.print(&mut plain);
+
+            let mut choppy = Choppy {
+                out: Vec::new(),
+                rng: &mut rng,
+            };
+            let mut writer = ResponseWriter::new(&mut choppy, true);
+            case.print(&mut writer);
+            writer.flush().unwrap();
+            let closed = choppy.out;
+
+            let (lines, body) = parse(&closed, case.head);
+            assert_eq!(lines[1], "Connection: close", "case {case_number}");
+            assert_eq!(
+                lines.iter().filter(|l| l.starts_with("Connection")).count(),
+                1,
+                "case {case_number}"
+            );
+            if !case.head && !matches!(case.status, 204 | 304) {
+                assert_eq!(body, case.body, "case {case_number}: body");
+            }
+            // Apart from the inserted line, byte for byte what tiny_http writes.
+            let insert = b"Connection: close\r\n";
+            let at = closed.iter().position(|&b| b == b'\n').unwrap() + 1;
+            let mut removed = closed[..at].to_vec();
+            removed.extend_from_slice(&closed[at + insert.len()..]);
+            assert_eq!(
+                without_date(&removed),
+                without_date(&plain),
+                "case {case_number}"
+            );
+
+            // And without `close`, nothing changes at all.
+            let mut same = Vec::new();
+            let mut writer = ResponseWriter::new(&mut same, false);
+            case.print(&mut writer);
+            assert_eq!(
+                without_date(&same),
+                without_date(&plain),
+                "case {case_number}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_is_splitting_exactly_when_it_holds_cr_or_lf() {
+        for case_number in 0..5000 {
+            let mut rng = Rng::new(case_number);
+            let value: Vec<u8> = (0..rng.below(30)).map(|_| rng.below(128) as u8).collect();
+            let Ok(header) = Header::from_bytes(&b"X-Value"[..], value.clone()) else {
+                continue;
+            };
+            let response = Response::from_string("x").with_header(header).boxed();
+            let expected = value.iter().any(|&b| b == b'\r' || b == b'\n');
+            assert_eq!(
+                splitting_header(&response).is_some(),
+                expected,
+                "case {case_number}: {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_head_size_is_the_size_of_the_head_as_sent() {
+        let methods = [Method::Get, Method::Post, Method::Head, Method::Delete];
+        for case_number in 0..2000 {
+            let mut rng = Rng::new(case_number);
+            let method = methods[rng.below(methods.len())].clone();
+            let path = format!("/{}", rng.text(&PRINTABLE[1..], 200));
+            let mut test = tiny_http::TestRequest::new()
+                .with_method(method.clone())
+                .with_path(&path);
+            let mut sent = format!("{method} {path} HTTP/1.1\r\nContent-Length: 0\r\n");
+            for _ in 0..rng.below(6) {
+                let name = format!("X-{}", rng.text(TOKEN, 12));
+                let value = rng.text(PRINTABLE, 40).trim().to_owned();
+                sent.push_str(&format!("{name}: {value}\r\n"));
+                test = test.with_header(Header::from_bytes(name, value).unwrap());
+            }
+            sent.push_str("\r\n");
+            let request: Request = test.into();
+            assert_eq!(
+                head_size(&request),
+                sent.len(),
+                "case {case_number}: {sent:?}"
+            );
+        }
+    }
+}
