@@ -64,7 +64,8 @@
 //! - [`signal`] — the only code that calls `ctrlc`; what each OS delivers; the second signal.
 //! - [`pool`] — named worker threads, exit reports over a channel, the timed join.
 //! - [`server`] — the builder, the [`Server`] and its timeline, the [`Handle`].
-//! - `accept` — stopping tiny_http's accept loop while its queue is still served.
+//! - `accept` — stopping tiny_http's accept loop while its queue is still served; starting
+//!   a new one when it has died.
 //! - `worker` — the worker loop: serve, drain, stop; what the workers share.
 //! - `respond` — `Connection: close`, and the 503, 500 and 431 lameduck writes itself.
 //! - [`Body`] — reading a request body that fails, rather than comes up short, when the
