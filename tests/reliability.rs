@@ -236,7 +236,11 @@ fn a_panic_storm_keeps_every_worker_alive_and_answering() {
 #[test]
 fn beyond_the_waiting_room_requests_get_503_at_once() {
     let s = Running::start(
-        |b| b.workers(2).max_waiting(3).retry_after(Duration::from_secs(2)),
+        |b| {
+            b.workers(2)
+                .max_waiting(3)
+                .retry_after(Duration::from_secs(2))
+        },
         |request: &mut Request| -> ResponseBox {
             if request.url() == "/slow" {
                 thread::sleep(Duration::from_millis(400));
@@ -275,7 +279,11 @@ fn beyond_the_waiting_room_requests_get_503_at_once() {
                     "a 503 came after {arrived:?}, not at once"
                 );
                 assert_eq!(response.header("Retry-After"), Some("2"));
-                assert!(response.text().contains("overloaded"), "{}", response.text());
+                assert!(
+                    response.text().contains("overloaded"),
+                    "{}",
+                    response.text()
+                );
                 shed += 1;
             }
             other => panic!("status {other}"),
