@@ -102,8 +102,10 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod archive;
 mod body;
 pub mod error;
+mod hooks;
 mod late;
 pub mod pool;
 mod probe;
@@ -116,10 +118,11 @@ mod state;
 pub mod trigger;
 mod worker;
 
+pub use archive::{Unserved, Why};
 pub use body::{read_body, Body};
 pub use error::Error;
 pub use pool::{JoinReport, Panicked, Pool};
-pub use report::{ShutdownReport, Straggler};
+pub use report::{HookOutcome, HookReport, ShutdownReport, Straggler};
 pub use server::{Builder, Handle, Handler, Server};
 pub use signal::{SecondSignal, Signals};
 pub use trigger::{trigger, Fired, Interrupted, Listener, Reason, Trigger};

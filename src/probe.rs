@@ -64,6 +64,11 @@ const PING_WAIT: Duration = Duration::from_millis(300);
 /// While the accept loop cannot be restarted, how often to try again.
 const RESTART_RETRY: Duration = Duration::from_millis(20);
 
+/// Before a chain: if a new connection shows up this soon without any kick, connections are
+/// coming and going anyway, and each one that closes frees a thread for a queued task: a
+/// chain would only chase them.
+const CHURN_WAIT: Duration = Duration::from_millis(2);
+
 /// The most kicks in one rescue.
 const MAX_KICKS: usize = 1024;
 
@@ -95,6 +100,11 @@ impl Peers {
             new_tx,
             new_rx,
         }
+    }
+
+    /// `true` if a new connection was seen since the last call.
+    pub(crate) fn take_seen_new(&self) -> bool {
+        self.seen_new.swap(false, Ordering::Relaxed)
     }
 
     /// Notes a request from `peer`.
@@ -143,9 +153,13 @@ pub(crate) fn rescue(addr: SocketAddr, peers: &Peers) -> usize {
     freed
 }
 
-/// One chain of kicks: stops at the first that frees nothing.
+/// One chain of kicks: stops at the first that frees nothing. None at all while connections
+/// are coming and going by themselves.
 fn chain(addr: SocketAddr, peers: &Peers) -> usize {
     while peers.new_rx.try_recv().is_ok() {}
+    if peers.new_rx.recv_timeout(CHURN_WAIT).is_ok() {
+        return 0;
+    }
     let mut freed = 0;
     for _ in 0..MAX_KICKS {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
@@ -243,7 +257,7 @@ fn supervise(state: &Arc<State>, acceptor: &Mutex<Acceptor>, addr: SocketAddr, s
         if state.is_shutting_down() || stopped.is_triggered() {
             return;
         }
-        if state.peers.seen_new.swap(false, Ordering::Relaxed) || round % UNCONDITIONAL_EVERY == 0 {
+        if state.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
             rescue(addr, &state.peers);
         }
         if round % PING_EVERY == 0 && !accept_loop_answers(addr, &state.peers) {

@@ -29,6 +29,9 @@ pub struct ShutdownReport {
     pub(crate) handler_panics: u64,
     pub(crate) stragglers: Vec<Straggler>,
     pub(crate) workers: JoinReport,
+    pub(crate) lame_duck: Duration,
+    pub(crate) health_checks: u64,
+    pub(crate) hooks: Vec<HookReport>,
 }
 
 impl ShutdownReport {
@@ -51,6 +54,12 @@ impl ShutdownReport {
     /// logged at `warn`).
     pub fn stopped_accepting_after(&self) -> Duration {
         self.stopped_accepting
+    }
+
+    /// How long the server went on accepting and serving after the fire, with readiness
+    /// answering 503 ([`Builder::lame_duck`](crate::Builder::lame_duck)).
+    pub fn lame_duck_time(&self) -> Duration {
+        self.lame_duck
     }
 
     /// From the fire until every worker had finished (the drain), or until the deadline.
@@ -80,6 +89,17 @@ impl ShutdownReport {
         self.rejected
     }
 
+    /// Requests to the readiness and liveness paths, over the server's whole life; not
+    /// counted as served.
+    pub fn health_checks(&self) -> u64 {
+        self.health_checks
+    }
+
+    /// What each shutdown hook did, in the order they ran.
+    pub fn hooks(&self) -> &[HookReport] {
+        &self.hooks
+    }
+
     /// Requests answered `503` at once, over the server's whole life, because every worker
     /// was busy and the waiting room was full
     /// ([`Builder::max_waiting`](crate::Builder::max_waiting)).
@@ -107,9 +127,15 @@ impl ShutdownReport {
         &self.workers
     }
 
-    /// `true` if everything finished before the deadline.
+    /// `true` if everything finished before the deadline: every request, every worker,
+    /// every shutdown hook.
     pub fn is_complete(&self) -> bool {
-        self.stragglers.is_empty() && self.workers.is_complete()
+        self.stragglers.is_empty()
+            && self.workers.is_complete()
+            && self
+                .hooks
+                .iter()
+                .all(|h| !matches!(h.outcome, HookOutcome::Overran))
     }
 }
 
@@ -131,6 +157,11 @@ impl fmt::Display for ShutdownReport {
         }
         for straggler in &self.stragglers {
             write!(f, "\n  unfinished: {straggler}")?;
+        }
+        for hook in &self.hooks {
+            if !matches!(hook.outcome, HookOutcome::Finished(_)) {
+                write!(f, "\n  hook {:?}: {}", hook.name, hook.outcome)?;
+            }
         }
         Ok(())
     }
@@ -184,5 +215,46 @@ impl fmt::Display for Straggler {
             ", in its handler for {:.1?} on {}",
             self.age, self.worker
         )
+    }
+}
+
+/// What one shutdown hook did.
+#[derive(Clone, Debug)]
+pub struct HookReport {
+    pub(crate) name: String,
+    pub(crate) outcome: HookOutcome,
+}
+
+impl HookReport {
+    /// The name it was registered with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it ended.
+    pub fn outcome(&self) -> &HookOutcome {
+        &self.outcome
+    }
+}
+
+/// How a shutdown hook ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookOutcome {
+    /// It returned, after this long.
+    Finished(Duration),
+    /// It panicked, with this message.
+    Panicked(String),
+    /// It was still running at the deadline, and was left running.
+    Overran,
+}
+
+impl fmt::Display for HookOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookOutcome::Finished(took) => write!(f, "finished in {took:.1?}"),
+            HookOutcome::Panicked(message) => write!(f, "panicked: {message}"),
+            HookOutcome::Overran => f.write_str("still running at the deadline"),
+        }
     }
 }

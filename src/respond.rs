@@ -83,6 +83,14 @@ pub(crate) fn unavailable(retry_after: Duration, why: &str) -> ResponseBox {
         .boxed()
 }
 
+/// A short text response with `status`.
+pub(crate) fn plain(status: u16, text: &str) -> ResponseBox {
+    Response::from_string(text)
+        .with_status_code(StatusCode(status))
+        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+        .boxed()
+}
+
 /// The 500 lameduck answers when a handler panics.
 pub(crate) fn internal_error() -> ResponseBox {
     Response::from_string("500 Internal Server Error\n")

@@ -4,16 +4,18 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Request, ResponseBox};
 
 use crate::accept::{reach, Acceptor};
+use crate::archive::Unserved;
+use crate::hooks::{self, Hook};
 use crate::late::Late;
 use crate::probe::{self, Supervisor};
 use crate::report::ShutdownReport;
 use crate::room::Shedder;
-use crate::state::{lock, Phase, Settings, State};
+use crate::state::{lock, Archive, Health, Phase, Settings, State};
 use crate::worker::{self, Serves, DRAIN_POLL};
 use crate::{Error, Listener, Pool, Reason, Trigger};
 
@@ -54,7 +56,7 @@ const BACKLOG_WAIT: Duration = Duration::from_millis(50);
 /// [`Trigger`] passed to [`Builder::trigger`], or from [`Server::handle`]):
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use lameduck::tiny_http::{Response, StatusCode};
 ///
 /// let (trigger, listener) = lameduck::trigger();
@@ -110,6 +112,10 @@ pub struct Builder {
     write_timeout: Duration,
     max_request_head: usize,
     max_waiting: usize,
+    lame_duck: Duration,
+    health: Health,
+    hooks: Vec<Hook>,
+    archive: Option<Archive>,
     trigger: Option<Trigger>,
 }
 
@@ -124,6 +130,10 @@ impl Builder {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
             max_waiting: DEFAULT_MAX_WAITING,
+            lame_duck: Duration::ZERO,
+            health: Health::default(),
+            hooks: Vec::new(),
+            archive: None,
             trigger: None,
         }
     }
@@ -208,6 +218,75 @@ impl Builder {
         self
     }
 
+    /// Serves a readiness endpoint at `path` (say `"/readyz"`): `200 ready` until shutdown
+    /// fires, `503` from that moment on, so that a load balancer or Kubernetes stops sending
+    /// traffic. Not passed to the handler; counted apart ([`ShutdownReport::health_checks`]).
+    pub fn readiness(mut self, path: impl Into<String>) -> Builder {
+        self.health.readiness = Some(path.into());
+        self
+    }
+
+    /// Serves a liveness endpoint at `path` (say `"/livez"`): `200 alive` while the server
+    /// serves, the drain included. Not passed to the handler; counted apart.
+    pub fn liveness(mut self, path: impl Into<String>) -> Builder {
+        self.health.liveness = Some(path.into());
+        self
+    }
+
+    /// After shutdown fires, go on accepting and serving for `delay` before the drain, while
+    /// readiness answers `503` and every response says `Connection: close`. Default: zero.
+    ///
+    /// Load balancers and Kubernetes take the server out of rotation at about the moment they
+    /// send SIGTERM, not before: requests keep arriving for a while. During the delay they
+    /// are served, clients holding keep-alive connections are told to reconnect (and get
+    /// rebalanced), and health checks see the server leave. Then the drain stops accepting.
+    ///
+    /// The [deadline](Builder::deadline) counts from the fire and covers the delay and the
+    /// drain: give it room for both (see the README's deployment guide for sizing a
+    /// Kubernetes `terminationGracePeriodSeconds` or a systemd `TimeoutStopSec`).
+    pub fn lame_duck(mut self, delay: Duration) -> Builder {
+        self.lame_duck = delay;
+        self
+    }
+
+    /// Runs `hook` after the drain, with the deadline as argument (Go's
+    /// `RegisterOnShutdown`). Hooks run in the order registered, each on its own thread,
+    /// sharing what is left of the deadline; one that panics or is still running at the
+    /// deadline is named in the report ([`ShutdownReport::hooks`]) and does not stop the
+    /// others.
+    ///
+    /// ```
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// let server = lameduck::Server::bind("127.0.0.1:0")
+    ///     .on_shutdown("flush metrics", |deadline| {
+    ///         // write what is buffered, giving up at `deadline`
+    ///         let _ = deadline;
+    ///     })
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    pub fn on_shutdown(
+        mut self,
+        name: impl Into<String>,
+        hook: impl FnOnce(std::time::Instant) + Send + 'static,
+    ) -> Builder {
+        self.hooks.push(Hook {
+            name: name.into(),
+            run: Box::new(hook),
+        });
+        self
+    }
+
+    /// Hands every request the server read but could not serve to `archive`: requests
+    /// answered `503` during shutdown (with their body, up to 1 MiB) and requests whose handler
+    /// the deadline cut (without it). For a retry queue or a log: the evidence for later
+    /// repair. Called from lameduck's threads, one call at a time; a panic in it is caught
+    /// and logged. See `examples/08_report_archive.rs`.
+    pub fn on_unserved(mut self, archive: impl FnMut(Unserved) + Send + 'static) -> Builder {
+        self.archive = Some(Mutex::new(Box::new(archive)));
+        self
+    }
+
     /// Shuts down when `trigger` fires, instead of a trigger of the server's own.
     ///
     /// Share one trigger between the server, [`signal::install`](crate::signal::install) and
@@ -256,7 +335,14 @@ impl Builder {
             write_timeout: self.write_timeout,
             max_head: self.max_request_head,
         };
-        let state = State::new(http, Box::new(handler), trigger.clone(), settings);
+        let state = State::new(
+            http,
+            Box::new(handler),
+            trigger.clone(),
+            settings,
+            self.health,
+            self.archive,
+        );
         Ok(Server {
             state: Arc::new(state),
             acceptor: Arc::new(Mutex::new(Acceptor::new(clone, addr))),
@@ -264,6 +350,8 @@ impl Builder {
             trigger,
             workers: self.workers,
             deadline: self.deadline,
+            lame_duck: self.lame_duck,
+            hooks: Mutex::new(self.hooks),
             run: Mutex::new(Run::Ready),
         })
     }
@@ -345,6 +433,8 @@ pub struct Server {
     trigger: Trigger,
     workers: usize,
     deadline: Duration,
+    lame_duck: Duration,
+    hooks: Mutex<Vec<Hook>>,
     run: Mutex<Run>,
 }
 
@@ -449,18 +539,34 @@ impl Server {
         let fired = self.trigger.listener().wait();
         let t0 = fired.at();
         let deadline = t0 + self.deadline;
+        // 0. Lame duck: go on serving while readiness says 503.
+        let lame_duck = self.lame_duck.min(self.deadline);
+        if !lame_duck.is_zero() {
+            log::info!(
+                "shutdown ({}): lame duck for {lame_duck:?}: readiness 503, still serving \
+                 (deadline {:?})",
+                fired.reason(),
+                self.deadline
+            );
+            std::thread::sleep((t0 + lame_duck).saturating_duration_since(Instant::now()));
+        }
+        let lame_duck = t0.elapsed();
         log::info!(
             "shutdown ({}): stop accepting, drain (deadline {:?})",
             fired.reason(),
             self.deadline
         );
 
-        // 1. Stop accepting: once connects are refused, responses may tell clients to close.
-        //    First, every connection accepted so far gets a thread (see `probe.rs`).
+        // 1. Stop accepting. Responses from now on wait until connects are refused before
+        //    they tell clients to close. First, every connection accepted so far gets a
+        //    thread (see `probe.rs`), if any arrived since the supervisor last looked.
+        state.set_stopping();
         if let Some(supervisor) = supervisor {
             supervisor.stop();
         }
-        probe::rescue(reach(self.addr), &state.peers);
+        if state.peers.take_seen_new() {
+            probe::rescue(reach(self.addr), &state.peers);
+        }
         let ended = state.current_gen().ended();
         if let Err(e) = lock(&self.acceptor).stop(&ended) {
             log::warn!("stop accepting on {}: {e}", self.addr);
@@ -504,17 +610,26 @@ impl Server {
             }
         };
 
-        let (served_before, served_during_drain, handler_panics) = state.counts();
+        // What the deadline cut goes to the archive; then the hooks.
+        for cut in state.cut() {
+            state.archive(cut);
+        }
+        let hooks = hooks::run(std::mem::take(&mut *lock(&self.hooks)), deadline);
+
+        let counts = state.counts();
         let report = ShutdownReport {
             stopped_accepting,
             drained,
             total: t0.elapsed(),
             deadline: self.deadline,
-            served_before,
-            served_during_drain,
+            served_before: counts.served_before,
+            served_during_drain: counts.served_during_drain,
             rejected: state.rejected.load(std::sync::atomic::Ordering::Relaxed),
             shed: state.shed.load(std::sync::atomic::Ordering::Relaxed),
-            handler_panics,
+            handler_panics: counts.panics,
+            health_checks: counts.health_checks,
+            lame_duck,
+            hooks,
             stragglers: state.stragglers(),
             workers,
             fired,

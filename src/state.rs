@@ -15,8 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use tiny_http::{Method, Request};
+use std::panic::{self, AssertUnwindSafe};
 
+use tiny_http::{Header, Method, Request};
+
+use crate::archive::Unserved;
 use crate::probe::Peers;
 use crate::report::Straggler;
 use crate::{respond, Handler, Listener, Pool, Reason, Trigger};
@@ -108,6 +111,7 @@ pub(crate) struct Slot {
     pub(crate) served_before: AtomicU64,
     pub(crate) served_during_drain: AtomicU64,
     pub(crate) panics: AtomicU64,
+    pub(crate) health_checks: AtomicU64,
     /// When this worker last wrote a response that left the connection open, in nanoseconds
     /// since `State::epoch`.
     pub(crate) last_keep_alive: AtomicU64,
@@ -122,6 +126,7 @@ impl Slot {
             served_before: AtomicU64::new(0),
             served_during_drain: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            health_checks: AtomicU64::new(0),
             last_keep_alive: AtomicU64::new(0),
         }
     }
@@ -131,9 +136,21 @@ impl Slot {
 pub(crate) struct Current {
     pub(crate) method: Method,
     pub(crate) url: String,
+    /// Kept only when unserved requests are archived.
+    pub(crate) headers: Vec<Header>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) started: Instant,
 }
+
+/// The built-in health endpoints, if configured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Health {
+    pub(crate) readiness: Option<String>,
+    pub(crate) liveness: Option<String>,
+}
+
+/// Where unserved requests go (`Builder::on_unserved`).
+pub(crate) type Archive = Mutex<Box<dyn FnMut(Unserved) + Send + 'static>>;
 
 /// What the workers, the supervisor, the late responder and `run` share.
 pub(crate) struct State {
@@ -142,10 +159,14 @@ pub(crate) struct State {
     current: AtomicUsize,
     pub(crate) handler: Box<dyn Handler>,
     pub(crate) listener: Listener,
-    /// Fired once connects to the listening socket are refused. Responses written after the
-    /// shutdown fired wait for it before they tell their client to close: a client told
-    /// earlier could reconnect to the closing socket and be reset.
+    /// Set when the socket is about to be closed (after the lame-duck delay).
+    stopping: AtomicBool,
+    /// Fired once connects to the listening socket are refused. Responses written between
+    /// `stopping` and this wait for it before they tell their client to close: a client told
+    /// then could reconnect to the closing socket and be reset.
     pub(crate) closed: Trigger,
+    pub(crate) health: Health,
+    pub(crate) archive: Option<Archive>,
     /// Generations whose accept loop was seen to end while serving, for the supervisor.
     restart_tx: Sender<usize>,
     pub(crate) restart_rx: Receiver<usize>,
@@ -179,6 +200,8 @@ impl State {
         handler: Box<dyn Handler>,
         trigger: Trigger,
         settings: Settings,
+        health: Health,
+        archive: Option<Archive>,
     ) -> State {
         let (restart_tx, restart_rx) = crossbeam_channel::unbounded();
         let (room_tx, room_rx) = crossbeam_channel::bounded(settings.max_waiting);
@@ -188,7 +211,10 @@ impl State {
             current: AtomicUsize::new(1),
             handler,
             listener: trigger.listener(),
+            stopping: AtomicBool::new(false),
             closed: crate::trigger().0,
+            health,
+            archive,
             restart_tx,
             restart_rx,
             settings,
@@ -304,6 +330,15 @@ impl State {
             .any(|s| s.busy.load(Ordering::Acquire))
     }
 
+    /// The socket is about to be closed: responses now wait for it (see `closed`).
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Connects to the listening socket are refused from now on.
     pub(crate) fn set_closed(&self) {
         self.closed.fire(Reason::Requested);
@@ -349,6 +384,24 @@ impl State {
         }
     }
 
+    /// Requests in a handler now, as unserved requests for the archive.
+    pub(crate) fn cut(&self) -> Vec<Unserved> {
+        let now = Instant::now();
+        lock(&self.slots)
+            .iter()
+            .filter_map(|slot| {
+                lock(&slot.current).as_ref().map(|c| Unserved {
+                    method: c.method.clone(),
+                    url: c.url.clone(),
+                    headers: c.headers.clone(),
+                    body: None,
+                    peer: c.peer,
+                    why: crate::archive::Why::Cut(now.saturating_duration_since(c.started)),
+                })
+            })
+            .collect()
+    }
+
     /// Requests in a handler now, with the worker running each.
     pub(crate) fn stragglers(&self) -> Vec<Straggler> {
         let now = Instant::now();
@@ -366,20 +419,35 @@ impl State {
             .collect()
     }
 
-    /// Sums of the workers' counters: served before the fire, during the drain, panics.
-    pub(crate) fn counts(&self) -> (u64, u64, u64) {
-        lock(&self.slots).iter().fold((0, 0, 0), |(b, d, p), s| {
-            (
-                b + s.served_before.load(Ordering::Relaxed),
-                d + s.served_during_drain.load(Ordering::Relaxed),
-                p + s.panics.load(Ordering::Relaxed),
-            )
-        })
+    /// Sums of the workers' counters.
+    pub(crate) fn counts(&self) -> Counts {
+        lock(&self.slots)
+            .iter()
+            .fold(Counts::default(), |c, s| Counts {
+                served_before: c.served_before + s.served_before.load(Ordering::Relaxed),
+                served_during_drain: c.served_during_drain
+                    + s.served_during_drain.load(Ordering::Relaxed),
+                panics: c.panics + s.panics.load(Ordering::Relaxed),
+                health_checks: c.health_checks + s.health_checks.load(Ordering::Relaxed),
+            })
+    }
+
+    /// Hands `unserved` to the application's archive, if it set one.
+    pub(crate) fn archive(&self, unserved: Unserved) {
+        if let Some(archive) = &self.archive {
+            let mut archive = lock(archive);
+            if panic::catch_unwind(AssertUnwindSafe(|| archive(unserved))).is_err() {
+                log::error!("the archive of unserved requests panicked");
+            }
+        }
     }
 
     /// Answers `request` with 503, `Retry-After` and `Connection: close`, because the
-    /// server is shutting down.
-    pub(crate) fn reject(&self, request: Request) {
+    /// server is shutting down; archives it first if asked to.
+    pub(crate) fn reject(&self, mut request: Request) {
+        if self.archive.is_some() {
+            self.archive(Unserved::rejected(&mut request));
+        }
         self.answer_503(request, "shutting down");
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -396,6 +464,15 @@ impl State {
             log::debug!("writing a 503: {e}");
         }
     }
+}
+
+/// Sums of the workers' counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) served_before: u64,
+    pub(crate) served_during_drain: u64,
+    pub(crate) panics: u64,
+    pub(crate) health_checks: u64,
 }
 
 pub(crate) fn peer_text(peer: Option<&SocketAddr>) -> String {

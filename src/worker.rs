@@ -137,6 +137,14 @@ pub(crate) fn is_unblock(e: &io::Error) -> bool {
 }
 
 fn serve(state: &State, slot: &Slot, mut request: Request) {
+    if let Some(response) = health(state, &request) {
+        slot.health_checks.fetch_add(1, Ordering::Relaxed);
+        let close = close_now(state);
+        if let Err(e) = respond::send(request, response, close, state.settings.write_timeout) {
+            log::debug!("writing a health response: {e}");
+        }
+        return;
+    }
     slot.busy.store(true, Ordering::Release);
     state.start_work();
     state.peers.note(request.remote_addr());
@@ -150,17 +158,17 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
     *lock(&slot.current) = Some(Current {
         method: request.method().clone(),
         url: request.url().to_owned(),
+        headers: if state.archive.is_some() {
+            request.headers().to_vec()
+        } else {
+            Vec::new()
+        },
         peer: request.remote_addr().copied(),
         started,
     });
 
     let (response, panicked) = handle(state, &mut request);
-    // Decided when the response is written: a request that started before the fire and
-    // ends after it still tells its client to close.
-    let close = state.is_shutting_down();
-    if close {
-        state.closed.listener().wait_timeout(CLOSED_WAIT);
-    }
+    let close = close_now(state);
     let status = response.status_code().0;
     if let Err(e) = respond::send(request, response, close, state.settings.write_timeout) {
         log::debug!("writing a response: {e}");
@@ -195,6 +203,43 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
                 if close { ", connection closed" } else { "" }
             );
         }
+    }
+}
+
+/// Whether a response written now tells its client to close, waiting first, if the socket is
+/// being closed, until connects are refused.
+///
+/// Decided when the response is written: a request that started before the fire and ends
+/// after it still tells its client to close. During the lame-duck delay the socket still
+/// accepts, and clients told to close reconnect (to this server, or elsewhere once the
+/// balancer has heard readiness say 503). Once the socket is being closed, a client told to
+/// close could reconnect into it as it closes and be reset: so the response waits for the
+/// close (microseconds).
+fn close_now(state: &State) -> bool {
+    if !state.is_shutting_down() {
+        return false;
+    }
+    if state.is_stopping() {
+        state.closed.listener().wait_timeout(CLOSED_WAIT);
+    }
+    true
+}
+
+/// The response of a built-in health endpoint, if `request` is for one: readiness is `200`
+/// until shutdown fires, `503` from then on; liveness is `200` while the server serves.
+fn health(state: &State, request: &Request) -> Option<ResponseBox> {
+    let path = request.url().split('?').next().unwrap_or("");
+    let health = &state.health;
+    if health.readiness.as_deref() == Some(path) {
+        Some(if state.is_shutting_down() {
+            respond::unavailable(state.settings.retry_after, "shutting down")
+        } else {
+            respond::plain(200, "ready\n")
+        })
+    } else if health.liveness.as_deref() == Some(path) {
+        Some(respond::plain(200, "alive\n"))
+    } else {
+        None
     }
 }
 

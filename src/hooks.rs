@@ -1,0 +1,54 @@
+//! Shutdown hooks (Go's `RegisterOnShutdown`): callbacks run in order after the drain, each
+//! on its own thread (`lameduck-hook-N`), sharing what is left of the deadline.
+
+use std::time::{Duration, Instant};
+
+use crate::report::{HookOutcome, HookReport};
+use crate::Pool;
+
+/// Every hook is waited for at least this long, even when an earlier one used up the
+/// deadline: one that returns at once is then reported as finished, not as cut.
+const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// A hook and its name.
+pub(crate) struct Hook {
+    pub(crate) name: String,
+    pub(crate) run: Box<dyn FnOnce(Instant) + Send + 'static>,
+}
+
+/// Runs `hooks` in order, each given `deadline`. A hook still running at the deadline is
+/// left running (`Overran`) and the next one starts at once, with what is left (at least
+/// [`MIN_WAIT`]); a panic is caught and named; neither stops the others.
+pub(crate) fn run(hooks: Vec<Hook>, deadline: Instant) -> Vec<HookReport> {
+    let mut reports = Vec::with_capacity(hooks.len());
+    let mut pool = Pool::with_prefix("lameduck-hook");
+    for Hook { name, run } in hooks {
+        let started = Instant::now();
+        log::info!("shutdown hook {name:?}");
+        let outcome = match pool.spawn(move || run(deadline)) {
+            Err(e) => HookOutcome::Panicked(e.to_string()),
+            Ok(thread) => {
+                let thread = thread.to_owned();
+                let joined = pool.join_deadline(deadline.max(started + MIN_WAIT));
+                if let Some(p) = joined.panicked().iter().find(|p| p.name() == thread) {
+                    HookOutcome::Panicked(p.message().to_owned())
+                } else if joined.finished().contains(&thread) {
+                    HookOutcome::Finished(started.elapsed())
+                } else {
+                    HookOutcome::Overran
+                }
+            }
+        };
+        match &outcome {
+            HookOutcome::Finished(_) => {}
+            HookOutcome::Panicked(message) => {
+                log::error!("shutdown hook {name:?} panicked: {message}")
+            }
+            HookOutcome::Overran => {
+                log::warn!("shutdown hook {name:?} still running at the deadline; left running")
+            }
+        }
+        reports.push(HookReport { name, outcome });
+    }
+    reports
+}

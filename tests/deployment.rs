@@ -1,0 +1,176 @@
+//! What servers behind a load balancer need: readiness that flips at once, a lame-duck delay
+//! that keeps serving, shutdown hooks, and the archive of what could not be served.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::http::{connect_refused, get, Conn};
+use common::server::{Running, BOUND};
+use lameduck::tiny_http::{Header, Request, Response, ResponseBox};
+use lameduck::{Error, HookOutcome, Why};
+
+fn hello(_: &mut Request) -> ResponseBox {
+    Response::from_string("hello").boxed()
+}
+
+#[test]
+fn readiness_flips_at_once_and_the_lame_duck_serves_until_its_delay_is_over() {
+    let delay = Duration::from_millis(500);
+    let s = Running::start(
+        |b| b.readiness("/readyz").liveness("/livez").lame_duck(delay),
+        hello,
+    );
+    assert_eq!(get(s.addr, "/readyz").unwrap().text(), "ready\n");
+    assert_eq!(get(s.addr, "/livez").unwrap().status, 200);
+    let mut keep_alive = Conn::open(s.addr).unwrap();
+    assert!(!keep_alive.request("GET", "/").unwrap().closes());
+
+    let fired = Instant::now();
+    s.handle.shutdown();
+    let ready = get(s.addr, "/readyz").unwrap();
+    let flipped = fired.elapsed();
+    assert_eq!(ready.status, 503);
+    assert!(
+        flipped < Duration::from_millis(10),
+        "readiness flipped after {flipped:?}"
+    );
+
+    // The lame duck: still accepting and serving, telling every client to reconnect.
+    let served = get(s.addr, "/").unwrap();
+    assert_eq!((served.status, served.closes()), (200, true));
+    let on_old_connection = keep_alive.request("GET", "/").unwrap();
+    assert_eq!(
+        (on_old_connection.status, on_old_connection.closes()),
+        (200, true)
+    );
+    assert_eq!(get(s.addr, "/livez").unwrap().status, 200);
+    assert!(
+        !connect_refused(s.addr),
+        "stopped accepting during the delay"
+    );
+
+    // Then the drain: connects refused.
+    while !connect_refused(s.addr) {
+        assert!(fired.elapsed() < delay + Duration::from_millis(200));
+        thread::sleep(Duration::from_millis(5)); // each check is a connection: leave gaps
+    }
+    let refused_after = fired.elapsed();
+    assert!(
+        refused_after >= delay,
+        "refused after {refused_after:?}, before the delay"
+    );
+
+    let report = match s.finished().1 {
+        Ok(report) => report,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(report.lame_duck_time() >= delay);
+    assert_eq!(report.health_checks(), 4);
+    assert_eq!(report.served_before(), 1);
+    assert_eq!(report.served_during_drain(), 2);
+    eprintln!(
+        "readiness 503 {flipped:.1?} after the fire; connects refused after {refused_after:.1?}"
+    );
+}
+
+#[test]
+fn hooks_run_in_order_and_one_that_fails_or_overruns_stops_none_of_the_others() {
+    let (order_tx, order) = crossbeam_channel::unbounded();
+    let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+    let (first, last) = (order_tx.clone(), order_tx);
+    let s = Running::start(
+        move |b| {
+            b.deadline(Duration::from_millis(300))
+                .on_shutdown("first", move |_| first.send("first").unwrap())
+                .on_shutdown("panics", |_| panic!("hook failed"))
+                .on_shutdown("overruns", move |_| {
+                    let _ = stuck.recv();
+                })
+                .on_shutdown("last", move |_| last.send("last").unwrap())
+        },
+        hello,
+    );
+    let fired = Instant::now();
+    s.handle.shutdown();
+    let report = match s.finished().1 {
+        Err(Error::DeadlineExceeded(report)) => report,
+        other => panic!("expected the overrunning hook to exceed the deadline: {other:?}"),
+    };
+    let returned = fired.elapsed();
+    assert!(
+        returned < Duration::from_millis(400),
+        "returned after {returned:?}"
+    );
+    assert_eq!(order.try_iter().collect::<Vec<_>>(), ["first", "last"]);
+    let outcomes: Vec<(&str, &HookOutcome)> = report
+        .hooks()
+        .iter()
+        .map(|h| (h.name(), h.outcome()))
+        .collect();
+    assert!(matches!(outcomes[0], ("first", HookOutcome::Finished(_))));
+    assert_eq!(
+        outcomes[1],
+        ("panics", &HookOutcome::Panicked("hook failed".into()))
+    );
+    assert_eq!(outcomes[2], ("overruns", &HookOutcome::Overran));
+    assert!(
+        matches!(outcomes[3], ("last", HookOutcome::Finished(_))),
+        "{outcomes:?}"
+    );
+    drop(release);
+}
+
+#[test]
+fn the_archive_gets_what_was_rejected_whole_and_what_was_cut() {
+    let (archived_tx, archived) = crossbeam_channel::unbounded();
+    let (started_tx, started) = crossbeam_channel::unbounded();
+    let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+    let s = Running::start(
+        move |b| {
+            b.workers(1)
+                .deadline(Duration::from_millis(300))
+                .on_unserved(move |unserved| archived_tx.send(unserved).unwrap())
+        },
+        move |request: &mut Request| -> ResponseBox {
+            if request.url() == "/stuck" {
+                started_tx.send(()).unwrap();
+                let _ = stuck.recv();
+            }
+            Response::from_string("x").boxed()
+        },
+    );
+    let mut cut = Conn::open(s.addr).unwrap();
+    cut.send("GET", "/stuck", &["X-Job: 42"], b"").unwrap();
+    started.recv_timeout(BOUND).unwrap();
+    let mut queued = Conn::open(s.addr).unwrap();
+    queued
+        .send("POST", "/queued?n=1", &["X-Job: 43"], b"payload")
+        .unwrap();
+    s.handle.shutdown();
+    assert_eq!(queued.read_response(false).unwrap().status, 503);
+    assert!(matches!(s.finished().1, Err(Error::DeadlineExceeded(_))));
+
+    let mut got: Vec<_> = archived.try_iter().collect();
+    got.sort_by_key(|u| u.url().to_owned());
+    assert_eq!(got.len(), 2, "{got:?}");
+    let job = |u: &lameduck::Unserved| {
+        u.headers()
+            .iter()
+            .find(|h: &&Header| h.field.equiv("X-Job"))
+            .map(|h| h.value.as_str().to_owned())
+    };
+    assert_eq!(
+        (got[0].method().as_str(), got[0].url()),
+        ("POST", "/queued?n=1")
+    );
+    assert_eq!(got[0].body(), Some(&b"payload"[..]));
+    assert_eq!(*got[0].why(), Why::Rejected);
+    assert_eq!(job(&got[0]).as_deref(), Some("43"));
+    assert_eq!(got[1].url(), "/stuck");
+    assert_eq!(got[1].body(), None);
+    assert!(matches!(got[1].why(), Why::Cut(age) if *age >= Duration::from_millis(300)));
+    assert_eq!(job(&got[1]).as_deref(), Some("42"));
+    drop(release);
+}
