@@ -16,11 +16,8 @@ use std::time::Duration;
 use crossbeam_channel::select;
 
 use crate::state::{Phase, State};
+use crate::worker::is_unblock;
 use crate::{Error, Listener, Pool, Trigger};
-
-/// While every worker is busy, how long one receive of the shedder waits before it looks
-/// again whether that is still so.
-const SHED_POLL: Duration = Duration::from_millis(10);
 
 /// The running shedder.
 pub(crate) struct Shedder {
@@ -37,12 +34,11 @@ impl Shedder {
         Ok(Shedder { pool, stop })
     }
 
-    /// Stops the shedder; waits (boundedly) for it.
+    /// Stops the shedder; waits (boundedly) for it (it is woken with the workers when the
+    /// phase changes).
     pub(crate) fn stop(mut self) {
         self.stop.fire(crate::Reason::Requested);
-        let _ = self
-            .pool
-            .join_timeout(SHED_POLL * 10 + Duration::from_secs(1));
+        let _ = self.pool.join_timeout(Duration::from_secs(1));
     }
 }
 
@@ -57,17 +53,20 @@ fn shed(state: &State, stopped: &Listener) {
             if state.current_number() != gen.number {
                 gen = state.current_gen();
             }
-            // Counted as a receiver, so that a change of phase wakes it too.
+            // Counted as a receiver, so that a change of phase wakes it too. A blocking
+            // receive, like the workers': tiny_http's `recv_timeout` can take the wake-up of
+            // a push and time out without the element, leaving a worker asleep beside a
+            // request. After one request it looks again whether every worker is still busy.
             gen.enter();
             if state.phase() != Phase::Serving {
                 gen.leave();
                 break;
             }
-            let received = gen.http.recv_timeout(SHED_POLL);
+            let received = gen.http.recv();
             gen.leave();
             match received {
-                Ok(Some(request)) => state.wait_or_shed(request, &gen),
-                Ok(None) => {}
+                Ok(request) => state.wait_or_shed(request, &gen),
+                Err(e) if is_unblock(&e) => {}
                 Err(e) => state.accept_ended(&gen, e),
             }
         }

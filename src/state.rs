@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -240,9 +240,11 @@ impl State {
         }
     }
 
-    /// A worker is done with a request.
+    /// A worker is done with a request. It looks in the waiting room next: the fence orders
+    /// that look after this write, against the shedder's push-then-look (see `wait_or_shed`).
     pub(crate) fn end_work(&self) {
         self.busy.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 
     /// `true` while every worker is in a handler.
@@ -256,7 +258,10 @@ impl State {
         match self.room_tx.try_send(request) {
             Ok(()) => {
                 // A worker may have just finished and gone back to tiny_http's queue: wake
-                // it to look in the room. (If not, it looks there before it goes back.)
+                // it to look in the room. (If not, it looks there before it goes back.) The
+                // two sides each write, then read what the other wrote; the fences (here and
+                // in `end_work`) make sure at least one of them sees the other's write.
+                fence(Ordering::SeqCst);
                 if !self.all_busy() {
                     gen.http.unblock();
                 }
