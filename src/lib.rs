@@ -62,6 +62,7 @@
 //! - [`trigger`](mod@trigger) — the [`Trigger`] / [`Listener`] pair: flag, broadcast, the
 //!   [`Reason`] and time of the fire.
 //! - [`signal`] — the only code that calls `ctrlc`; what each OS delivers; the second signal.
+//! - [`watch`] — triggers besides signals: heartbeat watchdog, a file, the end of stdin.
 //! - [`pool`] — named worker threads, exit reports over a channel, the timed join.
 //! - [`server`] — the builder, the [`Server`] and its timeline, the [`Handle`].
 //! - `accept` — stopping tiny_http's accept loop while its queue is still served; starting
@@ -116,6 +117,7 @@ pub mod server;
 pub mod signal;
 mod state;
 pub mod trigger;
+pub mod watch;
 mod worker;
 
 pub use archive::{Unserved, Why};

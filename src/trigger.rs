@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -276,6 +277,21 @@ pub enum Reason {
     Signal,
     /// A program asked for it through [`Trigger::fire`].
     Requested,
+    /// No heartbeat came within this long ([`watch::Heartbeat`](crate::watch::Heartbeat)).
+    Heartbeat {
+        /// The watchdog's timeout.
+        missed: Duration,
+    },
+    /// A watched file appeared, or disappeared ([`watch::FileTrigger`](crate::watch::FileTrigger)).
+    File {
+        /// The watched path.
+        path: PathBuf,
+        /// `true` if it appeared, `false` if it disappeared.
+        appeared: bool,
+    },
+    /// Standard input reached its end: the parent process is gone
+    /// ([`watch::stdin_closed`](crate::watch::stdin_closed)).
+    StdinClosed,
     /// Another trigger of the application's own, named by it (say `"config reloaded"`).
     Other(String),
 }
@@ -285,6 +301,14 @@ impl fmt::Display for Reason {
         match self {
             Reason::Signal => f.write_str("signal"),
             Reason::Requested => f.write_str("requested"),
+            Reason::Heartbeat { missed } => write!(f, "no heartbeat for {missed:?}"),
+            Reason::File { path, appeared } => write!(
+                f,
+                "file {} {}",
+                path.display(),
+                if *appeared { "appeared" } else { "disappeared" }
+            ),
+            Reason::StdinClosed => f.write_str("stdin closed"),
             Reason::Other(what) => f.write_str(what),
         }
     }
