@@ -12,7 +12,7 @@ mod unix {
     use std::time::Duration;
 
     use super::common::http::{get, Conn};
-    use super::common::{example, serve_example, Proc};
+    use super::common::{example, native_example, serve_example, Proc};
 
     const BOUND: Duration = Duration::from_secs(20);
 
@@ -105,5 +105,102 @@ mod unix {
         assert!(response.closes());
         p.wait_line("drained in time", BOUND);
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_06_readiness_flips_and_the_lame_duck_serves() {
+        let (mut p, addr) = serve_example("06_health", &["--lame-duck-ms", "500"]);
+        assert_eq!(get(addr, "/readyz").unwrap().status, 200);
+        p.signal("INT");
+        p.wait_line("lame duck for 500ms", BOUND);
+        assert_eq!(get(addr, "/readyz").unwrap().status, 503);
+        assert_eq!(get(addr, "/livez").unwrap().status, 200);
+        let served = get(addr, "/").unwrap();
+        assert!(served.status == 200 && served.closes());
+        // Logged just before the stop: connects are refused within moments.
+        p.wait_line("stop accepting, drain", BOUND);
+        let stop = std::time::Instant::now();
+        while !super::common::http::connect_refused(addr) {
+            assert!(
+                stop.elapsed() < Duration::from_millis(500),
+                "still accepting"
+            );
+            std::thread::sleep(Duration::from_millis(5)); // each check is a connection
+        }
+        p.wait_line("health checks answered", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    #[test]
+    fn example_07_a_second_signal_exits_130() {
+        let (mut p, addr) = serve_example("07_force_exit", &[]);
+        let mut slow = Conn::open(addr).unwrap();
+        slow.send("GET", "/", &[], b"").unwrap();
+        p.wait_line("GET / from", BOUND);
+        p.signal("INT");
+        p.wait_line("press Ctrl+C again to force stop", BOUND);
+        p.signal("INT");
+        p.wait_line("forcing exit with code 130", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(130), "{}", p.output());
+    }
+
+    #[test]
+    fn example_08_archives_what_the_deadline_cut_and_replays_it() {
+        // A path relative to the working directory: the same for a Windows program under wine.
+        let archive = format!("target/lameduck-archive-{}.jsonl", std::process::id());
+        let _ = std::fs::remove_file(&archive);
+        let (mut p, addr) = serve_example("08_report_archive", &["--archive", &archive]);
+        let mut slow = Conn::open(addr).unwrap();
+        slow.send("POST", "/slow", &[], b"order=42").unwrap();
+        p.wait_line("/slow from", BOUND);
+        let mut queued = Conn::open(addr).unwrap();
+        queued
+            .send("POST", "/pay", &["X-Order: 43"], b"order=43")
+            .unwrap();
+        p.signal("INT");
+        assert_eq!(queued.read_response(false).unwrap().status, 503);
+        p.wait_line("archived: POST /pay (rejected)", BOUND);
+        p.wait_line("archived: POST /slow (cut)", BOUND);
+        assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
+
+        let lines = std::fs::read_to_string(&archive).unwrap();
+        let pay = lines
+            .lines()
+            .find(|l| l.contains(r#""url":"/pay""#))
+            .unwrap();
+        assert!(pay.contains(r#""why":"rejected""#), "{pay}");
+        assert!(pay.contains(r#""body":"b3JkZXI9NDM=""#), "{pay}"); // order=43
+        assert!(pay.contains(r#"["X-Order","43"]"#), "{pay}");
+        let cut = lines
+            .lines()
+            .find(|l| l.contains(r#""url":"/slow""#))
+            .unwrap();
+        assert!(
+            cut.contains(r#""why":"cut""#) && cut.contains(r#""body":null"#),
+            "{cut}"
+        );
+
+        // A fresh server receives them again.
+        let (mut fresh, fresh_addr) = serve_example(
+            "08_report_archive",
+            &["--archive", &format!("{archive}.fresh"), "--slow-ms", "0"],
+        );
+        // The replay is only a client: the native build, beside the server under test.
+        let mut replay = native_example("08_report_archive");
+        replay.args(["--replay", &archive, "--to", &fresh_addr.to_string()]);
+        let mut replay = Proc::spawn(replay);
+        replay.wait_line("POST /pay -> 200", BOUND);
+        replay.wait_line("POST /slow -> 200", BOUND);
+        assert_eq!(
+            replay.wait_exit(BOUND).code(),
+            Some(0),
+            "{}",
+            replay.output()
+        );
+        fresh.wait_line("POST /pay: order=43", BOUND);
+        fresh.signal("INT");
+        assert_eq!(fresh.wait_exit(BOUND).code(), Some(0), "{}", fresh.output());
+        let _ = std::fs::remove_file(&archive);
+        let _ = std::fs::remove_file(format!("{archive}.fresh"));
     }
 }

@@ -206,7 +206,20 @@ pub fn reexec(name: &str, env: &[(&str, &str)]) -> Command {
 /// against the Windows build under wine, signals included.
 #[track_caller]
 pub fn example(name: &str) -> Command {
-    let path = match std::env::var_os("LAMEDUCK_EXAMPLE_DIR") {
+    example_from(name, std::env::var_os("LAMEDUCK_EXAMPLE_DIR"))
+}
+
+/// The example `name` built for this machine, even when the tests run against another
+/// build (for a helper beside the program under test: one wine program at a time can run).
+#[track_caller]
+pub fn native_example(name: &str) -> Command {
+    example_from(name, None)
+}
+
+#[track_caller]
+fn example_from(name: &str, dir: Option<std::ffi::OsString>) -> Command {
+    let native = dir.is_none();
+    let path = match dir {
         Some(dir) => {
             let dir = std::path::PathBuf::from(dir);
             let exe = dir.join(format!("{name}.exe"));
@@ -232,7 +245,7 @@ pub fn example(name: &str) -> Command {
         path.display()
     );
     match std::env::var("LAMEDUCK_EXAMPLE_RUNNER") {
-        Ok(runner) if !runner.trim().is_empty() => {
+        Ok(runner) if !runner.trim().is_empty() && !native => {
             let mut words = runner.split_whitespace();
             let mut cmd = Command::new(words.next().unwrap());
             cmd.args(words).arg(path);
