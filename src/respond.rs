@@ -149,7 +149,8 @@ fn ignore_client_gone(result: io::Result<()>) -> io::Result<()> {
 
 /// The writer every response lameduck writes itself goes through. It inserts
 /// `Connection: close\r\n` after the first line (the status line) if asked to, and after a
-/// write fails it fails every later write and flush at once with the same kind of error.
+/// write fails it fails every later write and flush at once with the same kind of error. It
+/// writes nothing while its thread unwinds from a panic (in the body's reader).
 ///
 /// A write that took the whole write timeout counts as failed too, even if it wrote a few
 /// bytes: the socket's timeout bounds each `send`, and a client that has stopped reading
@@ -209,6 +210,11 @@ impl<W: Write> ResponseWriter<W> {
 
 impl<W: Write> Write for ResponseWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Unwinding from a panic in the body's reader: tiny_http's chunked encoder would
+        // write its last chunk while dropped, making a cut body look complete.
+        if std::thread::panicking() {
+            self.failed = Some(ErrorKind::Other);
+        }
         if let Some(kind) = self.failed {
             return Err(io::Error::new(
                 kind,

@@ -170,9 +170,26 @@ fn serve(state: &State, slot: &Slot, mut request: Request) {
     let (response, panicked) = handle(state, &mut request);
     let close = close_now(state);
     let status = response.status_code().0;
-    if let Err(e) = respond::send(request, response, close, state.settings.write_timeout) {
-        log::debug!("writing a response: {e}");
-    }
+    let method = request.method().clone();
+    // The body is read (user code: the handler's `Read`) while it is written: guarded too.
+    let write_timeout = state.settings.write_timeout;
+    let written = panic::catch_unwind(AssertUnwindSafe(|| {
+        respond::send(request, response, close, write_timeout)
+    }));
+    let panicked = match written {
+        Ok(Ok(())) => panicked,
+        Ok(Err(e)) => {
+            log::debug!("writing a response: {e}");
+            panicked
+        }
+        Err(payload) => {
+            log::error!(
+                "reading the response body for {method} panicked: {}; response cut",
+                panic_message(payload.as_ref())
+            );
+            true
+        }
+    };
     if !close {
         let since_epoch = state.epoch.elapsed().as_nanos().max(1);
         slot.last_keep_alive.store(

@@ -294,3 +294,37 @@ fn beyond_the_waiting_room_requests_get_503_at_once() {
     assert_eq!(report.shed(), 7, "{report}");
     assert_eq!(report.served_before(), 12 + 5);
 }
+
+/// A panic while the response body is read (the handler's `Read`, run as the response is
+/// written) is caught like one in the handler: the worker lives on.
+#[test]
+fn a_panicking_response_body_does_not_kill_its_worker() {
+    quiet_worker_panics();
+    struct Exploding;
+    impl std::io::Read for Exploding {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            panic!("body reader failed")
+        }
+    }
+    let s = Running::start(
+        |b| b.workers(1),
+        |request: &mut Request| -> ResponseBox {
+            if request.url() == "/explode" {
+                Response::new(200.into(), vec![], Exploding, None, None).boxed()
+            } else {
+                Response::from_string("fine").boxed()
+            }
+        },
+    );
+    let mut conn = Conn::open(s.addr).unwrap();
+    conn.send("GET", "/explode", &["Connection: close"], b"")
+        .unwrap();
+    assert!(
+        conn.read_response(false).is_err(),
+        "a cut response, not a whole one"
+    );
+    assert_eq!(get(s.addr, "/").unwrap().text(), "fine");
+    let report = s.shut_down();
+    assert_eq!(report.handler_panics(), 1);
+    assert!(report.workers().panicked().is_empty(), "{report:?}");
+}

@@ -1,0 +1,267 @@
+//! A rolling restart behind a real nginx is invisible to clients. nginx (Debian's
+//! `nginx-light`) runs on loopback with a generated config and a prefix of its own, in front
+//! of two lameduck servers (this test binary run again as each). Under a steady load through
+//! nginx, each server is sent SIGTERM in turn, drains, and is started again; the clients see
+//! no failed request.
+//!
+//! `.ci/run` installs nginx-light, and there (`CI` set) a missing nginx fails the test. On a
+//! machine without nginx and without `CI`, the test says so loudly and passes, so that the
+//! README's `cargo test` works on a fresh machine.
+
+mod common;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::net::{SocketAddr, TcpListener};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::common::http::Conn;
+    use super::common::{reexec, Proc};
+    use lameduck::tiny_http::{Request, Response};
+
+    const BOUND: Duration = Duration::from_secs(30);
+    const UPSTREAM: &str = "LAMEDUCK_UPSTREAM_PORT";
+
+    /// The child: one upstream server on the port in `LAMEDUCK_UPSTREAM_PORT`, with a
+    /// lame-duck delay, stopped by SIGTERM.
+    #[test]
+    fn upstream() {
+        let Ok(port) = std::env::var(UPSTREAM) else {
+            return;
+        };
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Info)
+            .filter_module("lameduck::worker", log::LevelFilter::Trace)
+            .filter_module("tiny_http", log::LevelFilter::Off)
+            .init();
+        let (trigger, _) = lameduck::trigger();
+        lameduck::signal::install(&trigger).unwrap();
+        let port: u16 = port.parse().unwrap();
+        let server = lameduck::Server::bind(("127.0.0.1", port))
+            .trigger(trigger)
+            .workers(8)
+            .readiness("/readyz")
+            .lame_duck(Duration::from_millis(300))
+            .deadline(Duration::from_secs(5))
+            .build(move |_: &mut Request| {
+                // Streamed in three chunks over ~15 ms: a response cut half-way is a failure
+                // nginx cannot retry (it has already passed the head on).
+                let body = Trickle {
+                    parts: vec!["hello ".into(), "from ".into(), port.to_string()],
+                };
+                Response::new(200.into(), vec![], body, None, None).boxed()
+            })
+            .unwrap();
+        println!("listening on http://{}", server.local_addr());
+        let report = server.run().unwrap();
+        println!("report: {report}");
+        std::process::exit(0);
+    }
+
+    /// A body that comes in parts, a few milliseconds apart.
+    struct Trickle {
+        parts: Vec<String>,
+    }
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.parts.is_empty() {
+                return Ok(0);
+            }
+            thread::sleep(Duration::from_millis(5));
+            let part = self.parts.remove(0);
+            let n = part.len().min(buf.len());
+            buf[..n].copy_from_slice(&part.as_bytes()[..n]);
+            if n < part.len() {
+                self.parts.insert(0, part[n..].to_owned());
+            }
+            Ok(n)
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[track_caller]
+    fn start_upstream(port: u16) -> Proc {
+        let port_text = port.to_string();
+        let mut proc = Proc::spawn(reexec("linux::upstream", &[(UPSTREAM, &port_text)]));
+        proc.wait_line("listening on http://", BOUND);
+        proc
+    }
+
+    fn nginx_binary() -> Option<String> {
+        ["nginx", "/usr/sbin/nginx"]
+            .into_iter()
+            .find(|bin| {
+                Command::new(bin)
+                    .arg("-v")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .map(str::to_owned)
+    }
+
+    fn nginx_config(dir: &std::path::Path, listen: u16, upstreams: [u16; 2]) -> String {
+        let d = dir.display();
+        format!(
+            "daemon off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    upstream app {{
+        server 127.0.0.1:{a} max_fails=1 fail_timeout=1s;
+        server 127.0.0.1:{b} max_fails=1 fail_timeout=1s;
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://app;
+            proxy_next_upstream error timeout http_503;
+            proxy_next_upstream_tries 3;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 5s;
+        }}
+    }}
+}}
+",
+            a = upstreams[0],
+            b = upstreams[1],
+        )
+    }
+
+    #[derive(Default)]
+    struct Tally {
+        ok: AtomicU64,
+        failed: AtomicU64,
+    }
+
+    /// A client looping through nginx until `stop`; every outcome counted.
+    fn client(addr: SocketAddr, tally: &Tally, stop: &AtomicBool) {
+        let mut conn: Option<Conn> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match Conn::open_with_timeout(addr, Duration::from_secs(10)) {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        eprintln!("connect to nginx failed: {e}");
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+            };
+            match c.request("GET", "/") {
+                Ok(r) if r.status == 200 && r.text().starts_with("hello from ") => {
+                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                    if r.closes() {
+                        conn = None;
+                    }
+                }
+                Ok(r) => {
+                    eprintln!("failed: status {} {}", r.status, r.text());
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    conn = None;
+                }
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rolling_restart_behind_nginx_fails_no_request() {
+        let Some(nginx) = nginx_binary() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("nginx is missing: .ci/run installs nginx-light, and this test must run");
+            }
+            eprintln!(
+                "\n*** SKIPPED a_rolling_restart_behind_nginx_fails_no_request: nginx is not \
+                 installed (apt-get install nginx-light); .ci/run runs it ***\n"
+            );
+            return;
+        };
+
+        let ports = [free_port(), free_port()];
+        let mut upstreams = [start_upstream(ports[0]), start_upstream(ports[1])];
+
+        let dir = std::env::current_dir()
+            .unwrap()
+            .join(format!("target/rolling-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listen = free_port();
+        std::fs::write(dir.join("nginx.conf"), nginx_config(&dir, listen, ports)).unwrap();
+        let mut cmd = Command::new(&nginx);
+        cmd.arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"));
+        let _nginx = Proc::spawn(cmd);
+        let front: SocketAddr = ([127, 0, 0, 1], listen).into();
+        let started = Instant::now();
+        while Conn::open(front).is_err() {
+            assert!(started.elapsed() < BOUND, "nginx did not start");
+            thread::sleep(Duration::from_millis(20)); // nginx prints no readiness line
+        }
+
+        let tally = Arc::new(Tally::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));
+                thread::spawn(move || client(front, &tally, &stop))
+            })
+            .collect();
+
+        for (i, port) in ports.into_iter().enumerate() {
+            // Both instances serve before either is restarted.
+            upstreams[i].wait_line("GET / from", BOUND);
+            upstreams[(i + 1) % 2].wait_line("GET / from", BOUND);
+            let before = tally.ok.load(Ordering::Relaxed);
+            upstreams[i].signal("TERM");
+            upstreams[i].wait_line("report: shutdown (signal)", BOUND);
+            let status = upstreams[i].wait_exit(BOUND);
+            assert_eq!(status.code(), Some(0), "{}", upstreams[i].output());
+            upstreams[i] = start_upstream(port);
+            // nginx tries the new instance again after fail_timeout: wait for its traffic.
+            upstreams[i].wait_line("GET / from", BOUND);
+            eprintln!(
+                "instance {port} restarted; {} requests served through nginx meanwhile",
+                tally.ok.load(Ordering::Relaxed) - before
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let (ok, failed) = (
+            tally.ok.load(Ordering::Relaxed),
+            tally.failed.load(Ordering::Relaxed),
+        );
+        eprintln!("rolling restart behind nginx: {ok} requests ok, {failed} failed");
+        assert_eq!(failed, 0);
+        assert!(ok > 100, "too little load to tell: {ok}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
