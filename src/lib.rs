@@ -40,7 +40,9 @@
 //!    [`Listener::wait`], [`Listener::sleep`] or a `select!` on [`Listener::receiver`] wakes
 //!    at once; a listener that asks later sees it at once.
 //! 4. **Stop accepting.** The listening socket is closed first: new connects are refused,
-//!    within milliseconds. Connections already open stay open.
+//!    within milliseconds. Connections already open stay open. (Behind a load balancer, a
+//!    [lame-duck delay](Builder::lame_duck) comes before: readiness says 503 while the
+//!    server goes on serving.)
 //! 5. **Drain.** Requests in handlers finish, queued requests are served, and every response
 //!    from now on carries `Connection: close`, so keep-alive clients go elsewhere.
 //! 6. **Deadline.** At [`Builder::deadline`] (10 s by default) requests still queued are
@@ -48,7 +50,8 @@
 //! 7. **Timed join.** The [`Pool`] of workers is joined with the deadline
 //!    ([`Pool::join_deadline`]): `run` returns within about 20 ms of it even if a handler
 //!    never returns, so the process can exit.
-//! 8. **Report.** [`Server::run`] returns the [`ShutdownReport`], or
+//! 8. **Report.** [Shutdown hooks](Builder::on_shutdown) run with what is left of the
+//!    deadline, then [`Server::run`] returns the [`ShutdownReport`], or
 //!    [`Error::DeadlineExceeded`] carrying it: the reason, timings, counts, and every
 //!    request it could not finish, for a log or a retry queue.
 //!
