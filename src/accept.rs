@@ -43,7 +43,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
 /// connects is itself a connection for tiny_http to accept: checking without pauses could
 /// keep a slow accept loop (wine's takes about a millisecond per connection) from ever
 /// finding its backlog empty.
-const FIRST_PAUSE: Duration = Duration::from_micros(100);
+const FIRST_PAUSE: Duration = Duration::from_micros(50);
 const MAX_PAUSE: Duration = Duration::from_millis(10);
 
 /// At most this many backlog connections are shed per call.
@@ -81,21 +81,42 @@ impl Acceptor {
     ///
     /// # Errors
     ///
-    /// If the socket could not be made non-blocking (the loop then keeps accepting until the
-    /// `Server` is dropped), or connects still succeeded after [`CONFIRM_TIMEOUT`].
+    /// As [`Acceptor::begin_stop`] and [`Acceptor::confirm_stopped`].
     pub(crate) fn stop(&mut self, ended: &Listener) -> io::Result<()> {
+        self.begin_stop()?;
+        self.confirm_stopped(ended)
+    }
+
+    /// The first half of [`Acceptor::stop`]: makes the socket non-blocking, wakes tiny_http's
+    /// accept loop so that it ends, and closes our handle. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// If the socket could not be made non-blocking (the loop then keeps accepting until the
+    /// `Server` is dropped).
+    pub(crate) fn begin_stop(&mut self) -> io::Result<()> {
         let Some(clone) = self.clone.take() else {
             return Ok(());
         };
         self.spare = None;
         clone.set_nonblocking(true)?;
-        let addr = reach(self.addr);
         // Connect, then close at once: tiny_http accepts it (or not: either way its next
         // accept is non-blocking), reads end-of-file and forgets it.
-        let _ = TcpStream::connect_timeout(&addr, WAKE_TIMEOUT);
+        let _ = TcpStream::connect_timeout(&reach(self.addr), WAKE_TIMEOUT);
         drop(clone);
-        // The socket closes when tiny_http's thread, too, has dropped its handle, moments
-        // after its loop ends. Connecting is the one portable way to see that moment.
+        Ok(())
+    }
+
+    /// The second half of [`Acceptor::stop`]: returns once a connect is refused.
+    ///
+    /// The socket closes when tiny_http's thread, too, has dropped its handle, moments after
+    /// its loop ends. Connecting is the one portable way to see that moment.
+    ///
+    /// # Errors
+    ///
+    /// If connects still succeeded after [`CONFIRM_TIMEOUT`].
+    pub(crate) fn confirm_stopped(&self, ended: &Listener) -> io::Result<()> {
+        let addr = reach(self.addr);
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
         loop {

@@ -108,9 +108,9 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
+        let name = self.next_name();
         self.spawned += 1;
         let id = self.spawned;
-        let name = format!("{}-{}", self.prefix, id);
         let exits = self.exits_tx.clone();
         let handle = thread::Builder::new()
             .name(name.clone())
@@ -130,6 +130,11 @@ impl Pool {
             })?;
         self.workers.push(Worker { id, name, handle });
         Ok(&self.workers[self.workers.len() - 1].name)
+    }
+
+    /// The name the next worker will have.
+    pub(crate) fn next_name(&self) -> String {
+        format!("{}-{}", self.prefix, self.spawned + 1)
     }
 
     /// Number of workers not yet reported as ended by a join.

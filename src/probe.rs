@@ -64,6 +64,9 @@ const PING_WAIT: Duration = Duration::from_millis(300);
 /// While the accept loop cannot be restarted, how often to try again.
 const RESTART_RETRY: Duration = Duration::from_millis(20);
 
+/// The waits of the rescue at shutdown.
+const BRIEF_WAIT: Duration = Duration::from_millis(2);
+
 /// Before a chain: if a new connection shows up this soon without any kick, connections are
 /// coming and going anyway, and each one that closes frees a thread for a queued task: a
 /// chain would only chase them.
@@ -139,9 +142,19 @@ fn index(key: u64) -> usize {
 /// Kicks for as long as each kick frees a connection, and again while that freed some;
 /// returns how many it freed.
 pub(crate) fn rescue(addr: SocketAddr, peers: &Peers) -> usize {
+    rescue_with(addr, peers, CHURN_WAIT, RESCUE_WAIT)
+}
+
+/// A rescue with short waits, for the shutdown: it holds the stop, and a freed request
+/// that is slow to arrive is still answered (by the drain or the late responder).
+pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers) -> usize {
+    rescue_with(addr, peers, BRIEF_WAIT / 2, BRIEF_WAIT)
+}
+
+fn rescue_with(addr: SocketAddr, peers: &Peers, churn: Duration, wait: Duration) -> usize {
     let mut freed = 0;
     for _ in 0..=AGAIN {
-        let more = chain(addr, peers);
+        let more = chain(addr, peers, churn, wait);
         freed += more;
         if more == 0 {
             break;
@@ -155,9 +168,9 @@ pub(crate) fn rescue(addr: SocketAddr, peers: &Peers) -> usize {
 
 /// One chain of kicks: stops at the first that frees nothing. None at all while connections
 /// are coming and going by themselves.
-fn chain(addr: SocketAddr, peers: &Peers) -> usize {
+fn chain(addr: SocketAddr, peers: &Peers, churn: Duration, wait: Duration) -> usize {
     while peers.new_rx.try_recv().is_ok() {}
-    if peers.new_rx.recv_timeout(CHURN_WAIT).is_ok() {
+    if peers.new_rx.recv_timeout(churn).is_ok() {
         return 0;
     }
     let mut freed = 0;
@@ -169,7 +182,7 @@ fn chain(addr: SocketAddr, peers: &Peers) -> usize {
                 break;
             }
         }
-        if peers.new_rx.recv_timeout(RESCUE_WAIT).is_err() {
+        if peers.new_rx.recv_timeout(wait).is_err() {
             break;
         }
         freed += 1;
@@ -235,9 +248,15 @@ impl Supervisor {
         Ok(Supervisor { pool, stop })
     }
 
-    /// Stops; waits (boundedly) for a rescue or restart under way to end.
-    pub(crate) fn stop(mut self) {
+    /// Tells it to stop, without waiting: it stops at once, or after a rescue or restart
+    /// under way (a restart sees the shutdown and gives up).
+    pub(crate) fn begin_stop(&self) {
         self.stop.fire(crate::Reason::Requested);
+    }
+
+    /// Stops it and waits (boundedly) for it.
+    pub(crate) fn stop(mut self) {
+        self.begin_stop();
         let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + PING_WAIT * 2 + Duration::from_secs(1);
         let _ = self.pool.join_timeout(bound);
     }

@@ -6,10 +6,13 @@
 //! `Response::raw_print` on the request's raw writer, through [`ResponseWriter`], which inserts
 //! `Connection: close` right after the status line.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, BufWriter, ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, ResponseBox, StatusCode};
+
+/// Bytes gathered before they are written: a whole head, and small bodies with it.
+const HEAD_BUFFER: usize = 4096;
 
 /// The header line inserted after the status line.
 const CONNECTION_CLOSE: &[u8] = b"Connection: close\r\n";
@@ -54,7 +57,9 @@ pub(crate) fn send(
         .filter(|h| h.field.equiv("TE"))
         .cloned()
         .collect();
-    let mut writer = ResponseWriter::new(request.into_writer(), close).stall_after(write_timeout);
+    // tiny_http writes the head in many small pieces, each through a mutex: buffer them.
+    let writer = ResponseWriter::new(request.into_writer(), close).stall_after(write_timeout);
+    let mut writer = BufWriter::with_capacity(HEAD_BUFFER, writer);
     let result = response
         .raw_print(&mut writer, version, &te, head, None)
         .and_then(|()| writer.flush());

@@ -7,8 +7,13 @@
 //! [`Builder::max_waiting`](crate::Builder::max_waiting) places; when the room is full it
 //! answers the request `503 Service Unavailable` with `Retry-After` and `Connection: close`
 //! at once. Workers take from the room before they go back to tiny_http's queue, so requests
-//! keep their order. Below saturation the shedder sleeps: a request then costs the workers
-//! one counter and one look at an empty channel.
+//! keep their order.
+//!
+//! The shedder steps in only on overload: every worker busy, and none freed for
+//! [`SATURATED`] (50 ms). A loaded server with fast handlers has every worker busy much of
+//! the time, but one frees up every few microseconds; relaying its requests would only add a
+//! hop. Otherwise the shedder sleeps, and a request costs the workers one counter and one
+//! look at an empty channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +23,10 @@ use crossbeam_channel::select;
 use crate::state::{Phase, State};
 use crate::worker::is_unblock;
 use crate::{Error, Listener, Pool, Trigger};
+
+/// How long every worker must stay busy, none freed, before the shedder takes requests into
+/// the room.
+const SATURATED: Duration = Duration::from_millis(50);
 
 /// The running shedder.
 pub(crate) struct Shedder {
@@ -34,10 +43,15 @@ impl Shedder {
         Ok(Shedder { pool, stop })
     }
 
-    /// Stops the shedder; waits (boundedly) for it (it is woken with the workers when the
-    /// phase changes).
-    pub(crate) fn stop(mut self) {
+    /// Tells the shedder to stop, without waiting (if it is receiving, the change of phase
+    /// wakes it).
+    pub(crate) fn begin_stop(&self) {
         self.stop.fire(crate::Reason::Requested);
+    }
+
+    /// Stops the shedder and waits (boundedly) for it.
+    pub(crate) fn stop(mut self) {
+        self.begin_stop();
         let _ = self.pool.join_timeout(Duration::from_secs(1));
     }
 }
@@ -48,6 +62,17 @@ fn shed(state: &State, stopped: &Listener) {
             recv(state.all_busy_rx) -> _ => {}
             recv(stopped.receiver()) -> _ => return,
         }
+        // Every worker busy for a moment is the normal state of a loaded server (with fast
+        // handlers one frees up within microseconds); relaying then would only add a hop.
+        // Overload is every worker busy, with none freed, for a while.
+        let reliefs = state.reliefs();
+        if stopped.sleep(SATURATED).is_err() {
+            return;
+        }
+        if !state.all_busy() || state.reliefs() != reliefs {
+            continue;
+        }
+        log::debug!("every worker busy for {SATURATED:?}: bounding the waiting requests");
         let mut gen = state.current_gen();
         while state.all_busy() && !stopped.is_triggered() {
             if state.current_number() != gen.number {

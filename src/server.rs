@@ -38,9 +38,13 @@ pub const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// How many requests may wait for a worker when none is set. See [`Builder::max_waiting`].
 pub const DEFAULT_MAX_WAITING: usize = 1024;
 
-/// After the deadline, how long workers that are between requests get to notice it; those
-/// still running after that are in a handler.
-const OVERDUE_GRACE: Duration = Duration::from_millis(20);
+/// After the deadline, how long (beyond one drain poll) workers that are between requests
+/// get to notice it; those still running after that are in a handler.
+const OVERDUE_GRACE: Duration = Duration::from_millis(2);
+
+/// How long before the end of a lame-duck delay responses start to wait for the socket's
+/// close (see `worker::close_now`).
+const STOPPING_LEAD: Duration = Duration::from_millis(5);
 
 /// How long `run` waits for the late responder to answer what was queued at the deadline,
 /// so that the report can count it.
@@ -329,6 +333,7 @@ impl Builder {
         let trigger = self.trigger.unwrap_or_else(|| crate::trigger().0);
         let settings = Settings {
             workers: self.workers,
+            lame_duck: self.lame_duck,
             max_waiting: self.max_waiting,
             retry_after: self.retry_after,
             keep_alive_grace: self.keep_alive_grace,
@@ -548,6 +553,11 @@ impl Server {
                 fired.reason(),
                 self.deadline
             );
+            // Responses in the last moments of the delay already wait for the close: a
+            // client told to close just before it would reconnect into the closing socket.
+            let lead = lame_duck.saturating_sub(STOPPING_LEAD);
+            std::thread::sleep((t0 + lead).saturating_duration_since(Instant::now()));
+            state.set_stopping();
             std::thread::sleep((t0 + lame_duck).saturating_duration_since(Instant::now()));
         }
         let lame_duck = t0.elapsed();
@@ -559,25 +569,38 @@ impl Server {
 
         // 1. Stop accepting. Responses from now on wait until connects are refused before
         //    they tell clients to close. First, every connection accepted so far gets a
-        //    thread (see `probe.rs`), if any arrived since the supervisor last looked.
+        //    thread (see `probe.rs`), if any arrived since the supervisor last looked; if
+        //    none did, the workers are woken for the drain at once, while the socket closes.
         state.set_stopping();
-        if let Some(supervisor) = supervisor {
-            supervisor.stop();
+        if let Some(supervisor) = &supervisor {
+            supervisor.begin_stop();
         }
-        if state.peers.take_seen_new() {
-            probe::rescue(reach(self.addr), &state.peers);
+        if let Some(shedder) = &shedder {
+            shedder.begin_stop();
+        }
+        let rescue = state.peers.take_seen_new();
+        if rescue {
+            probe::rescue_briefly(reach(self.addr), &state.peers);
         }
         let ended = state.current_gen().ended();
-        if let Err(e) = lock(&self.acceptor).stop(&ended) {
+        let mut acceptor = lock(&self.acceptor);
+        let stopped = acceptor.begin_stop().and_then(|()| {
+            if !rescue {
+                state.set_phase(Phase::Draining);
+                state.wake_serving();
+            }
+            acceptor.confirm_stopped(&ended)
+        });
+        drop(acceptor);
+        if let Err(e) = stopped {
             log::warn!("stop accepting on {}: {e}", self.addr);
         }
         state.set_closed();
         let stopped_accepting = t0.elapsed();
-        // 2. Drain: every worker is woken to see the new phase.
-        state.set_phase(Phase::Draining);
-        state.wake_serving();
-        if let Some(shedder) = shedder {
-            shedder.stop();
+        // 2. Drain: every worker is woken to see the new phase (done already if idle).
+        if rescue || state.phase() == Phase::Serving {
+            state.set_phase(Phase::Draining);
+            state.wake_serving();
         }
 
         // 3. Deadline; 4. timed join (the workers of dead generations, if any, too).
@@ -586,12 +609,21 @@ impl Server {
         workers.absorb_all(retired.join_deadline(deadline));
         let mut drained = t0.elapsed();
         if !workers.is_complete() {
+            // Workers waiting for others' handlers to finish are woken to see the deadline;
+            // those left are in a handler.
             state.set_phase(Phase::Overdue);
+            state.wake_draining(self.workers);
             workers.absorb(pool.join_timeout(DRAIN_POLL + OVERDUE_GRACE));
-            workers.absorb_all(retired.join_timeout(DRAIN_POLL));
+            workers.absorb_all(retired.join_timeout(DRAIN_POLL + OVERDUE_GRACE));
             drained = self.deadline;
         }
         drop(retired);
+        if let Some(supervisor) = supervisor {
+            supervisor.stop();
+        }
+        if let Some(shedder) = shedder {
+            shedder.stop();
+        }
 
         // What still arrives, or is still queued, gets a 503.
         let late = match Late::start(Arc::clone(state)) {

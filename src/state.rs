@@ -35,6 +35,7 @@ pub(crate) enum Phase {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     pub(crate) workers: usize,
+    pub(crate) lame_duck: Duration,
     pub(crate) max_waiting: usize,
     pub(crate) retry_after: Duration,
     pub(crate) keep_alive_grace: Duration,
@@ -187,6 +188,9 @@ pub(crate) struct State {
     pub(crate) room_rx: Receiver<Request>,
     /// Workers in a handler now.
     busy: AtomicUsize,
+    /// Times a worker finished while every worker was busy: the shedder tells a moment of
+    /// saturation (a worker frees up within microseconds) from an overload (none does).
+    reliefs: AtomicU64,
     /// A worker made every worker busy: the shedder may have work.
     all_busy_tx: Sender<()>,
     pub(crate) all_busy_rx: Receiver<()>,
@@ -227,6 +231,7 @@ impl State {
             room_tx,
             room_rx,
             busy: AtomicUsize::new(0),
+            reliefs: AtomicU64::new(0),
             all_busy_tx,
             all_busy_rx,
             shed: AtomicU64::new(0),
@@ -243,8 +248,15 @@ impl State {
     /// A worker is done with a request. It looks in the waiting room next: the fence orders
     /// that look after this write, against the shedder's push-then-look (see `wait_or_shed`).
     pub(crate) fn end_work(&self) {
-        self.busy.fetch_sub(1, Ordering::SeqCst);
+        if self.busy.fetch_sub(1, Ordering::SeqCst) >= self.settings.workers {
+            self.reliefs.fetch_add(1, Ordering::Relaxed);
+        }
         fence(Ordering::SeqCst);
+    }
+
+    /// How many times a worker finished while every worker was busy.
+    pub(crate) fn reliefs(&self) -> u64 {
+        self.reliefs.load(Ordering::Relaxed)
     }
 
     /// `true` while every worker is in a handler.
@@ -322,6 +334,16 @@ impl State {
         }
     }
 
+    /// At the deadline: cuts short the polls of workers waiting in the drain (`count` wake-ups
+    /// per generation; one left over is an empty receive for the late responder).
+    pub(crate) fn wake_draining(&self, count: usize) {
+        for gen in self.gens() {
+            for _ in 0..count {
+                gen.http.unblock();
+            }
+        }
+    }
+
     /// A slot for a new worker named `name`.
     pub(crate) fn add_slot(&self, name: String) -> Arc<Slot> {
         let slot = Arc::new(Slot::new(name));
@@ -340,8 +362,10 @@ impl State {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a response written now after the fire must wait for the socket to close:
+    /// from the fire on without a lame-duck delay, from the end of the delay with one.
     pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+        self.settings.lame_duck.is_zero() || self.stopping.load(Ordering::SeqCst)
     }
 
     /// Connects to the listening socket are refused from now on.

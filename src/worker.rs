@@ -112,12 +112,11 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
 ///
 /// [`Error::Spawn`] if the thread could not be started.
 pub(crate) fn spawn(state: &Arc<State>, pool: &mut Pool, serves: Serves) -> Result<(), Error> {
+    // The slot is made here, not on the new thread: a thread's first allocation gives it a
+    // heap arena of its own (glibc), and idle workers need not have one.
+    let slot = state.add_slot(pool.next_name());
     let state = Arc::clone(state);
-    pool.spawn(move || {
-        let name = std::thread::current().name().unwrap_or("worker").to_owned();
-        let slot = state.add_slot(name);
-        work(&state, &slot, serves);
-    })?;
+    pool.spawn(move || work(&state, &slot, serves))?;
     Ok(())
 }
 
