@@ -1,0 +1,248 @@
+//! The three servers under test. Each runs in a child process: this bench binary started
+//! again with [`ENV`] set to an encoded [`Spec`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use lameduck::tiny_http::{self, Request, Response};
+
+/// The environment variable that makes this binary a server; its value is a [`Spec`].
+pub const ENV: &str = "LAMEDUCK_BENCH_SERVER";
+
+/// What a server prints on stdout once it accepts, followed by its address.
+pub const LISTENING: &str = "listening on http://";
+
+/// What a never-returning handler prints on stdout when a request reaches it.
+pub const IN_HANDLER: &str = "in handler";
+
+/// How long "never returns" is.
+const HANG: Duration = Duration::from_secs(3600);
+
+/// Which server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// tiny_http, N threads on `recv()`, no shutdown handling at all.
+    Plain,
+    /// tiny_http plus a `ctrlc` flag and `unblock()`: workers stop, no drain.
+    Naive,
+    /// `lameduck::Server` with `lameduck::signal::install`.
+    Lameduck,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Plain, Kind::Naive, Kind::Lameduck];
+
+    /// Its place in [`Kind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain",
+            Kind::Naive => "naive",
+            Kind::Lameduck => "lameduck",
+        }
+    }
+
+    /// The three kinds, rotated by `round`: runs are interleaved and no server always goes
+    /// first.
+    pub fn order(round: usize) -> [Kind; 3] {
+        let mut kinds = Kind::ALL;
+        kinds.rotate_left(round % Kind::ALL.len());
+        kinds
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == text)
+    }
+}
+
+/// What the handler does before it answers `Hello World`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delay {
+    Millis(u64),
+    /// Prints [`IN_HANDLER`] and sleeps for an hour.
+    Hang,
+}
+
+/// One server to run: kind, worker count, handler, shutdown deadline (lameduck only).
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub kind: Kind,
+    pub workers: usize,
+    pub delay: Delay,
+    pub deadline: Duration,
+}
+
+impl Spec {
+    /// A server with lameduck's default deadline (10 s).
+    pub fn new(kind: Kind, workers: usize, delay: Delay) -> Spec {
+        Spec {
+            kind,
+            workers,
+            delay,
+            deadline: lameduck::server::DEFAULT_DEADLINE,
+        }
+    }
+
+    pub fn with_deadline(self, deadline: Duration) -> Spec {
+        Spec { deadline, ..self }
+    }
+
+    /// `kind,workers,delay_ms|hang,deadline_ms`
+    pub fn encode(&self) -> String {
+        let delay = match self.delay {
+            Delay::Millis(ms) => ms.to_string(),
+            Delay::Hang => "hang".to_owned(),
+        };
+        let (kind, workers) = (self.kind.name(), self.workers);
+        format!("{kind},{workers},{delay},{}", self.deadline.as_millis())
+    }
+
+    fn decode(text: &str) -> Result<Spec, String> {
+        let parts: Vec<&str> = text.split(',').collect();
+        let [kind, workers, delay, deadline] = parts[..] else {
+            return Err(format!("{text:?}: want kind,workers,delay_ms,deadline_ms"));
+        };
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+        Ok(Spec {
+            kind: Kind::parse(kind).ok_or_else(|| format!("unknown server {kind:?}"))?,
+            workers: usize::try_from(number(workers)?).map_err(|e| e.to_string())?,
+            delay: match delay {
+                "hang" => Delay::Hang,
+                ms => Delay::Millis(number(ms)?),
+            },
+            deadline: Duration::from_millis(number(deadline)?),
+        })
+    }
+}
+
+/// Runs the server that `spec` (the value of [`ENV`]) describes, and exits.
+pub fn serve(spec: &str) -> ! {
+    let spec = Spec::decode(spec).unwrap_or_else(|e| fail(&format!("{ENV}: {e}")));
+    let code = match spec.kind {
+        Kind::Plain => plain(spec),
+        Kind::Naive => naive(spec),
+        Kind::Lameduck => with_lameduck(spec),
+    };
+    std::process::exit(code)
+}
+
+/// The handler all three servers share.
+fn hello(delay: Delay) -> Response<std::io::Cursor<Vec<u8>>> {
+    match delay {
+        Delay::Millis(0) => {}
+        Delay::Millis(ms) => thread::sleep(Duration::from_millis(ms)),
+        Delay::Hang => {
+            println!("{IN_HANDLER}");
+            thread::sleep(HANG);
+        }
+    }
+    Response::from_string("Hello World")
+}
+
+fn announce(addr: SocketAddr) {
+    println!("{LISTENING}{addr}"); // stdout is line-buffered: the parent sees it at once
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("bench server: {message}");
+    std::process::exit(2)
+}
+
+fn bind_tiny_http() -> (Arc<tiny_http::Server>, SocketAddr) {
+    let server =
+        tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("tiny_http: {e}")));
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .unwrap_or_else(|| fail("tiny_http: no IP address"));
+    (Arc::new(server), addr)
+}
+
+fn spawn_workers(n: usize, work: impl Fn() + Send + Sync + 'static) -> Vec<JoinHandle<()>> {
+    let work = Arc::new(work);
+    (0..n)
+        .map(|_| {
+            let work = Arc::clone(&work);
+            thread::spawn(move || work())
+        })
+        .collect()
+}
+
+fn join(workers: Vec<JoinHandle<()>>) {
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+/// No shutdown handling: SIGINT's default action ends the process.
+fn plain(spec: Spec) -> i32 {
+    let (server, addr) = bind_tiny_http();
+    let workers = spawn_workers(spec.workers, move || {
+        while let Ok(request) = server.recv() {
+            let _ = request.respond(hello(spec.delay));
+        }
+    });
+    announce(addr);
+    join(workers);
+    0
+}
+
+/// A `ctrlc` handler sets a flag and unblocks every worker; workers stop; main joins them.
+fn naive(spec: Spec) -> i32 {
+    let (server, addr) = bind_tiny_http();
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = {
+        let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+        move || {
+            stop.store(true, Ordering::SeqCst);
+            for _ in 0..spec.workers {
+                server.unblock();
+            }
+        }
+    };
+    ctrlc::set_handler(on_signal).unwrap_or_else(|e| fail(&format!("ctrlc: {e}")));
+    let workers = spawn_workers(spec.workers, move || {
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(request) = server.recv() {
+                let _ = request.respond(hello(spec.delay));
+            }
+        }
+    });
+    announce(addr);
+    join(workers);
+    0
+}
+
+/// lameduck, as its README and `examples/hello.rs` use it. The server is dropped before the
+/// process exits, as when `main` returns.
+fn with_lameduck(spec: Spec) -> i32 {
+    match run_lameduck(spec) {
+        Ok(report) => {
+            eprintln!("{report}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn run_lameduck(spec: Spec) -> Result<lameduck::ShutdownReport, lameduck::Error> {
+    let (trigger, _listener) = lameduck::trigger();
+    lameduck::signal::install(&trigger)?;
+    let delay = spec.delay;
+    let server = lameduck::Server::bind("127.0.0.1:0")
+        .trigger(trigger)
+        .workers(spec.workers)
+        .deadline(spec.deadline)
+        .build(move |_request: &mut Request| hello(delay).boxed())?;
+    announce(server.local_addr());
+    server.run()
+}

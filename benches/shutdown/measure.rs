@@ -1,0 +1,919 @@
+//! The measurements. Each starts fresh servers (except throughput, which keeps one of each
+//! for all its rounds), prints its table, and returns what the summary needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::ExitStatus;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::child::{Delay, Kind, Spec, IN_HANDLER};
+use crate::load::{Conn, Load, Tally, READ_TIMEOUT};
+use crate::process::{ProcStatus, ServerProcess, Signaller};
+use crate::table::{self, num, Table};
+use crate::Plan;
+
+/// Before an "idle" signal, the server has had nothing to do for at least this long
+/// (lameduck keeps draining for 20 ms after its last keep-alive response)...
+const IDLE_BEFORE_SIGNAL: Duration = Duration::from_millis(100);
+
+/// ...plus a part of this, different in each round.
+const IDLE_SPREAD: Duration = Duration::from_secs(1);
+
+/// Load before each server's first measured throughput run.
+const WARM_UP: Duration = Duration::from_millis(300);
+
+/// The longest wait for a process to exit after a signal (except where said).
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+
+/// The longest wait for the load to reach the responses after which the signal is sent.
+const LOAD_BOUND: Duration = Duration::from_secs(20);
+
+/// After the server exited, how long clients get to notice (refused connects) and end.
+const CLIENTS_BOUND: Duration = Duration::from_secs(10);
+
+/// The deadline of the never-returning handler, and when to give up on an exit.
+const DEADLINE: Duration = Duration::from_secs(1);
+const GIVE_UP: Duration = Duration::from_secs(5);
+
+/// A burst's responses count if they come within this long.
+const BURST_WINDOW: Duration = Duration::from_secs(1);
+
+/// Values per server, in a map.
+pub type PerKind<T> = HashMap<Kind, Vec<T>>;
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn status_text(status: Option<ExitStatus>) -> String {
+    match status {
+        None => "not reaped".to_owned(),
+        Some(status) => match status.code() {
+            Some(code) => format!("exit {code}"),
+            None => killed_by(status),
+        },
+    }
+}
+
+#[cfg(unix)]
+fn killed_by(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(2) => "killed by SIGINT".to_owned(),
+        Some(9) => "killed by SIGKILL".to_owned(),
+        Some(signal) => format!("killed by signal {signal}"),
+        None => "?".to_owned(),
+    }
+}
+
+#[cfg(not(unix))]
+fn killed_by(_status: ExitStatus) -> String {
+    "killed".to_owned()
+}
+
+fn distinct(texts: impl IntoIterator<Item = String>) -> String {
+    let set: BTreeSet<String> = texts.into_iter().collect();
+    set.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+fn progress(what: &str, round: usize, rounds: usize) {
+    eprintln!("  [{what}] round {}/{rounds} done", round + 1);
+}
+
+/// How long a server stays idle before the signal in `round`: [`IDLE_BEFORE_SIGNAL`] plus a
+/// fraction of [`IDLE_SPREAD`] (golden-ratio steps, the same for the three servers of a
+/// round), so that signals fall at unrelated moments of the servers' own timers (lameduck's
+/// supervisor wakes every 100 ms from the start).
+fn idle_pause(round: usize) -> Duration {
+    let fraction = (round as f64 * 0.618_033_988_75).fract();
+    IDLE_BEFORE_SIGNAL + IDLE_SPREAD.mul_f64(fraction)
+}
+
+/// Sends SIGINT and waits (at most `bound`) for the exit: milliseconds from the signal and
+/// the exit status, or `None` if it did not exit.
+fn signal_to_exit(
+    signaller: &mut Signaller,
+    server: &mut ServerProcess,
+    bound: Duration,
+) -> Result<Option<(f64, Option<ExitStatus>)>, String> {
+    let sent = signaller.interrupt(server.pid)?;
+    Ok(server
+        .wait_exit(bound)
+        .map(|exit| (millis(exit.at.saturating_duration_since(sent)), exit.status)))
+}
+
+/// One request, whole response, 200: the server is up and its workers run.
+fn one_request(server: &ServerProcess) -> Result<(), String> {
+    let response = Conn::connect(server.addr, READ_TIMEOUT)
+        .and_then(|mut conn| conn.get())
+        .map_err(|e| format!("first request: {e}"))?;
+    match response.status {
+        200 => Ok(()),
+        status => Err(format!("first request: status {status}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Throughput and latency
+
+/// One timed keep-alive run.
+pub struct RunStat {
+    pub rps: f64,
+    /// The server's CPU time per 2xx response, in microseconds.
+    pub cpu_us: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub served: usize,
+    pub ok: u64,
+    pub lost: u64,
+    pub cut: u64,
+}
+
+impl RunStat {
+    fn new(mut tally: Tally, elapsed: Duration, cpu: Option<Duration>) -> RunStat {
+        let per_response = |cpu: Duration| cpu.as_secs_f64() * 1e6 / tally.ok as f64;
+        RunStat {
+            rps: tally.ok as f64 / elapsed.as_secs_f64(),
+            cpu_us: cpu.filter(|_| tally.ok > 0).map(per_response),
+            p99_ms: table::percentile(&mut tally.latencies_us, 99.0).map(|us| f64::from(us) / 1e3),
+            served: tally.clients_served,
+            ok: tally.ok,
+            lost: tally.lost,
+            cut: tally.cut,
+        }
+    }
+}
+
+pub struct Throughput {
+    pub runs: HashMap<(usize, Kind), Vec<RunStat>>,
+}
+
+impl Throughput {
+    fn values(&self, conns: usize, kind: Kind, f: impl Fn(&RunStat) -> f64) -> Vec<f64> {
+        self.runs
+            .get(&(conns, kind))
+            .map_or_else(Vec::new, |runs| runs.iter().map(f).collect())
+    }
+
+    pub fn median_rps(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::median(&self.values(conns, kind, |r| r.rps))
+    }
+
+    pub fn median_p99(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::median(&self.values(conns, kind, |r| r.p99_ms.unwrap_or(f64::INFINITY)))
+    }
+
+    /// The median p99 of the runs in which every connection got a response.
+    pub fn median_p99_all_served(&self, conns: usize, kind: Kind) -> Option<f64> {
+        let runs = self.runs.get(&(conns, kind))?;
+        let p99: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.served == conns)
+            .filter_map(|r| r.p99_ms)
+            .collect();
+        table::median(&p99)
+    }
+
+    pub fn median_cpu_us(&self, conns: usize, kind: Kind) -> Option<f64> {
+        let runs = self.runs.get(&(conns, kind))?;
+        table::median(&runs.iter().filter_map(|r| r.cpu_us).collect::<Vec<_>>())
+    }
+
+    pub fn min_served(&self, conns: usize, kind: Kind) -> Option<usize> {
+        let runs = self.runs.get(&(conns, kind))?;
+        runs.iter().map(|r| r.served).min()
+    }
+
+    pub fn total_ok(&self, kind: Kind) -> u64 {
+        self.runs
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .flat_map(|(_, runs)| runs.iter().map(|r| r.ok))
+            .sum()
+    }
+
+    /// The median req/s of the runs in which every connection got a response.
+    pub fn median_rps_all_served(&self, conns: usize, kind: Kind) -> Option<f64> {
+        let runs = self.runs.get(&(conns, kind))?;
+        let rps: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.served == conns)
+            .map(|r| r.rps)
+            .collect();
+        table::median(&rps)
+    }
+
+    /// How many runs had every connection served.
+    pub fn all_served_runs(&self, conns: usize, kind: Kind) -> usize {
+        self.runs
+            .get(&(conns, kind))
+            .map_or(0, |runs| runs.iter().filter(|r| r.served == conns).count())
+    }
+
+    /// The median req/s over plain's.
+    pub fn ratio(&self, conns: usize, kind: Kind) -> Option<f64> {
+        Some(self.median_rps(conns, kind)? / self.median_rps(conns, Kind::Plain)?)
+    }
+
+    /// The same, counting only runs in which every connection got a response: plain
+    /// tiny_http leaves some connections without a thread in some runs, and its throughput
+    /// is then that of fewer connections.
+    pub fn ratio_all_served(&self, conns: usize, kind: Kind) -> Option<f64> {
+        Some(
+            self.median_rps_all_served(conns, kind)?
+                / self.median_rps_all_served(conns, Kind::Plain)?,
+        )
+    }
+}
+
+pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
+    let spec = |kind| Spec::new(kind, plan.workers, Delay::Millis(0));
+    let servers = Kind::ALL
+        .iter()
+        .map(|&kind| ServerProcess::start(spec(kind)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for server in &servers {
+        Load::start(server.addr, 16).run_for(WARM_UP);
+    }
+    let mut runs: HashMap<(usize, Kind), Vec<RunStat>> = HashMap::new();
+    for round in 0..plan.rounds {
+        for &conns in &plan.conns {
+            for kind in Kind::order(round) {
+                let server = &servers[kind.index()];
+                let cpu_before = server.cpu_time();
+                let (tally, elapsed) = Load::start(server.addr, conns).run_for(plan.load_time);
+                let cpu = match (cpu_before, server.cpu_time()) {
+                    (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
+                    _ => None,
+                };
+                let stat = RunStat::new(tally, elapsed, cpu);
+                runs.entry((conns, kind)).or_default().push(stat);
+            }
+        }
+        progress("throughput", round, plan.rounds);
+    }
+    let result = Throughput { runs };
+    print_throughput(plan, &result);
+    Ok(result)
+}
+
+fn print_throughput(plan: &Plan, result: &Throughput) {
+    println!(
+        "\n1. Throughput and latency: hello world (0 ms handler), keep-alive, {} s per run, \
+         {} interleaved round(s), one server of each kind kept for all rounds",
+        plan.load_time.as_secs_f64(),
+        plan.rounds
+    );
+    let mut table = Table::new(&[
+        "conns",
+        "server",
+        "req/s",
+        "x plain",
+        "req/s all served",
+        "x plain",
+        "p99 ms",
+        "all served",
+        "served",
+        "CPU us/req",
+        "req/s min",
+        "req/s max",
+        "lost",
+        "cut",
+    ]);
+    for &conns in &plan.conns {
+        for kind in Kind::ALL {
+            let rps = result.values(conns, kind, |r| r.rps);
+            let sum = |f: fn(&RunStat) -> u64| {
+                result
+                    .runs
+                    .get(&(conns, kind))
+                    .map_or(0, |runs| runs.iter().map(f).sum::<u64>())
+            };
+            table.row(vec![
+                conns.to_string(),
+                kind.name().to_owned(),
+                num(table::median(&rps), 0),
+                num(result.ratio(conns, kind), 3),
+                num(result.median_rps_all_served(conns, kind), 0),
+                num(result.ratio_all_served(conns, kind), 3),
+                num(result.median_p99(conns, kind), 2),
+                num(result.median_p99_all_served(conns, kind), 2),
+                result
+                    .min_served(conns, kind)
+                    .map_or("-".to_owned(), |s| format!("{s}/{conns}")),
+                num(result.median_cpu_us(conns, kind), 1),
+                num(table::min(&rps), 0),
+                num(table::max(&rps), 0),
+                sum(|r| r.lost).to_string(),
+                sum(|r| r.cut).to_string(),
+            ]);
+        }
+    }
+    table.print();
+    if let Some(&most) = plan.conns.iter().max() {
+        for kind in Kind::ALL {
+            let runs = result
+                .runs
+                .get(&(most, kind))
+                .map_or(&[][..], Vec::as_slice);
+            let served: Vec<String> = runs.iter().map(|r| r.served.to_string()).collect();
+            let name = kind.name();
+            println!(
+                "  {name}: connections served per run at {most}: {}",
+                served.join(" ")
+            );
+        }
+    }
+    println!(
+        "  req/s and p99: medians over rounds; all served: the same over the runs in which every \
+         connection got a response; served: fewest connections that got at least one response \
+         in a run; CPU us/req: the server's user+system time (/proc/<pid>/stat, 10 ms ticks) \
+         per 2xx response, median; lost, cut: sums over rounds; cut: requests still unanswered \
+         when a run's time was up (one in flight per served connection is normal)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Signal to exit, idle
+
+pub struct ExitIdle {
+    pub ms: PerKind<f64>,
+    statuses: PerKind<String>,
+    /// lameduck's own reports, from its stderr.
+    reports: Vec<String>,
+}
+
+pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, String> {
+    let mut result = ExitIdle {
+        ms: HashMap::new(),
+        statuses: HashMap::new(),
+        reports: Vec::new(),
+    };
+    for round in 0..plan.rounds {
+        for kind in Kind::order(round) {
+            let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
+            one_request(&server)?;
+            thread::sleep(idle_pause(round));
+            let (ms, status) = signal_to_exit(signaller, &mut server, EXIT_BOUND)?
+                .ok_or_else(|| format!("{} did not exit in {EXIT_BOUND:?}", kind.name()))?;
+            result.ms.entry(kind).or_default().push(ms);
+            let statuses = result.statuses.entry(kind).or_default();
+            statuses.push(status_text(status));
+            if kind == Kind::Lameduck {
+                result.reports.push(server.stderr_tail().join(" / "));
+            }
+        }
+    }
+    print_exit_idle(plan, &result);
+    Ok(result)
+}
+
+fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
+    println!(
+        "\n2. Signal to exit, idle: a fresh server, one request answered, {} ms + 0-{} ms \
+         idle (a different pause each round), then SIGINT; {} run(s). (Under load: see 3, \
+         50 ms handler.)",
+        IDLE_BEFORE_SIGNAL.as_millis(),
+        IDLE_SPREAD.as_millis(),
+        plan.rounds
+    );
+    let mut table = Table::new(&[
+        "server",
+        "median ms",
+        "min ms",
+        "max ms",
+        "exit status",
+        "per run, ms",
+    ]);
+    for kind in Kind::ALL {
+        let ms = result.ms.get(&kind).cloned().unwrap_or_default();
+        let statuses = result.statuses.get(&kind).cloned().unwrap_or_default();
+        table.row(vec![
+            kind.name().to_owned(),
+            num(table::median(&ms), 2),
+            num(table::min(&ms), 2),
+            num(table::max(&ms), 2),
+            distinct(statuses),
+            ms.iter()
+                .map(|v| format!("{v:.1}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
+    }
+    table.print();
+    println!("  lameduck's own reports:");
+    for report in &result.reports {
+        println!("    {report}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Requests lost during shutdown (and signal to exit under load)
+
+pub struct DrainRun {
+    pub exit_ms: Option<f64>,
+    pub status: String,
+    pub tally: Tally,
+    /// Responses (any status) after the signal.
+    pub answered_after: u64,
+    /// lameduck's report, from its stderr.
+    pub report: Option<String>,
+}
+
+pub struct Drain {
+    pub runs: HashMap<(u64, Kind), Vec<DrainRun>>,
+}
+
+impl Drain {
+    pub fn lost(&self, delay_ms: u64, kind: Kind) -> Option<Vec<f64>> {
+        let runs = self.runs.get(&(delay_ms, kind))?;
+        Some(runs.iter().map(|r| r.tally.lost as f64).collect())
+    }
+
+    pub fn exit_ms(&self, delay_ms: u64, kind: Kind) -> Vec<f64> {
+        self.runs
+            .get(&(delay_ms, kind))
+            .map_or_else(Vec::new, |runs| {
+                runs.iter().filter_map(|r| r.exit_ms).collect()
+            })
+    }
+
+    /// Runs in which the server did not exit.
+    pub fn stuck(&self, delay_ms: u64, kind: Kind) -> usize {
+        self.runs.get(&(delay_ms, kind)).map_or(0, |runs| {
+            runs.iter().filter(|r| r.exit_ms.is_none()).count()
+        })
+    }
+}
+
+pub fn drain(plan: &Plan, signaller: &mut Signaller) -> Result<Drain, String> {
+    let mut result = Drain {
+        runs: HashMap::new(),
+    };
+    for &(delay_ms, after) in &plan.drain_cases {
+        for round in 0..plan.rounds {
+            for kind in Kind::order(round) {
+                let run = drain_once(plan, signaller, kind, delay_ms, after)?;
+                result.runs.entry((delay_ms, kind)).or_default().push(run);
+            }
+            progress(&format!("drain {delay_ms} ms"), round, plan.rounds);
+        }
+        print_drain(plan, &result, delay_ms, after);
+    }
+    Ok(result)
+}
+
+fn drain_once(
+    plan: &Plan,
+    signaller: &mut Signaller,
+    kind: Kind,
+    delay_ms: u64,
+    after: u64,
+) -> Result<DrainRun, String> {
+    let spec = Spec::new(kind, plan.workers, Delay::Millis(delay_ms));
+    let mut server = ServerProcess::start(spec)?;
+    let load = Load::start(server.addr, plan.drain_clients);
+    if !load.wait_responses(after, LOAD_BOUND) {
+        let got = load.responses();
+        load.stop();
+        return Err(format!(
+            "{}: {got} of {after} responses before the signal",
+            kind.name()
+        ));
+    }
+    let before = load.responses();
+    let exit = signal_to_exit(signaller, &mut server, EXIT_BOUND)?;
+    let tally = load.finish(CLIENTS_BOUND);
+    let answered = tally.ok + tally.unavailable + tally.other_status;
+    Ok(DrainRun {
+        exit_ms: exit.map(|(ms, _)| ms),
+        status: exit.map_or("did not exit".to_owned(), |(_, s)| status_text(s)),
+        answered_after: answered.saturating_sub(before),
+        tally,
+        report: (kind == Kind::Lameduck).then(|| server.stderr_tail().join(" / ")),
+    })
+}
+
+fn print_drain(plan: &Plan, result: &Drain, delay_ms: u64, after: u64) {
+    println!(
+        "\n3. Shutdown under load, {delay_ms} ms handler: {} keep-alive clients in a loop, \
+         SIGINT after {after} responses; clients end when a connect is refused; {} round(s)",
+        plan.drain_clients, plan.rounds
+    );
+    let mut table = Table::new(&[
+        "server",
+        "lost per round",
+        "lost min/med/max",
+        "503",
+        "write failed",
+        "ok (median)",
+        "answered after signal",
+        "exit ms med",
+        "exit ms max",
+        "exit status",
+    ]);
+    for kind in Kind::ALL {
+        let runs = result
+            .runs
+            .get(&(delay_ms, kind))
+            .map_or(&[][..], Vec::as_slice);
+        let lost: Vec<f64> = runs.iter().map(|r| r.tally.lost as f64).collect();
+        let exits = result.exit_ms(delay_ms, kind);
+        table.row(vec![
+            kind.name().to_owned(),
+            runs.iter()
+                .map(|r| r.tally.lost.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            format!(
+                "{}/{}/{}",
+                num(table::min(&lost), 0),
+                num(table::median(&lost), 0),
+                num(table::max(&lost), 0)
+            ),
+            total(runs, |t| t.unavailable).to_string(),
+            total(runs, |t| t.write_failed).to_string(),
+            num(median_of(runs, |r| r.tally.ok as f64), 0),
+            num(median_of(runs, |r| r.answered_after as f64), 0),
+            num(table::median(&exits), 1),
+            num(table::max(&exits), 1),
+            distinct(runs.iter().map(|r| r.status.clone())),
+        ]);
+    }
+    table.print();
+    let other: u64 = result
+        .runs
+        .iter()
+        .filter(|((d, _), _)| *d == delay_ms)
+        .flat_map(|(_, runs)| runs.iter())
+        .map(|r| r.tally.other_status + r.tally.connect_failed)
+        .sum();
+    println!(
+        "  lost: written, no whole response back; exit: SIGINT to the process gone \
+         (pipes closed); other statuses and failed (not refused) connects: {other}"
+    );
+    for kind in Kind::ALL {
+        let runs = result
+            .runs
+            .get(&(delay_ms, kind))
+            .map_or(&[][..], Vec::as_slice);
+        let lost = add_up(runs.iter().map(|r| &r.tally.lost_by));
+        if !lost.is_empty() {
+            println!("  {} lost, as the client saw it: {lost}", kind.name());
+        }
+        let failed = add_up(runs.iter().map(|r| &r.tally.connect_failed_by));
+        if !failed.is_empty() {
+            println!("  {} failed (not refused) connects: {failed}", kind.name());
+        }
+    }
+    let report = result
+        .runs
+        .get(&(delay_ms, Kind::Lameduck))
+        .and_then(|runs| runs.last())
+        .and_then(|run| run.report.clone());
+    if let Some(report) = report {
+        println!("  lameduck's own report, last round: {report}");
+    }
+}
+
+/// `"ConnectionReset on a new connection 3, ..."`: counts by what happened, added up.
+fn add_up<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> String {
+    let mut total: BTreeMap<&str, u64> = BTreeMap::new();
+    for (what, n) in maps.flatten() {
+        *total.entry(what).or_default() += n;
+    }
+    let texts: Vec<String> = total
+        .iter()
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+    texts.join(", ")
+}
+
+fn total(runs: &[DrainRun], count: impl Fn(&Tally) -> u64) -> u64 {
+    runs.iter().map(|r| count(&r.tally)).sum()
+}
+
+fn median_of(runs: &[DrainRun], f: impl Fn(&DrainRun) -> f64) -> Option<f64> {
+    table::median(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Deadline overrun
+
+pub struct DeadlineRun {
+    /// From the signal, `None` if it had not exited after [`GIVE_UP`].
+    pub exit_ms: Option<f64>,
+    pub status: String,
+    /// What the client of the never-ending request got.
+    pub client: String,
+}
+
+pub fn deadline(plan: &Plan, signaller: &mut Signaller) -> Result<PerKind<DeadlineRun>, String> {
+    let mut result: PerKind<DeadlineRun> = HashMap::new();
+    for round in 0..plan.small_rounds {
+        for kind in Kind::order(round) {
+            let run = deadline_once(plan, signaller, kind)?;
+            result.entry(kind).or_default().push(run);
+        }
+        progress("deadline", round, plan.small_rounds);
+    }
+    print_deadline(plan, &result);
+    Ok(result)
+}
+
+fn deadline_once(
+    plan: &Plan,
+    signaller: &mut Signaller,
+    kind: Kind,
+) -> Result<DeadlineRun, String> {
+    let spec = Spec::new(kind, plan.workers, Delay::Hang).with_deadline(DEADLINE);
+    let mut server = ServerProcess::start(spec)?;
+    let mut conn =
+        Conn::connect(server.addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
+    conn.send().map_err(|e| format!("send: {e}"))?;
+    server.wait_line(IN_HANDLER, Duration::from_secs(5))?;
+    let exit = signal_to_exit(signaller, &mut server, GIVE_UP)?;
+    if exit.is_none() {
+        server.kill();
+    }
+    let client = match conn.read_response() {
+        Ok(response) => format!("status {}", response.status),
+        Err(e) => format!("no response ({})", e.kind()),
+    };
+    Ok(DeadlineRun {
+        exit_ms: exit.map(|(ms, _)| ms),
+        status: exit.map_or(
+            format!("did not exit in {} s: killed", GIVE_UP.as_secs()),
+            |(_, s)| status_text(s),
+        ),
+        client,
+    })
+}
+
+/// How far past the deadline each run exited, in ms.
+pub fn overruns(runs: &[DeadlineRun]) -> Vec<f64> {
+    let deadline = millis(DEADLINE);
+    runs.iter()
+        .filter_map(|r| r.exit_ms.map(|ms| ms - deadline))
+        .collect()
+}
+
+fn print_deadline(plan: &Plan, result: &PerKind<DeadlineRun>) {
+    println!(
+        "\n4. Deadline overrun: handler never returns, one request in it, deadline {} s \
+         (lameduck), SIGINT; give up after {} s; {} round(s)",
+        DEADLINE.as_secs(),
+        GIVE_UP.as_secs(),
+        plan.small_rounds
+    );
+    let mut table = Table::new(&[
+        "server",
+        "exit ms after signal",
+        "past 1 s, max ms",
+        "exit status",
+        "the request got",
+    ]);
+    for kind in Kind::ALL {
+        let runs = result.get(&kind).map_or(&[][..], Vec::as_slice);
+        let exits = runs
+            .iter()
+            .map(|r| r.exit_ms.map_or("none".to_owned(), |ms| format!("{ms:.1}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let past = (kind == Kind::Lameduck).then(|| table::max(&overruns(runs)));
+        table.row(vec![
+            kind.name().to_owned(),
+            exits,
+            past.map_or("n/a".to_owned(), |max| num(max, 1)),
+            distinct(runs.iter().map(|r| r.status.clone())),
+            distinct(runs.iter().map(|r| r.client.clone())),
+        ]);
+    }
+    table.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Idle keep-alive connections
+
+pub struct IdleRun {
+    pub served: usize,
+    pub proc: Option<ProcStatus>,
+    pub exit_ms: Option<f64>,
+    pub status: String,
+}
+
+pub fn idle(plan: &Plan, signaller: &mut Signaller) -> Result<PerKind<IdleRun>, String> {
+    let mut result: PerKind<IdleRun> = HashMap::new();
+    for round in 0..plan.small_rounds {
+        for kind in Kind::order(round) {
+            let run = idle_once(plan, signaller, kind, idle_pause(round))?;
+            result.entry(kind).or_default().push(run);
+        }
+        progress("idle connections", round, plan.small_rounds);
+    }
+    print_idle(plan, &result);
+    Ok(result)
+}
+
+fn idle_once(
+    plan: &Plan,
+    signaller: &mut Signaller,
+    kind: Kind,
+    pause: Duration,
+) -> Result<IdleRun, String> {
+    let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
+    let conns = open_idle(&server, plan.idle_conns)?;
+    let served = conns.len();
+    thread::sleep(pause);
+    let proc = server.status().ok();
+    let exit = signal_to_exit(signaller, &mut server, EXIT_BOUND)?;
+    drop(conns);
+    Ok(IdleRun {
+        served,
+        proc,
+        exit_ms: exit.map(|(ms, _)| ms),
+        status: exit.map_or("did not exit".to_owned(), |(_, s)| status_text(s)),
+    })
+}
+
+/// Opens `n` connections, one at a time, each answered once; returns those answered.
+fn open_idle(server: &ServerProcess, n: usize) -> Result<Vec<Conn>, String> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n && Instant::now() < until {
+        let mut conn = Conn::connect(server.addr, Duration::from_secs(2))
+            .map_err(|e| format!("connection {}: {e}", conns.len() + 1))?;
+        if conn.get().is_ok_and(|r| r.status == 200) {
+            conns.push(conn);
+        }
+    }
+    Ok(conns)
+}
+
+fn print_idle(plan: &Plan, result: &PerKind<IdleRun>) {
+    println!(
+        "\n5. {} idle keep-alive connections (each answered once, then idle {} ms + 0-{} ms), \
+         then /proc/<pid>/status, then SIGINT; {} round(s)",
+        plan.idle_conns,
+        IDLE_BEFORE_SIGNAL.as_millis(),
+        IDLE_SPREAD.as_millis(),
+        plan.small_rounds
+    );
+    let mut table = Table::new(&[
+        "server",
+        "open",
+        "VmRSS MiB",
+        "threads",
+        "exit ms med",
+        "exit ms max",
+        "exit status",
+    ]);
+    for kind in Kind::ALL {
+        let runs = result.get(&kind).map_or(&[][..], Vec::as_slice);
+        let rss: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.proc)
+            .map(|p| p.rss_mib())
+            .collect();
+        let threads: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.proc)
+            .map(|p| p.threads as f64)
+            .collect();
+        let exits: Vec<f64> = runs.iter().filter_map(|r| r.exit_ms).collect();
+        table.row(vec![
+            kind.name().to_owned(),
+            runs.iter().map(|r| r.served).min().unwrap_or(0).to_string(),
+            num(table::median(&rss), 1),
+            num(table::median(&threads), 0),
+            num(table::median(&exits), 1),
+            num(table::max(&exits), 1),
+            distinct(runs.iter().map(|r| r.status.clone())),
+        ]);
+    }
+    table.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Cold burst
+
+pub fn burst(plan: &Plan) -> Result<PerKind<usize>, String> {
+    let mut result: PerKind<usize> = HashMap::new();
+    for round in 0..plan.rounds {
+        for kind in Kind::order(round) {
+            let server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
+            let served = burst_once(&server, plan.burst_conns)?;
+            result.entry(kind).or_default().push(served);
+        }
+    }
+    print_burst(plan, &result);
+    Ok(result)
+}
+
+/// `n` clients connect at once; once every connect is done, each sends one request at once.
+/// Counts the responses that came within [`BURST_WINDOW`] of their request. Every
+/// connection stays open until all are done, as keep-alive clients' would (a connection
+/// closing frees a tiny_http thread for a connection left waiting).
+fn burst_once(server: &ServerProcess, n: usize) -> Result<usize, String> {
+    let read_timeout = BURST_WINDOW + Duration::from_millis(100);
+    let (connect, send) = (Arc::new(Barrier::new(n + 1)), Arc::new(Barrier::new(n + 1)));
+    let addr = server.addr;
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let (connect, send) = (Arc::clone(&connect), Arc::clone(&send));
+            thread::spawn(move || {
+                connect.wait();
+                let conn = Conn::connect(addr, read_timeout);
+                send.wait();
+                let sent = Instant::now();
+                let mut conn = conn.ok()?;
+                let answered = conn.get().is_ok_and(|r| r.status == 200);
+                Some((answered && sent.elapsed() <= BURST_WINDOW, conn))
+            })
+        })
+        .collect();
+    connect.wait();
+    send.wait();
+    let done: Vec<_> = clients
+        .into_iter()
+        .filter_map(|client| client.join().ok().flatten())
+        .collect();
+    Ok(done.iter().filter(|(answered, _)| *answered).count())
+}
+
+fn print_burst(plan: &Plan, result: &PerKind<usize>) {
+    println!(
+        "\n6. Cold burst: a fresh server per round, {n} keep-alive connections opened at once \
+         (one thread each), then, all connected, one request on each at once; answered within \
+         {} s, per round ({} rounds)",
+        BURST_WINDOW.as_secs(),
+        plan.rounds,
+        n = plan.burst_conns
+    );
+    let mut table = Table::new(&["server", "answered per round", "min"]);
+    for kind in Kind::ALL {
+        let rounds = result.get(&kind).map_or(&[][..], Vec::as_slice);
+        table.row(vec![
+            kind.name().to_owned(),
+            rounds
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            rounds
+                .iter()
+                .min()
+                .map_or("-".to_owned(), |m| format!("{m}/{}", plan.burst_conns)),
+        ]);
+    }
+    table.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Idle memory
+
+pub fn rss(plan: &Plan) -> Result<PerKind<ProcStatus>, String> {
+    let mut result: PerKind<ProcStatus> = HashMap::new();
+    for round in 0..plan.small_rounds {
+        for kind in Kind::order(round) {
+            let server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
+            one_request(&server)?;
+            thread::sleep(IDLE_BEFORE_SIGNAL);
+            result.entry(kind).or_default().push(server.status()?);
+        }
+    }
+    print_rss(plan, &result);
+    Ok(result)
+}
+
+pub fn median_rss(runs: &[ProcStatus]) -> Option<f64> {
+    table::median(&runs.iter().map(ProcStatus::rss_mib).collect::<Vec<_>>())
+}
+
+fn print_rss(plan: &Plan, result: &PerKind<ProcStatus>) {
+    println!(
+        "\n7. Idle memory right after start: a fresh server, one request answered, {} ms \
+         idle, then /proc/<pid>/status; {} workers; median of {} server(s) each",
+        IDLE_BEFORE_SIGNAL.as_millis(),
+        plan.workers,
+        plan.small_rounds
+    );
+    let mut table = Table::new(&["server", "VmRSS MiB", "anonymous", "file", "threads"]);
+    for kind in Kind::ALL {
+        let runs = result.get(&kind).map_or(&[][..], Vec::as_slice);
+        let median =
+            |f: fn(&ProcStatus) -> f64| table::median(&runs.iter().map(f).collect::<Vec<_>>());
+        table.row(vec![
+            kind.name().to_owned(),
+            num(median(ProcStatus::rss_mib), 2),
+            num(median(ProcStatus::rss_anon_mib), 2),
+            num(median(ProcStatus::rss_file_mib), 2),
+            num(median(|p| p.threads as f64), 0),
+        ]);
+    }
+    table.print();
+    println!(
+        "  anonymous: heap and stacks (RssAnon); file: mapped files, mostly libc and this bench \
+         binary, which all three servers are (RssFile)"
+    );
+}

@@ -1,0 +1,193 @@
+//! The targets, with PASS or MISS for lameduck (plain and naive beside it, for reference),
+//! and the smoke checks.
+
+use crate::child::Kind;
+use crate::measure::{self, Drain, Throughput};
+use crate::table::{self, num, Table};
+use crate::{Plan, Results};
+
+/// One target: what each server measured, and whether lameduck met it.
+struct Row {
+    target: String,
+    /// lameduck, plain, naive.
+    values: [String; 3],
+    verdict: &'static str,
+}
+
+const COLUMNS: [Kind; 3] = [Kind::Lameduck, Kind::Plain, Kind::Naive];
+
+/// A row from `check`, which gives each server's value and whether it meets the target
+/// (`None`: not measured).
+fn row(target: String, check: impl Fn(Kind) -> Option<(String, bool)>) -> Row {
+    let results = COLUMNS.map(&check);
+    let verdict = match &results[0] {
+        None => "not run",
+        Some((_, true)) => "PASS",
+        Some((_, false)) => "MISS",
+    };
+    Row {
+        target,
+        values: results.map(|r| r.map_or("-".to_owned(), |(value, _)| value)),
+        verdict,
+    }
+}
+
+pub fn print(plan: &Plan, results: &Results) {
+    println!("\nSummary: targets for lameduck (plain and naive for reference)");
+    let mut table = Table::new(&["target", "lameduck", "verdict", "plain", "naive"]);
+    for row in rows(plan, results) {
+        let [lameduck, plain, naive] = row.values;
+        table.row(vec![
+            row.target,
+            lameduck,
+            row.verdict.to_owned(),
+            plain,
+            naive,
+        ]);
+    }
+    table.print();
+}
+
+fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
+    let t = results.throughput.as_ref();
+    let drain = results.drain.as_ref();
+    let conns: Vec<String> = plan.conns.iter().map(usize::to_string).collect();
+    vec![
+        row(
+            format!("throughput >= 0.95x plain ({} conns)", conns.join("/")),
+            |kind| throughput_ratios(plan, t?, kind),
+        ),
+        row(
+            format!("p99 <= 2.5 ms at {BURST} conns, all served"),
+            |kind| p99_served(t?, kind),
+        ),
+        row("idle signal->exit <= 2 ms (median)".to_owned(), |kind| {
+            let median = table::median(results.exit.as_ref()?.ms.get(&kind)?)?;
+            Some((format!("{median:.2} ms"), median <= 2.0))
+        }),
+        row(
+            "under load (50 ms handler) exit <= 70 ms".to_owned(),
+            |kind| exit_under_load(drain?, kind),
+        ),
+        row("lost = 0 (0 ms / 50 ms handler)".to_owned(), |kind| {
+            lost(drain?, kind)
+        }),
+        row(
+            format!("burst {BURST}/{BURST} within 1 s, every round"),
+            |kind| {
+                let min = *results.burst.as_ref()?.get(&kind)?.iter().min()?;
+                Some((format!("min {min}/{BURST}"), min == BURST))
+            },
+        ),
+        row("deadline overrun <= 20 ms".to_owned(), |kind| {
+            deadline_overrun(results, kind)
+        }),
+        row(
+            format!("exit with {} idle conns <= 50 ms", plan.idle_conns),
+            |kind| {
+                let runs = results.idle.as_ref()?.get(&kind)?;
+                let exits: Vec<f64> = runs.iter().filter_map(|r| r.exit_ms).collect();
+                let median = table::median(&exits)?;
+                let all = exits.len() == runs.len();
+                Some((format!("{median:.1} ms"), all && median <= 50.0))
+            },
+        ),
+        row("idle RSS <= 3 MiB".to_owned(), |kind| {
+            let mib = measure::median_rss(results.rss.as_ref()?.get(&kind)?)?;
+            Some((format!("{mib:.2} MiB"), mib <= 3.0))
+        }),
+    ]
+}
+
+/// The connection count of the p99 and burst targets.
+const BURST: usize = 64;
+
+/// The ratios of the medians over all runs (the target), then, for reference, over the runs
+/// in which every connection was served (with how many such runs plain had).
+fn throughput_ratios(plan: &Plan, t: &Throughput, kind: Kind) -> Option<(String, bool)> {
+    let all: Vec<Option<f64>> = plan.conns.iter().map(|&c| t.ratio(c, kind)).collect();
+    let served: Vec<String> = plan
+        .conns
+        .iter()
+        .map(|&c| {
+            let runs = t.all_served_runs(c, Kind::Plain);
+            format!("{} (n={runs})", num(t.ratio_all_served(c, kind), 2))
+        })
+        .collect();
+    let texts: Vec<String> = all.iter().map(|r| num(*r, 2)).collect();
+    let pass = all.iter().all(|r| r.is_some_and(|r| r >= 0.95));
+    let text = format!("{}; all served: {}", texts.join(" / "), served.join(" / "));
+    Some((text, pass))
+}
+
+fn p99_served(t: &Throughput, kind: Kind) -> Option<(String, bool)> {
+    let p99 = t.median_p99(BURST, kind)?;
+    let served = t.min_served(BURST, kind)?;
+    let mut text = format!("{p99:.2} ms, {served}/{BURST} served");
+    if served < BURST {
+        let all = t.median_p99_all_served(BURST, kind);
+        text.push_str(&format!(" (all-served runs: {})", num(all, 2)));
+    }
+    Some((text, p99 <= 2.5 && served == BURST))
+}
+
+fn exit_under_load(drain: &Drain, kind: Kind) -> Option<(String, bool)> {
+    let exits = drain.exit_ms(50, kind);
+    let median = table::median(&exits)?;
+    let max = table::max(&exits)?;
+    let stuck = drain.stuck(50, kind);
+    let mut text = format!("{median:.1} ms (max {max:.1})");
+    if stuck > 0 {
+        text.push_str(&format!(", {stuck} did not exit"));
+    }
+    Some((text, stuck == 0 && median <= 70.0))
+}
+
+fn lost(drain: &Drain, kind: Kind) -> Option<(String, bool)> {
+    let total = |delay| Some(drain.lost(delay, kind)?.iter().sum::<f64>());
+    let (fast, slow) = (total(0)?, total(50)?);
+    Some((format!("{fast:.0} / {slow:.0}"), fast == 0.0 && slow == 0.0))
+}
+
+fn deadline_overrun(results: &Results, kind: Kind) -> Option<(String, bool)> {
+    let runs = results.deadline.as_ref()?.get(&kind)?;
+    if runs.iter().any(|r| r.exit_ms.is_none()) {
+        return Some(("did not exit".to_owned(), false));
+    }
+    let worst = table::max(&measure::overruns(runs))?;
+    let text = if worst < 0.0 {
+        "exits at once, request lost".to_owned()
+    } else {
+        format!("+{worst:.1} ms")
+    };
+    Some((text, (0.0..=20.0).contains(&worst)))
+}
+
+/// What smoke mode asserts: lameduck lost nothing (both handlers), and every server answered
+/// in its throughput runs. Returns the failures.
+pub fn smoke_failures(plan: &Plan, results: &Results) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Some(drain) = &results.drain {
+        for &(delay, _) in &plan.drain_cases {
+            match drain.lost(delay, Kind::Lameduck) {
+                Some(lost) if lost.iter().sum::<f64>() == 0.0 => {}
+                Some(lost) => failures.push(format!(
+                    "lameduck lost {} request(s) during shutdown with a {delay} ms handler",
+                    lost.iter().sum::<f64>()
+                )),
+                None => failures.push(format!("no shutdown run with a {delay} ms handler")),
+            }
+        }
+    }
+    if let Some(t) = &results.throughput {
+        for kind in Kind::ALL {
+            if t.total_ok(kind) == 0 {
+                failures.push(format!(
+                    "{} answered no request in its throughput run",
+                    kind.name()
+                ));
+            }
+        }
+    }
+    failures
+}
