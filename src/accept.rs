@@ -61,6 +61,8 @@ pub(crate) struct Acceptor {
     /// A descriptor held in reserve: closed to make room for one `accept` when the process
     /// is out of them.
     spare: Option<File>,
+    /// A connect was seen refused: the stop is complete.
+    refused: bool,
 }
 
 impl Acceptor {
@@ -70,6 +72,7 @@ impl Acceptor {
             clone: Some(clone),
             addr,
             spare: open_spare(),
+            refused: false,
         }
     }
 
@@ -115,14 +118,20 @@ impl Acceptor {
     /// # Errors
     ///
     /// If connects still succeeded after [`CONFIRM_TIMEOUT`].
-    pub(crate) fn confirm_stopped(&self, ended: &Listener) -> io::Result<()> {
+    pub(crate) fn confirm_stopped(&mut self, ended: &Listener) -> io::Result<()> {
+        if self.refused {
+            return Ok(());
+        }
         let addr = reach(self.addr);
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
         loop {
             ended.wait_timeout(pause);
             match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
-                Err(_) => return Ok(()),
+                Err(_) => {
+                    self.refused = true;
+                    return Ok(());
+                }
                 Ok(probe) => drop(probe),
             }
             if start.elapsed() > CONFIRM_TIMEOUT {

@@ -11,7 +11,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -49,6 +49,10 @@ pub(crate) struct Gen {
     pub(crate) number: usize,
     /// Receivers that may be blocked in this generation's `recv`.
     in_recv: AtomicUsize,
+    /// Threads in [`Gen::wait_no_receivers`]; the last receiver to leave wakes them.
+    waiting: AtomicUsize,
+    quiet: Mutex<()>,
+    left: Condvar,
     /// Its accept loop has ended (seen, or found by the supervisor).
     dead: AtomicBool,
     /// Fired when the end of its accept loop comes out of its queue.
@@ -61,6 +65,9 @@ impl Gen {
             http,
             number,
             in_recv: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            quiet: Mutex::new(()),
+            left: Condvar::new(),
             dead: AtomicBool::new(false),
             ended: crate::trigger().0,
         }
@@ -73,7 +80,13 @@ impl Gen {
     }
 
     pub(crate) fn leave(&self) {
-        self.in_recv.fetch_sub(1, Ordering::SeqCst);
+        // Both SeqCst: either this sees a waiter that came, or the waiter sees this leave.
+        if self.in_recv.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.waiting.load(Ordering::SeqCst) > 0
+        {
+            let _quiet = lock(&self.quiet);
+            self.left.notify_all();
+        }
     }
 
     pub(crate) fn receivers(&self) -> usize {
@@ -94,6 +107,21 @@ impl Gen {
         for _ in 0..self.receivers() {
             self.http.unblock();
         }
+    }
+
+    /// Blocks while a receiver may still be blocked in `recv` and `go_on()` holds; wakes
+    /// when the last one leaves (checking `go_on` at least every `poll`).
+    pub(crate) fn wait_no_receivers(&self, poll: Duration, go_on: impl Fn() -> bool) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut quiet = lock(&self.quiet);
+        while self.receivers() > 0 && go_on() {
+            quiet = match self.left.wait_timeout(quiet, poll) {
+                Ok((quiet, _)) => quiet,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        drop(quiet);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Fires when the end of this generation's accept loop has been seen.

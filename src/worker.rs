@@ -77,10 +77,11 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
     }
 
     // The wake-up calls are queue entries any receiver can take: keep off the queue until
-    // every receiver still blocked in it has taken one. This lasts microseconds.
-    while gen.receivers() > 0 && state.phase() == Phase::Draining {
-        std::thread::yield_now();
-    }
+    // every receiver still blocked in it has taken one. This lasts microseconds; waiting
+    // asleep rather than spinning leaves the cores to the receivers still to wake.
+    gen.wait_no_receivers(Duration::from_millis(1), || {
+        state.phase() == Phase::Draining
+    });
 
     // Draining: take what is waiting or queued; stop when both are empty, no one is in a
     // handler, and the keep-alive grace is over.
