@@ -169,6 +169,7 @@ impl Pool {
     /// are never joined.
     pub fn join_deadline(&mut self, deadline: Instant) -> JoinReport {
         let mut report = JoinReport::default();
+        let mut ended = Vec::with_capacity(self.workers.len());
         while !self.workers.is_empty() {
             let exit = match self.exits.try_recv() {
                 Ok(exit) => exit,
@@ -183,7 +184,7 @@ impl Pool {
                 continue;
             };
             let worker = self.workers.swap_remove(index);
-            finish(worker.handle, deadline);
+            ended.push(worker.handle);
             match exit.panic {
                 None => report.finished.push(worker.name),
                 Some(message) => report.panicked.push(Panicked {
@@ -191,6 +192,12 @@ impl Pool {
                     message,
                 }),
             }
+        }
+        // The exit report is sent just before the thread ends; joining after all the
+        // reports are in finds most threads already gone, where joining each one as its
+        // report came would wait for them one by one.
+        for handle in ended {
+            finish(handle, deadline);
         }
         self.workers.sort_by_key(|w| w.id);
         report.running = self.workers.iter().map(|w| w.name.clone()).collect();
