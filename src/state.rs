@@ -79,14 +79,15 @@ impl Gen {
         self.in_recv.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn leave(&self) {
+    /// Uncounts the caller; returns how many receivers are still counted.
+    pub(crate) fn leave(&self) -> usize {
+        let others = self.in_recv.fetch_sub(1, Ordering::SeqCst) - 1;
         // Both SeqCst: either this sees a waiter that came, or the waiter sees this leave.
-        if self.in_recv.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.waiting.load(Ordering::SeqCst) > 0
-        {
+        if others == 0 && self.waiting.load(Ordering::SeqCst) > 0 {
             let _quiet = lock(&self.quiet);
             self.left.notify_all();
         }
+        others
     }
 
     pub(crate) fn receivers(&self) -> usize {

@@ -51,27 +51,35 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
     // Serving: block in the queue. The worker counts itself as a receiver *before* it reads
     // the phase and the current generation (see `Gen::wake_receivers`). Requests in the
     // waiting room (`room.rs`) come first: they were taken from the queue earlier.
+    let mut woken = false;
     loop {
         if let Ok(request) = state.room_rx.try_recv() {
+            woken = false;
             serve(state, slot, request);
             continue;
         }
         gen.enter();
         let moved = matches!(serves, Serves::Current) && state.current_number() != gen.number;
         if state.phase() != Phase::Serving || moved {
-            gen.leave();
+            let others = gen.leave();
             if moved {
                 gen = state.current_gen();
                 continue;
+            }
+            // Woken idle while others are still to wake: the last of them drains (and every
+            // worker that was in a handler), so this one has nothing to add and ends now.
+            if woken && others > 0 {
+                return;
             }
             break;
         }
         let received = gen.http.recv();
         gen.leave();
+        woken = false;
         match received {
             Ok(request) => serve(state, slot, request),
             // Woken by `unblock`: the phase or the current generation has changed.
-            Err(e) if is_unblock(&e) => {}
+            Err(e) if is_unblock(&e) => woken = true,
             Err(e) => state.accept_ended(&gen, e),
         }
     }
