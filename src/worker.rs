@@ -4,11 +4,12 @@
 //!
 //! - **Serving.** Workers block in tiny_http's `recv`. Responses keep the connection open
 //!   if the client asked for it.
-//! - **Draining** (from the fire). Every worker is woken (`Gen::wake_receivers`); each takes
-//!   what is queued and answers it with `Connection: close`, and stops once the queue is
-//!   empty, no worker is in a handler (a request in a handler may still be followed by one
-//!   on the same connection), and the keep-alive grace is over, polling every
-//!   [`DRAIN_POLL`] meanwhile.
+//! - **Draining** (from the fire). Every worker is woken (`Gen::wake_receivers`). An idle one
+//!   woken while others are still to wake ends at once: the last to wake drains, with every
+//!   worker that was in a handler. A draining worker takes what is queued and answers it
+//!   with `Connection: close`, and stops once the queue is empty, no worker is in a handler
+//!   (a request in a handler may still be followed by one on the same connection), and the
+//!   keep-alive grace is over, polling every [`DRAIN_POLL`] meanwhile.
 //! - **Overdue** (from the deadline). Workers stop taking requests; a worker still in a
 //!   handler finishes it (lameduck cannot stop a running thread) and then stops. What is
 //!   queued is answered 503 by the late responder (`late.rs`).
