@@ -4,12 +4,13 @@
 //!
 //! - **Serving.** Workers block in tiny_http's `recv`. Responses keep the connection open
 //!   if the client asked for it.
-//! - **Draining** (from the fire). Every worker is woken (`Gen::wake_receivers`). An idle one
-//!   woken while others are still to wake ends at once: the last to wake drains, with every
-//!   worker that was in a handler. A draining worker takes what is queued and answers it
-//!   with `Connection: close`, and stops once the queue is empty, no worker is in a handler
-//!   (a request in a handler may still be followed by one on the same connection), and the
-//!   keep-alive grace is over, polling every [`DRAIN_POLL`] meanwhile.
+//! - **Draining** (from the fire). Every worker is woken (`Gen::wake_receivers`). On a quiet
+//!   server (no handler running, no keep-alive response within the grace), an idle worker
+//!   woken while others are still to wake ends at once, and the last to wake drains. A
+//!   draining worker takes what is queued and answers it with `Connection: close`, and stops
+//!   once the queue is empty, no worker is in a handler (a request in a handler may still be
+//!   followed by one on the same connection), and the keep-alive grace is over, polling
+//!   every [`DRAIN_POLL`] meanwhile.
 //! - **Overdue** (from the deadline). Workers stop taking requests; a worker still in a
 //!   handler finishes it (lameduck cannot stop a running thread) and then stops. What is
 //!   queued is answered 503 by the late responder (`late.rs`).
@@ -67,9 +68,12 @@ pub(crate) fn work(state: &State, slot: &Slot, serves: Serves) {
                 gen = state.current_gen();
                 continue;
             }
-            // Woken idle while others are still to wake: the last of them drains (and every
-            // worker that was in a handler), so this one has nothing to add and ends now.
-            if woken && others > 0 {
+            // Woken idle while others are still to wake, on a quiet server (no handler
+            // running, no keep-alive response within the grace, so no request is expected):
+            // the last of them drains what may still come, and this one ends now. With
+            // traffic, every worker drains, so that requests still arriving are served in
+            // parallel.
+            if woken && others > 0 && !state.any_busy() && state.keep_alive_grace_left().is_zero() {
                 return;
             }
             break;
