@@ -90,6 +90,9 @@ const SLOTS: usize = 1024;
 pub(crate) struct Peers {
     slots: Box<[AtomicU64]>,
     seen_new: AtomicBool,
+    /// A new connection was seen since a rescue last found nothing to free: some of its
+    /// burst may be waiting for a thread.
+    unsure: AtomicBool,
     new_tx: Sender<()>,
     new_rx: Receiver<()>,
 }
@@ -100,6 +103,7 @@ impl Peers {
         Peers {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             seen_new: AtomicBool::new(false),
+            unsure: AtomicBool::new(false),
             new_tx,
             new_rx,
         }
@@ -110,6 +114,20 @@ impl Peers {
         self.seen_new.swap(false, Ordering::Relaxed)
     }
 
+    /// `true` unless a rescue has found nothing to free since the last new connection.
+    pub(crate) fn is_unsure(&self) -> bool {
+        self.unsure.load(Ordering::SeqCst)
+    }
+
+    /// A kick freed nothing: no connection is waiting for a thread, unless a new one was
+    /// seen meanwhile. (`note` sends before it marks, and this clears before it looks.)
+    fn settle(&self) {
+        self.unsure.store(false, Ordering::SeqCst);
+        if self.new_rx.try_recv().is_ok() {
+            self.unsure.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Notes a request from `peer`.
     pub(crate) fn note(&self, peer: Option<&SocketAddr>) {
         let Some(peer) = peer else { return };
@@ -117,8 +135,9 @@ impl Peers {
         let slot = &self.slots[index(key)];
         if slot.load(Ordering::Relaxed) != key {
             slot.store(key, Ordering::Relaxed);
-            self.seen_new.store(true, Ordering::Relaxed);
             let _ = self.new_tx.try_send(());
+            self.unsure.store(true, Ordering::SeqCst);
+            self.seen_new.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -141,20 +160,33 @@ fn index(key: u64) -> usize {
 
 /// Kicks for as long as each kick frees a connection, and again while that freed some;
 /// returns how many it freed.
-pub(crate) fn rescue(addr: SocketAddr, peers: &Peers) -> usize {
-    rescue_with(addr, peers, CHURN_WAIT, RESCUE_WAIT)
+/// Stops early when `go_on` says so.
+pub(crate) fn rescue(addr: SocketAddr, peers: &Peers, go_on: &dyn Fn() -> bool) -> usize {
+    rescue_with(addr, peers, Some(CHURN_WAIT), RESCUE_WAIT, go_on)
 }
 
 /// A rescue with short waits, for the shutdown: it holds the stop, and a freed request
 /// that is slow to arrive is still answered (by the drain or the late responder).
+///
+/// It kicks even while connections come and go by themselves: a connection still waiting
+/// once the socket is closed and the drain is over would be reset unread.
 pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers) -> usize {
-    rescue_with(addr, peers, BRIEF_WAIT / 2, BRIEF_WAIT)
+    rescue_with(addr, peers, None, BRIEF_WAIT, &|| true)
 }
 
-fn rescue_with(addr: SocketAddr, peers: &Peers, churn: Duration, wait: Duration) -> usize {
+fn rescue_with(
+    addr: SocketAddr,
+    peers: &Peers,
+    churn: Option<Duration>,
+    wait: Duration,
+    go_on: &dyn Fn() -> bool,
+) -> usize {
     let mut freed = 0;
     for _ in 0..=AGAIN {
-        let more = chain(addr, peers, churn, wait);
+        if !go_on() {
+            break;
+        }
+        let more = chain(addr, peers, churn, wait, go_on);
         freed += more;
         if more == 0 {
             break;
@@ -166,24 +198,35 @@ fn rescue_with(addr: SocketAddr, peers: &Peers, churn: Duration, wait: Duration)
     freed
 }
 
-/// One chain of kicks: stops at the first that frees nothing. None at all while connections
-/// are coming and going by themselves.
-fn chain(addr: SocketAddr, peers: &Peers, churn: Duration, wait: Duration) -> usize {
+/// One chain of kicks: stops at the first that frees nothing (and then `peers` is settled).
+/// With `churn`, none at all while connections are coming and going by themselves (a new
+/// one within `churn` without a kick).
+fn chain(
+    addr: SocketAddr,
+    peers: &Peers,
+    churn: Option<Duration>,
+    wait: Duration,
+    go_on: &dyn Fn() -> bool,
+) -> usize {
     while peers.new_rx.try_recv().is_ok() {}
-    if peers.new_rx.recv_timeout(churn).is_ok() {
+    if churn.is_some_and(|churn| peers.new_rx.recv_timeout(churn).is_ok()) {
         return 0;
     }
     let mut freed = 0;
     for _ in 0..MAX_KICKS {
+        if !go_on() {
+            return freed;
+        }
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
             Ok(kick) => drop(kick),
             Err(e) => {
                 log::debug!("rescue: kick to {addr} failed: {e}");
-                break;
+                return freed;
             }
         }
         if peers.new_rx.recv_timeout(wait).is_err() {
-            break;
+            peers.settle();
+            return freed;
         }
         freed += 1;
     }
@@ -221,7 +264,7 @@ fn ping(addr: SocketAddr) -> io::Result<bool> {
 fn accept_loop_answers(addr: SocketAddr, peers: &Peers) -> bool {
     match ping(addr) {
         Ok(false) => {
-            rescue(addr, peers);
+            rescue(addr, peers, &|| true);
             !matches!(ping(addr), Ok(false))
         }
         _ => true,
@@ -263,6 +306,7 @@ impl Supervisor {
 }
 
 fn supervise(state: &Arc<State>, acceptor: &Mutex<Acceptor>, addr: SocketAddr, stopped: &Listener) {
+    let go_on = || !state.is_shutting_down() && !stopped.is_triggered();
     for round in 1u64.. {
         select! {
             recv(stopped.receiver()) -> _ => return,
@@ -277,7 +321,7 @@ fn supervise(state: &Arc<State>, acceptor: &Mutex<Acceptor>, addr: SocketAddr, s
             return;
         }
         if state.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
-            rescue(addr, &state.peers);
+            rescue(addr, &state.peers, &go_on);
         }
         if round % PING_EVERY == 0 && !accept_loop_answers(addr, &state.peers) {
             let gen = state.current_gen();

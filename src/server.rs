@@ -569,16 +569,19 @@ impl Server {
 
         // 1. Stop accepting. Responses from now on wait until connects are refused before
         //    they tell clients to close. First, every connection accepted so far gets a
-        //    thread (see `probe.rs`), if any arrived since the supervisor last looked; if
-        //    none did, the workers are woken for the drain at once, while the socket closes.
+        //    thread (see `probe.rs`), unless none arrived since a rescue last found nothing
+        //    to free; then the workers are woken for the drain at once, while the socket
+        //    closes.
         state.set_stopping();
-        if let Some(supervisor) = &supervisor {
-            supervisor.begin_stop();
-        }
         if let Some(shedder) = &shedder {
             shedder.begin_stop();
         }
-        let rescue = state.peers.take_seen_new();
+        // The supervisor's own rescue, if one is under way, ends at its next kick: two
+        // rescues at once would take each other's signs of a freed connection.
+        if let Some(supervisor) = supervisor {
+            supervisor.stop();
+        }
+        let rescue = state.peers.take_seen_new() || state.peers.is_unsure();
         if rescue {
             probe::rescue_briefly(reach(self.addr), &state.peers);
         }
@@ -618,9 +621,6 @@ impl Server {
             drained = self.deadline;
         }
         drop(retired);
-        if let Some(supervisor) = supervisor {
-            supervisor.stop();
-        }
         if let Some(shedder) = shedder {
             shedder.stop();
         }
