@@ -64,6 +64,9 @@ const PING_WAIT: Duration = Duration::from_millis(300);
 /// While the accept loop cannot be restarted, how often to try again.
 const RESTART_RETRY: Duration = Duration::from_millis(20);
 
+/// How often the rescue at shutdown takes what reached tiny_http's queue.
+const PULL_EVERY: Duration = Duration::from_micros(100);
+
 /// The waits of the rescue at shutdown.
 const BRIEF_WAIT: Duration = Duration::from_millis(2);
 
@@ -90,8 +93,8 @@ const SLOTS: usize = 1024;
 pub(crate) struct Peers {
     slots: Box<[AtomicU64]>,
     seen_new: AtomicBool,
-    /// A new connection was seen since a rescue last found nothing to free: some of its
-    /// burst may be waiting for a thread.
+    /// No rescue has found nothing to free since the last new connection (or ever): some
+    /// connections may be waiting for a thread.
     unsure: AtomicBool,
     new_tx: Sender<()>,
     new_rx: Receiver<()>,
@@ -103,7 +106,8 @@ impl Peers {
         Peers {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             seen_new: AtomicBool::new(false),
-            unsure: AtomicBool::new(false),
+            // Until a rescue has looked, a first burst may be waiting unseen.
+            unsure: AtomicBool::new(true),
             new_tx,
             new_rx,
         }
@@ -162,16 +166,19 @@ fn index(key: u64) -> usize {
 /// returns how many it freed.
 /// Stops early when `go_on` says so.
 pub(crate) fn rescue(addr: SocketAddr, peers: &Peers, go_on: &dyn Fn() -> bool) -> usize {
-    rescue_with(addr, peers, Some(CHURN_WAIT), RESCUE_WAIT, go_on)
+    rescue_with(addr, peers, Some(CHURN_WAIT), RESCUE_WAIT, go_on, &|| false)
 }
 
 /// A rescue with short waits, for the shutdown: it holds the stop, and a freed request
 /// that is slow to arrive is still answered (by the drain or the late responder).
 ///
 /// It kicks even while connections come and go by themselves: a connection still waiting
-/// once the socket is closed and the drain is over would be reset unread.
-pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers) -> usize {
-    rescue_with(addr, peers, None, BRIEF_WAIT, &|| true)
+/// once the socket is closed and the drain is over would be reset unread. And it does not
+/// wait for a worker to take a freed request (every worker may be waiting for the socket
+/// to close): `pull` takes one request from tiny_http's queue, if any, notes its peer and
+/// hands it to the workers; it returns `false` when the queue is empty.
+pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers, pull: &dyn Fn() -> bool) -> usize {
+    rescue_with(addr, peers, None, BRIEF_WAIT, &|| true, pull)
 }
 
 fn rescue_with(
@@ -180,13 +187,14 @@ fn rescue_with(
     churn: Option<Duration>,
     wait: Duration,
     go_on: &dyn Fn() -> bool,
+    pull: &dyn Fn() -> bool,
 ) -> usize {
     let mut freed = 0;
     for _ in 0..=AGAIN {
         if !go_on() {
             break;
         }
-        let more = chain(addr, peers, churn, wait, go_on);
+        let more = chain(addr, peers, churn, wait, go_on, pull);
         freed += more;
         if more == 0 {
             break;
@@ -207,6 +215,7 @@ fn chain(
     churn: Option<Duration>,
     wait: Duration,
     go_on: &dyn Fn() -> bool,
+    pull: &dyn Fn() -> bool,
 ) -> usize {
     while peers.new_rx.try_recv().is_ok() {}
     if churn.is_some_and(|churn| peers.new_rx.recv_timeout(churn).is_ok()) {
@@ -224,13 +233,29 @@ fn chain(
                 return freed;
             }
         }
-        if peers.new_rx.recv_timeout(wait).is_err() {
+        if !freed_within(peers, wait, pull) {
             peers.settle();
             return freed;
         }
         freed += 1;
     }
     freed
+}
+
+/// Whether a new connection's first request shows up within `wait`, taking requests from
+/// the queue with `pull` meanwhile.
+fn freed_within(peers: &Peers, wait: Duration, pull: &dyn Fn() -> bool) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        while pull() {}
+        let left = until.saturating_duration_since(Instant::now());
+        if peers.new_rx.recv_timeout(left.min(PULL_EVERY)).is_ok() {
+            return true;
+        }
+        if left <= PULL_EVERY {
+            return false;
+        }
+    }
 }
 
 /// Sends a bad request line, which tiny_http answers `400` as soon as a thread reads it.

@@ -583,7 +583,20 @@ impl Server {
         }
         let rescue = state.peers.take_seen_new() || state.peers.is_unsure();
         if rescue {
-            probe::rescue_briefly(reach(self.addr), &state.peers);
+            let gen = state.current_gen();
+            let pull = || match gen.http.try_recv() {
+                Ok(Some(request)) => {
+                    state.peers.note(request.remote_addr());
+                    state.wait_or_shed(request, &gen);
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    state.accept_ended(&gen, e);
+                    false
+                }
+            };
+            probe::rescue_briefly(reach(self.addr), &state.peers, &pull);
         }
         let ended = state.current_gen().ended();
         let mut acceptor = lock(&self.acceptor);
