@@ -74,8 +74,13 @@ mod linux {
         assert_eq!(status.code(), Some(0), "{}", hello.output());
         assert!(new_client < Duration::from_millis(100), "{new_client:?}");
         assert!(to_report < Duration::from_millis(200), "{to_report:?}");
+        // After the report, exiting is mostly the kernel ending the 1000 connection threads
+        // and closing their sockets: a plain tiny_http process with 1000 idle connections,
+        // killed outright, takes 23 to 47 ms here depending on the day (the benchmark,
+        // `-- --only idle`, measures both side by side against the 50 ms target). The bound
+        // here catches what lameduck could add, such as waiting on a connection thread.
         assert!(
-            report_to_exit < Duration::from_millis(50),
+            report_to_exit < Duration::from_millis(100),
             "{report_to_exit:?}"
         );
         drop(idle);
