@@ -18,7 +18,10 @@
 //!
 //! The supervisor thread `lameduck-probe-1` starts a rescue every [`INTERVAL`] when new
 //! connections were seen (a burst always gets some served) and every tenth round anyway;
-//! [`Server::run`](crate::Server::run) runs one more right before it stops accepting.
+//! [`Server::run`](crate::Server::run) runs one more right before it stops accepting,
+//! unless a rescue has found nothing to free since the last new connection; that one kicks
+//! even while connections come and go, and takes freed requests from the queue itself,
+//! since every worker may be waiting for the socket to close.
 //! Kicks never reach a handler.
 //!
 //! The same thread watches the accept loop: every 300 ms it sends a bad request line,
