@@ -166,10 +166,17 @@ fn index(key: u64) -> usize {
 }
 
 /// Kicks for as long as each kick frees a connection, and again while that freed some;
-/// returns how many it freed.
-/// Stops early when `go_on` says so.
+/// returns how many it freed. Stops early when `go_on` says so.
 pub(crate) fn rescue(addr: SocketAddr, peers: &Peers, go_on: &dyn Fn() -> bool) -> usize {
-    rescue_with(addr, peers, Some(CHURN_WAIT), RESCUE_WAIT, go_on, &|| false)
+    Rescue {
+        addr,
+        peers,
+        churn: Some(CHURN_WAIT),
+        wait: RESCUE_WAIT,
+        go_on,
+        pull: &|| false,
+    }
+    .run()
 }
 
 /// A rescue with short waits, for the shutdown: it holds the stop, and a freed request
@@ -181,68 +188,80 @@ pub(crate) fn rescue(addr: SocketAddr, peers: &Peers, go_on: &dyn Fn() -> bool) 
 /// to close): `pull` takes one request from tiny_http's queue, if any, notes its peer and
 /// hands it to the workers; it returns `false` when the queue is empty.
 pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers, pull: &dyn Fn() -> bool) -> usize {
-    rescue_with(addr, peers, None, BRIEF_WAIT, &|| true, pull)
+    Rescue {
+        addr,
+        peers,
+        churn: None,
+        wait: BRIEF_WAIT,
+        go_on: &|| true,
+        pull,
+    }
+    .run()
 }
 
-fn rescue_with(
+/// One rescue and how it goes about it.
+struct Rescue<'a> {
     addr: SocketAddr,
-    peers: &Peers,
+    peers: &'a Peers,
+    /// With a churn wait, no kick at all while connections are coming and going by
+    /// themselves (a new one within the wait without a kick).
     churn: Option<Duration>,
+    /// How long a freed connection's first request may take to show up.
     wait: Duration,
-    go_on: &dyn Fn() -> bool,
-    pull: &dyn Fn() -> bool,
-) -> usize {
-    let mut freed = 0;
-    for _ in 0..=AGAIN {
-        if !go_on() {
-            break;
-        }
-        let more = chain(addr, peers, churn, wait, go_on, pull);
-        freed += more;
-        if more == 0 {
-            break;
-        }
-    }
-    if freed > 0 {
-        log::debug!("rescue: {freed} connections were waiting for a thread (tiny_http); freed");
-    }
-    freed
+    go_on: &'a dyn Fn() -> bool,
+    pull: &'a dyn Fn() -> bool,
 }
 
-/// One chain of kicks: stops at the first that frees nothing (and then `peers` is settled).
-/// With `churn`, none at all while connections are coming and going by themselves (a new
-/// one within `churn` without a kick).
-fn chain(
-    addr: SocketAddr,
-    peers: &Peers,
-    churn: Option<Duration>,
-    wait: Duration,
-    go_on: &dyn Fn() -> bool,
-    pull: &dyn Fn() -> bool,
-) -> usize {
-    while peers.new_rx.try_recv().is_ok() {}
-    if churn.is_some_and(|churn| peers.new_rx.recv_timeout(churn).is_ok()) {
-        return 0;
-    }
-    let mut freed = 0;
-    for _ in 0..MAX_KICKS {
-        if !go_on() {
-            return freed;
-        }
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(kick) => drop(kick),
-            Err(e) => {
-                log::debug!("rescue: kick to {addr} failed: {e}");
-                return freed;
+impl Rescue<'_> {
+    fn run(&self) -> usize {
+        let mut freed = 0;
+        for _ in 0..=AGAIN {
+            if !(self.go_on)() {
+                break;
+            }
+            let more = self.chain();
+            freed += more;
+            if more == 0 {
+                break;
             }
         }
-        if !freed_within(peers, wait, pull) {
-            peers.settle();
-            return freed;
+        if freed > 0 {
+            log::debug!("rescue: {freed} connections were waiting for a thread (tiny_http); freed");
         }
-        freed += 1;
+        freed
     }
-    freed
+
+    /// One chain of kicks: stops at the first that frees nothing (and then the peers are
+    /// settled).
+    fn chain(&self) -> usize {
+        let peers = self.peers;
+        while peers.new_rx.try_recv().is_ok() {}
+        if self
+            .churn
+            .is_some_and(|churn| peers.new_rx.recv_timeout(churn).is_ok())
+        {
+            return 0;
+        }
+        let mut freed = 0;
+        for _ in 0..MAX_KICKS {
+            if !(self.go_on)() {
+                return freed;
+            }
+            match TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
+                Ok(kick) => drop(kick),
+                Err(e) => {
+                    log::debug!("rescue: kick to {} failed: {e}", self.addr);
+                    return freed;
+                }
+            }
+            if !freed_within(peers, self.wait, self.pull) {
+                peers.settle();
+                return freed;
+            }
+            freed += 1;
+        }
+        freed
+    }
 }
 
 /// Whether a new connection's first request shows up within `wait`, taking requests from
