@@ -10,6 +10,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::Error;
 
+/// How long a join waits past its deadline for a thread that has reported its exit (and so
+/// is microseconds from its end) to end.
+const ENDING_GRACE: Duration = Duration::from_millis(5);
+
 /// A set of named worker threads that can be joined with a deadline.
 ///
 /// `std` has no timed join: [`JoinHandle::join`] blocks until the thread ends, so one worker
@@ -163,7 +167,8 @@ impl Pool {
     /// Waits for every worker to end, but not past `deadline`, and says who ended how.
     ///
     /// Returns as soon as every worker has ended, or at the deadline (never later than the
-    /// time it takes to read the exit reports already sent). Workers that ended are removed
+    /// time it takes to read the exit reports already sent, plus at most 5 ms for
+    /// threads that reported their exit to end). Workers that ended are removed
     /// from the pool and their threads joined; workers still running stay in the pool, so a
     /// later join can wait for them again. Dropping the pool detaches them: they run on and
     /// are never joined.
@@ -195,9 +200,11 @@ impl Pool {
         }
         // The exit report is sent just before the thread ends; joining after all the
         // reports are in finds most threads already gone, where joining each one as its
-        // report came would wait for them one by one.
+        // report came would wait for them one by one. A thread that reported its exit right
+        // at the deadline is given a moment to end, so that "finished" means joined.
+        let until = deadline.max(Instant::now() + ENDING_GRACE);
         for handle in ended {
-            finish(handle, deadline);
+            finish(handle, until);
         }
         self.workers.sort_by_key(|w| w.id);
         report.running = self.workers.iter().map(|w| w.name.clone()).collect();
