@@ -63,6 +63,8 @@ pub(crate) struct Acceptor {
     spare: Option<File>,
     /// A connect was seen refused: the stop is complete.
     refused: bool,
+    /// The connection that woke the accept loop, held open until the loop has ended.
+    wake: Option<TcpStream>,
 }
 
 impl Acceptor {
@@ -73,6 +75,7 @@ impl Acceptor {
             addr,
             spare: open_spare(),
             refused: false,
+            wake: None,
         }
     }
 
@@ -103,9 +106,12 @@ impl Acceptor {
         };
         self.spare = None;
         clone.set_nonblocking(true)?;
-        // Connect, then close at once: tiny_http accepts it (or not: either way its next
-        // accept is non-blocking), reads end-of-file and forgets it.
-        let _ = TcpStream::connect_timeout(&reach(self.addr), WAKE_TIMEOUT);
+        // Connect: tiny_http accepts it (or not: either way its next accept is
+        // non-blocking). The connection is closed only once the loop has ended: the thread
+        // tiny_http gives it would otherwise go idle just as the loop drops its thread pool,
+        // and tiny_http can then lose the pool's last wake-up and leave that thread waiting
+        // for good.
+        self.wake = TcpStream::connect_timeout(&reach(self.addr), WAKE_TIMEOUT).ok();
         drop(clone);
         Ok(())
     }
@@ -122,6 +128,12 @@ impl Acceptor {
         if self.refused {
             return Ok(());
         }
+        let confirmed = self.confirm(ended);
+        self.wake = None;
+        confirmed
+    }
+
+    fn confirm(&mut self, ended: &Listener) -> io::Result<()> {
         let addr = reach(self.addr);
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;

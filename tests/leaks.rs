@@ -17,6 +17,13 @@ fn two_hundred_cycles_leave_no_thread_and_no_descriptor() {
         std::fs::read_dir(dir).unwrap().count()
     }
     let threads = || count("/proc/self/task");
+    let names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
     let fds = || count("/proc/self/fd");
 
     let (threads_before, fds_before) = (threads(), fds());
@@ -44,8 +51,9 @@ fn two_hundred_cycles_leave_no_thread_and_no_descriptor() {
     while (threads(), fds()) != (threads_before, fds_before) {
         assert!(
             settle.elapsed() < Duration::from_secs(20),
-            "after 200 cycles: {} threads (was {threads_before}), {} fds (was {fds_before})",
+            "after 200 cycles: {} threads (was {threads_before}: {:?}), {} fds (was {fds_before})",
             threads(),
+            names(),
             fds()
         );
         std::thread::sleep(Duration::from_millis(50)); // polling /proc: no event to wait on
