@@ -75,6 +75,7 @@ const PULL_EVERY: Duration = Duration::from_micros(100);
 /// times as long as the last one took, within these bounds. On an idle machine a freed
 /// request shows up in microseconds; with both cores busy, in milliseconds.
 const BRIEF_WAIT: Duration = Duration::from_millis(2);
+/// The longest of those waits.
 const BRIEF_WAIT_MAX: Duration = Duration::from_millis(20);
 
 /// Before a chain: if a new connection shows up this soon without any kick, connections are
