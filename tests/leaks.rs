@@ -46,9 +46,24 @@ fn two_hundred_cycles_leave_no_thread_and_no_descriptor() {
     let cycles = start.elapsed();
 
     // tiny_http's pool threads end 5 s after their server is gone (its idle timeout):
-    // wait for that, boundedly, watching the counts.
+    // wait for that, boundedly, watching the counts. One exception is tiny_http's own: when
+    // its accept loop ends it drops its thread pool and notifies the pool's idle threads
+    // without holding their lock, so a pool thread going idle at that instant (in a pool of
+    // at most 4 threads, where idle threads wait without a timeout) can miss the
+    // notification and wait for good. Such a thread holds no descriptor and bears the name
+    // of the thread that built the server (tiny_http's threads are unnamed), never a
+    // lameduck one. Once the idle timeout is well past, at most one such thread in 200
+    // cycles is tolerated; every descriptor must be back, and no lameduck thread left.
+    let exact = || (threads(), fds()) == (threads_before, fds_before);
+    let one_tiny_http_thread_left = || {
+        fds() == fds_before
+            && threads() == threads_before + 1
+            && !names().iter().any(|name| name.starts_with("lameduck-"))
+    };
     let settle = Instant::now();
-    while (threads(), fds()) != (threads_before, fds_before) {
+    let settled =
+        || exact() || (settle.elapsed() > Duration::from_secs(8) && one_tiny_http_thread_left());
+    while !settled() {
         assert!(
             settle.elapsed() < Duration::from_secs(20),
             "after 200 cycles: {} threads (was {threads_before}: {:?}), {} fds (was {fds_before})",
@@ -58,9 +73,17 @@ fn two_hundred_cycles_leave_no_thread_and_no_descriptor() {
         );
         std::thread::sleep(Duration::from_millis(50)); // polling /proc: no event to wait on
     }
-    eprintln!(
-        "200 cycles in {cycles:.1?}; peak {peak_threads} threads; back to {threads_before} \
-         threads and {fds_before} fds {:.1?} later",
-        settle.elapsed()
-    );
+    if exact() {
+        eprintln!(
+            "200 cycles in {cycles:.1?}; peak {peak_threads} threads; back to {threads_before} \
+             threads and {fds_before} fds {:.1?} later",
+            settle.elapsed()
+        );
+    } else {
+        eprintln!(
+            "200 cycles in {cycles:.1?}; peak {peak_threads} threads; descriptors back, and one \
+             tiny_http pool thread missed its pool's last wake-up: {:?}",
+            names()
+        );
+    }
 }
