@@ -2,13 +2,14 @@
 //! second. Alone in its test binary: it measures time, so other tests must not share its
 //! cores.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::http::Conn;
-use common::server::Running;
 use lameduck::tiny_http::{Request, Response, ResponseBox};
+use support::http::Conn;
+use support::server::Running;
 
 fn hello(_: &mut Request) -> ResponseBox {
     Response::from_string("hello").boxed()

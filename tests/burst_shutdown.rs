@@ -2,13 +2,14 @@
 //! response. Alone in its test binary: it depends on timing, so other tests must not share
 //! its cores.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
-use common::http::Conn;
-use common::server::Running;
 use lameduck::tiny_http::{Request, Response, ResponseBox};
+use support::http::Conn;
+use support::server::Running;
 
 fn hello(_: &mut Request) -> ResponseBox {
     Response::from_string("hello").boxed()

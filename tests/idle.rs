@@ -6,17 +6,17 @@
 //! connection): if the soft limit is lower, the test runs itself again under a shell that
 //! raises it (up to the hard limit, which needs no privilege).
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 #[cfg(target_os = "linux")]
 mod linux {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use super::common::http::Conn;
-    use super::common::{reexec, serve_example, Proc};
+    use super::support::http::Conn;
+    use super::support::{rerun, serve_example, Proc, BOUND};
 
-    const BOUND: Duration = Duration::from_secs(30);
     const NEEDED: u64 = 4096;
 
     fn fd_limit() -> u64 {
@@ -31,7 +31,7 @@ mod linux {
     #[test]
     fn a_thousand_idle_connections_slow_neither_new_clients_nor_the_shutdown() {
         if fd_limit() < NEEDED && std::env::var_os("LAMEDUCK_FD_RAISED").is_none() {
-            let test = reexec(
+            let test = rerun(
                 "linux::a_thousand_idle_connections_slow_neither_new_clients_nor_the_shutdown",
                 &[("LAMEDUCK_FD_RAISED", "1")],
             );

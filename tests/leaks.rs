@@ -2,16 +2,17 @@
 //! file-descriptor counts return to where they started (read from /proc, Linux). Alone in its
 //! test binary so that no other test's threads or sockets are counted.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 #[cfg(target_os = "linux")]
 #[test]
 fn two_hundred_cycles_leave_no_thread_and_no_descriptor() {
     use std::time::{Duration, Instant};
 
-    use common::http::Conn;
-    use common::server::Running;
     use lameduck::tiny_http::{Request, Response};
+    use support::http::Conn;
+    use support::server::Running;
 
     fn count(dir: &str) -> usize {
         std::fs::read_dir(dir).unwrap().count()

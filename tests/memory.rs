@@ -1,11 +1,12 @@
 //! Memory stays bounded under oversized requests. Alone in its test binary: it reads this
 //! process's resident memory, which other tests would disturb.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use common::http::{get, Conn};
-use common::server::Running;
 use lameduck::tiny_http::{Request, Response, ResponseBox};
+use support::http::{get, Conn};
+use support::server::Running;
 
 fn hello(_: &mut Request) -> ResponseBox {
     Response::from_string("hello").boxed()

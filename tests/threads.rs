@@ -3,14 +3,15 @@
 //! /proc/self/task (Linux); this file is alone in its test binary so that no other test's
 //! threads are counted.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 #[cfg(target_os = "linux")]
 #[test]
 fn only_the_straggler_outlives_the_server() {
     use std::time::Duration;
 
-    use common::http::Conn;
+    use support::http::Conn;
 
     use lameduck::tiny_http::{Request, Response};
     use lameduck::{Error, Server};

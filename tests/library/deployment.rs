@@ -1,13 +1,12 @@
 //! What servers behind a load balancer need: readiness that flips at once, a lame-duck delay
 //! that keeps serving, shutdown hooks, and the archive of what could not be served.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::http::{connect_refused, get, Conn};
-use common::server::{Running, BOUND};
+use crate::support::http::{connect_refused, get, Conn};
+use crate::support::server::Running;
+use crate::support::{quiet_panics, BOUND};
 use lameduck::tiny_http::{Header, Request, Response, ResponseBox};
 use lameduck::{Error, HookOutcome, Why};
 
@@ -81,18 +80,7 @@ fn readiness_flips_at_once_and_the_lame_duck_serves_until_its_delay_is_over() {
 
 #[test]
 fn hooks_run_in_order_and_one_that_fails_or_overruns_stops_none_of_the_others() {
-    // Printing the hook's panic (with a backtrace, under wine) can take longer than the
-    // deadline: keep the hook quiet for hook threads.
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !thread::current()
-            .name()
-            .unwrap_or("")
-            .starts_with("lameduck-hook-")
-        {
-            default(info);
-        }
-    }));
+    quiet_panics();
     let (order_tx, order) = crossbeam_channel::unbounded();
     let (release, stuck) = crossbeam_channel::bounded::<()>(0);
     let (first, last) = (order_tx.clone(), order_tx);

@@ -1,24 +1,30 @@
 //! Real signals to a real child process: this test binary runs itself again as the child
-//! (the `child` test, which does nothing unless `LAMEDUCK_CHILD` is set), waits for its
-//! readiness line, sends signals with `kill`, and checks what it prints and how it exits.
+//! (`LAMEDUCK_CHILD=signals:MODE`, see [`child`]), waits for its readiness line, sends
+//! signals with `kill`, and checks what it prints and how it exits.
 //!
 //! Sending a console event from inside wine is not possible (`GenerateConsoleCtrlEvent` needs
 //! a real console there), so the tests that send signals are Unix-only; the Windows build's
 //! Ctrl+C path is checked end to end from the Linux side by `.ci/run`, which sends SIGINT to
 //! the wine process of an example. Installing twice is checked on both.
 
-mod common;
-
 use std::io::BufRead;
-use std::time::Duration;
-
-use common::{reexec, Proc};
-use lameduck::{Error, Reason, SecondSignal, Signals};
 #[cfg(unix)]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-const CHILD: &str = "LAMEDUCK_CHILD";
-const BOUND: Duration = Duration::from_secs(20);
+use lameduck::{Error, Reason, SecondSignal, Signals};
+use libtest_mimic::Trial;
+
+use crate::support::{self, Proc, BOUND};
+
+pub fn trials() -> Vec<Trial> {
+    let mut trials = trials![
+        installing_twice_is_an_error_not_a_panic,
+        an_applications_own_ctrlc_handler_is_reported,
+    ];
+    #[cfg(unix)]
+    trials.extend(unix::trials());
+    trials
+}
 
 /// The child side. Modes:
 /// - `graceful`: default handling; after the fire, a short cleanup, exit 0.
@@ -29,16 +35,12 @@ const BOUND: Duration = Duration::from_secs(20);
 /// - `ctrlc-first`: the application installs its own `ctrlc` handler, then lameduck's.
 /// - `early`: a signal arrives before the server is even built; once told (a line on
 ///   stdin), it builds and runs one, which must shut down right after it starts.
-#[test]
-fn child() {
-    let Ok(mode) = std::env::var(CHILD) else {
-        return;
-    };
+pub fn child(mode: &str) -> ! {
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Info)
         .init();
     let (trigger, listener) = lameduck::trigger();
-    match mode.as_str() {
+    match mode {
         "twice" => {
             lameduck::signal::install(&trigger).expect("first install");
             let second = lameduck::signal::install(&trigger);
@@ -100,22 +102,20 @@ fn describe(result: Result<(), Error>) -> String {
 #[cfg(unix)]
 #[track_caller]
 fn start(mode: &str) -> Proc {
-    let mut child = Proc::spawn(reexec("child", &[(CHILD, mode)]));
+    let mut child = Proc::spawn(support::child(&format!("signals:{mode}"), &[]));
     child.wait_line("ready", BOUND);
     child
 }
 
-#[test]
 fn installing_twice_is_an_error_not_a_panic() {
-    let mut child = Proc::spawn(reexec("child", &[(CHILD, "twice")]));
+    let mut child = Proc::spawn(support::child("signals:twice", &[]));
     let line = child.wait_line("second install:", BOUND);
     assert!(line.contains("SignalHandlerExists"), "{line}");
     assert!(child.wait_exit(BOUND).success());
 }
 
-#[test]
 fn an_applications_own_ctrlc_handler_is_reported() {
-    let mut child = Proc::spawn(reexec("child", &[(CHILD, "ctrlc-first")]));
+    let mut child = Proc::spawn(support::child("signals:ctrlc-first", &[]));
     let line = child.wait_line("lameduck install:", BOUND);
     assert!(line.contains("SignalHandlerExists"), "{line}");
     assert!(child.wait_exit(BOUND).success());
@@ -124,6 +124,18 @@ fn an_applications_own_ctrlc_handler_is_reported() {
 #[cfg(unix)]
 mod unix {
     use super::*;
+
+    pub fn trials() -> Vec<Trial> {
+        trials![
+            sigint_fires_once_and_the_child_exits_0,
+            sigterm_fires_once_and_the_child_exits_0,
+            sighup_fires_once_and_the_child_exits_0,
+            a_second_signal_forces_exit_130_within_200ms,
+            a_signal_before_the_server_starts_shuts_it_down_right_after_start,
+            a_hundred_signals_fire_once_and_clean_up_once,
+            with_forcing_off_the_child_survives_a_second_signal,
+        ]
+    }
 
     #[track_caller]
     fn fires_once_then_exits_cleanly(signal: &str) {
@@ -136,22 +148,18 @@ mod unix {
         assert_eq!(status.code(), Some(0), "{}", child.output());
     }
 
-    #[test]
     fn sigint_fires_once_and_the_child_exits_0() {
         fires_once_then_exits_cleanly("INT");
     }
 
-    #[test]
     fn sigterm_fires_once_and_the_child_exits_0() {
         fires_once_then_exits_cleanly("TERM");
     }
 
-    #[test]
     fn sighup_fires_once_and_the_child_exits_0() {
         fires_once_then_exits_cleanly("HUP");
     }
 
-    #[test]
     fn a_second_signal_forces_exit_130_within_200ms() {
         for second in ["INT", "TERM"] {
             let mut child = start("slow-cleanup");
@@ -167,7 +175,6 @@ mod unix {
         }
     }
 
-    #[test]
     fn a_signal_before_the_server_starts_shuts_it_down_right_after_start() {
         let mut child = start("early");
         child.signal("TERM");
@@ -185,7 +192,6 @@ mod unix {
 
     /// 100 signals in quick succession (one `kill` sending them back to back): one fire,
     /// one cleanup, no deadlock.
-    #[test]
     fn a_hundred_signals_fire_once_and_clean_up_once() {
         let mut child = start("no-force");
         let pid = child.pid.to_string();
@@ -210,7 +216,6 @@ mod unix {
         assert_eq!(output.matches("shutting down gracefully, press").count(), 1);
     }
 
-    #[test]
     fn with_forcing_off_the_child_survives_a_second_signal() {
         let mut child = start("no-force");
         child.signal("INT");

@@ -1,16 +1,57 @@
-//! Helpers shared by the integration tests: child processes with a watchdog, and lines read
-//! from them with a time bound. Nothing here sleeps to synchronise: every wait is on an event
-//! (a line, an end of file) with a deadline, and a deadline missed fails the test with all
-//! the output seen so far.
+//! What the tests share: child processes with a watchdog, lines read from them with a time
+//! bound, an HTTP client ([`http`]), an in-process server ([`server`]), one time bound, a
+//! scratch folder, and a quiet panic hook. Nothing here sleeps to synchronise: every wait is
+//! on an event (a line, an end of file) with a deadline, and a deadline missed fails the test
+//! with all the output seen so far.
 
 #![allow(dead_code)] // each test binary uses a part
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+/// The longest any test waits for one event (a line, a response, an exit) before it fails.
+/// Events come in milliseconds; the bound only matters when something is wrong, and is wide
+/// enough for a loaded machine and for wine.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// The variable that makes a test binary with children (`tests/process`) run one child
+/// instead of its tests: `module:mode`.
+pub const CHILD: &str = "LAMEDUCK_CHILD";
+
+/// Panics are expected in some tests (handlers, hooks, pool workers that panic on purpose):
+/// printing them, with a backtrace under wine, can take longer than a test's deadline. From
+/// the first call on, panics on lameduck's worker and hook threads print nothing; the test
+/// sees them in the report. Installed once per process.
+pub fn quiet_panics() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = thread::current().name().unwrap_or("").to_owned();
+            if !(name.starts_with("lameduck-worker-") || name.starts_with("lameduck-hook-")) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A new, empty folder for one test's files, under cargo's scratch folder for tests
+/// (`CARGO_TARGET_TMPDIR`, inside whatever target folder is in use): nothing a test writes
+/// lands beside the sources or depends on the current directory.
+#[track_caller]
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("lameduck-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
 
 /// One event from a child's output.
 enum Event {
@@ -29,12 +70,16 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `cmd` with piped stdin, stdout and stderr.
+    /// Starts `cmd` with piped stdin, stdout and stderr. On Unix it leads a process group of
+    /// its own, so that dropping the `Proc` ends whatever it started too (nginx's workers, a
+    /// shell's child).
     #[track_caller]
     pub fn spawn(mut cmd: Command) -> Proc {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let (tx, events) = crossbeam_channel::unbounded();
         forward("stdout", child.stdout.take().unwrap(), tx.clone());
@@ -160,7 +205,13 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // The watchdog: a child never outlives its test.
+        // The watchdog: a child, and all it started, never outlives its test.
+        // The group outlives its leader while a member lives, so its number is not reused.
+        #[cfg(unix)]
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pid)])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -184,9 +235,21 @@ fn forward(
     });
 }
 
-/// A command that runs this test binary again, for the single test `name`, with `env` set:
-/// the child side of a test that needs a process of its own.
-pub fn reexec(name: &str, env: &[(&str, &str)]) -> Command {
+/// A command that runs this test binary again as the child `child` (`module:mode`, read back
+/// from [`CHILD`] by the binary's `main`), with `env` set: the other side of a test that
+/// needs a process of its own.
+pub fn child(child: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.env(CHILD, child);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A command that runs this test binary again for the one test `name`, with `env` set (for
+/// a test that must run under other limits, as `tests/idle.rs`).
+pub fn rerun(name: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
     for (k, v) in env {
@@ -261,12 +324,25 @@ pub mod http;
 /// it with its address once it accepts connections.
 #[track_caller]
 pub fn serve_example(name: &str, args: &[&str]) -> (Proc, std::net::SocketAddr) {
+    serve_example_in(name, args, None)
+}
+
+/// [`serve_example`] with `dir` as the example's current directory, for the files it writes.
+#[track_caller]
+pub fn serve_example_in(
+    name: &str,
+    args: &[&str],
+    dir: Option<&std::path::Path>,
+) -> (Proc, std::net::SocketAddr) {
     let mut cmd = example(name);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     cmd.args(["--addr", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "info,lameduck=trace,tiny_http=off");
     let mut proc = Proc::spawn(cmd);
-    let line = proc.wait_line("listening on http://", Duration::from_secs(30));
+    let line = proc.wait_line("listening on http://", BOUND);
     let addr = line
         .rsplit("http://")
         .next()

@@ -3,17 +3,24 @@
 //! close), and accepts again once descriptors are free. The server is the seed program
 //! (`examples/hello`) as a child under `ulimit -n 64`, driven there by held connections.
 
-mod common;
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    #[cfg(target_os = "linux")]
+    return linux::trials();
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
 
 #[cfg(target_os = "linux")]
 mod linux {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use super::common::http::Conn;
-    use super::common::{example, Proc};
+    use crate::support::http::Conn;
+    use crate::support::{example, Proc, BOUND};
 
-    const BOUND: Duration = Duration::from_secs(30);
+    pub fn trials() -> Vec<libtest_mimic::Trial> {
+        trials![out_of_descriptors_the_server_sheds_then_accepts_again,]
+    }
 
     /// What a new connection got while the server was out of descriptors.
     #[derive(Debug, PartialEq)]
@@ -40,7 +47,6 @@ mod linux {
         }
     }
 
-    #[test]
     fn out_of_descriptors_the_server_sheds_then_accepts_again() {
         let hello = example("hello");
         let mut cmd = Command::new("sh");

@@ -1,13 +1,12 @@
 //! The server's shutdown timeline, driven in-process through its `Handle`, checked from the
 //! client side with a real HTTP client on loopback.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::http::{connect_refused, get, Conn};
-use common::server::{Running, BOUND};
+use crate::support::http::{connect_refused, get, Conn};
+use crate::support::server::Running;
+use crate::support::BOUND;
 use crossbeam_channel::{Receiver, Sender};
 use lameduck::tiny_http::{Request, Response, ResponseBox, StatusCode};
 use lameduck::{Builder, Error, Reason, Server, ShutdownReport};

@@ -5,21 +5,11 @@ use std::time::{Duration, Instant};
 
 use lameduck::{Pool, Reason};
 
-/// Panics in workers are expected here; printing them (with a backtrace under wine) can take
-/// longer than the test's deadline, so the hook stays quiet for worker threads.
-fn quiet_worker_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let name = std::thread::current().name().unwrap_or("").to_owned();
-        if !name.starts_with("lameduck-worker-") {
-            default(info);
-        }
-    }));
-}
+use crate::support::quiet_panics;
 
 #[test]
 fn a_stuck_worker_is_named_and_the_join_returns_on_time() {
-    quiet_worker_panics();
+    quiet_panics();
     let (trigger, listener) = lameduck::trigger();
     // The stuck worker waits on a channel the test closes only at the end, so it does not
     // outlive the test.

@@ -5,10 +5,23 @@
 //! no failed request.
 //!
 //! `.ci/run` installs nginx-light, and there (`CI` set) a missing nginx fails the test. On a
-//! machine without nginx and without `CI`, the test says so loudly and passes, so that the
-//! README's `cargo test` works on a fresh machine.
+//! machine without nginx and without `CI`, the test is reported `ignored` with the reason,
+//! so that the README's `cargo test` passes on a fresh machine and says what it did not run.
 
-mod common;
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    #[cfg(target_os = "linux")]
+    return linux::trials();
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// The child (`LAMEDUCK_CHILD=rolling:PORT`): one upstream server.
+pub fn child(port: &str) -> ! {
+    #[cfg(target_os = "linux")]
+    linux::upstream(port);
+    #[cfg(not(target_os = "linux"))]
+    panic!("no rolling child here ({port})");
+}
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -19,20 +32,37 @@ mod linux {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::common::http::Conn;
-    use super::common::{reexec, Proc};
+    use crate::support::http::Conn;
+    use crate::support::{self, scratch_dir, Proc, BOUND};
     use lameduck::tiny_http::{Request, Response};
+    use libtest_mimic::{Completion, Trial};
 
-    const BOUND: Duration = Duration::from_secs(30);
-    const UPSTREAM: &str = "LAMEDUCK_UPSTREAM_PORT";
+    /// Ignored, with the reason, where nginx is missing and `CI` is not set.
+    pub fn trials() -> Vec<Trial> {
+        vec![Trial::ignorable_test(
+            crate::trial_name(
+                module_path!(),
+                "a_rolling_restart_behind_nginx_fails_no_request",
+            ),
+            || match nginx_binary() {
+                Some(nginx) => {
+                    a_rolling_restart_behind_nginx_fails_no_request(&nginx);
+                    Ok(Completion::Completed)
+                }
+                None if std::env::var_os("CI").is_some() => Err(
+                    "nginx is missing, and under CI this test must run (.ci/run installs \
+                         nginx-light)"
+                        .into(),
+                ),
+                None => Ok(Completion::ignored_with(
+                    "nginx is not installed (apt-get install nginx-light)",
+                )),
+            },
+        )]
+    }
 
-    /// The child: one upstream server on the port in `LAMEDUCK_UPSTREAM_PORT`, with a
-    /// lame-duck delay, stopped by SIGTERM.
-    #[test]
-    fn upstream() {
-        let Ok(port) = std::env::var(UPSTREAM) else {
-            return;
-        };
+    /// The child: one upstream server on `port`, with a lame-duck delay, stopped by SIGTERM.
+    pub fn upstream(port: &str) -> ! {
         env_logger::Builder::new()
             .filter_level(log::LevelFilter::Info)
             .filter_module("lameduck::worker", log::LevelFilter::Trace)
@@ -94,7 +124,7 @@ mod linux {
     #[track_caller]
     fn start_upstream(port: u16) -> Proc {
         let port_text = port.to_string();
-        let mut proc = Proc::spawn(reexec("linux::upstream", &[(UPSTREAM, &port_text)]));
+        let mut proc = Proc::spawn(support::child(&format!("rolling:{port_text}"), &[]));
         proc.wait_line("listening on http://", BOUND);
         proc
     }
@@ -189,35 +219,19 @@ http {{
         }
     }
 
-    #[test]
-    fn a_rolling_restart_behind_nginx_fails_no_request() {
-        let Some(nginx) = nginx_binary() else {
-            if std::env::var_os("CI").is_some() {
-                panic!("nginx is missing: .ci/run installs nginx-light, and this test must run");
-            }
-            eprintln!(
-                "\n*** SKIPPED a_rolling_restart_behind_nginx_fails_no_request: nginx is not \
-                 installed (apt-get install nginx-light); .ci/run runs it ***\n"
-            );
-            return;
-        };
-
+    fn a_rolling_restart_behind_nginx_fails_no_request(nginx: &str) {
         let ports = [free_port(), free_port()];
         let mut upstreams = [start_upstream(ports[0]), start_upstream(ports[1])];
 
-        let dir = std::env::current_dir()
-            .unwrap()
-            .join(format!("target/rolling-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("rolling");
         let listen = free_port();
         std::fs::write(dir.join("nginx.conf"), nginx_config(&dir, listen, ports)).unwrap();
-        let mut cmd = Command::new(&nginx);
+        let mut cmd = Command::new(nginx);
         cmd.arg("-p")
             .arg(&dir)
             .arg("-c")
             .arg(dir.join("nginx.conf"));
-        let _nginx = Proc::spawn(cmd);
+        let mut nginx = Proc::spawn(cmd);
         let front: SocketAddr = ([127, 0, 0, 1], listen).into();
         let started = Instant::now();
         while Conn::open(front).is_err() {
@@ -262,6 +276,10 @@ http {{
         eprintln!("rolling restart behind nginx: {ok} requests ok, {failed} failed");
         assert_eq!(failed, 0);
         assert!(ok > 100, "too little load to tell: {ok}");
+        // A graceful stop: the master reaps its workers before it exits. (If the test fails
+        // before this, dropping `nginx` kills its whole process group.)
+        nginx.signal("QUIT");
+        assert!(nginx.wait_exit(BOUND).success(), "{}", nginx.output());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

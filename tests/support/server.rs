@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use lameduck::{Builder, Error, Handle, Handler, Server, ShutdownReport};
 
-pub const BOUND: Duration = Duration::from_secs(10);
+use super::BOUND;
 
 pub struct Running {
     pub addr: SocketAddr,

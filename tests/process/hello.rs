@@ -4,7 +4,12 @@
 //! `common::example`), where SIGINT sent to the wine process arrives as CTRL_C_EVENT; there
 //! only SIGINT is sent, Windows having no SIGTERM.
 
-mod common;
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    #[cfg(unix)]
+    return unix::trials();
+    #[cfg(not(unix))]
+    Vec::new()
+}
 
 #[cfg(unix)]
 mod unix {
@@ -15,10 +20,19 @@ mod unix {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::common::http::{connect_refused, Conn};
-    use super::common::{serve_example, Proc};
+    use crate::support::http::{connect_refused, Conn};
+    use crate::support::{serve_example, Proc, BOUND};
 
-    const BOUND: Duration = Duration::from_secs(30);
+    pub fn trials() -> Vec<libtest_mimic::Trial> {
+        trials![
+            a_request_in_flight_completes_after_the_signal_and_new_connects_are_refused,
+            the_deadline_exits_1_names_the_cut_request_and_answers_the_queue_503,
+            a_second_signal_during_a_long_drain_exits_130_within_200ms,
+            nothing_is_lost_under_keep_alive_load_with_a_0ms_handler,
+            nothing_is_lost_under_keep_alive_load_with_a_50ms_handler,
+        ]
+    }
+
     const SEED_LINE: &str = "shutting down gracefully, press Ctrl+C again to force stop";
 
     /// The signals to test with: SIGINT and SIGTERM, or SIGINT only under wine.
@@ -51,7 +65,6 @@ mod unix {
         serve_example("hello", args)
     }
 
-    #[test]
     fn a_request_in_flight_completes_after_the_signal_and_new_connects_are_refused() {
         for signal in signals() {
             let (mut proc, addr) = hello(&["--delay-ms", "500"]);
@@ -82,7 +95,6 @@ mod unix {
         }
     }
 
-    #[test]
     fn the_deadline_exits_1_names_the_cut_request_and_answers_the_queue_503() {
         let (mut proc, addr) = hello(&[
             "--delay-ms",
@@ -117,7 +129,6 @@ mod unix {
         assert!(rejected.closes());
     }
 
-    #[test]
     fn a_second_signal_during_a_long_drain_exits_130_within_200ms() {
         let (mut proc, addr) = hello(&["--delay-ms", "5000"]);
         let mut conn = Conn::open(addr).unwrap();
@@ -227,12 +238,10 @@ mod unix {
         }
     }
 
-    #[test]
     fn nothing_is_lost_under_keep_alive_load_with_a_0ms_handler() {
         nothing_lost_under_load("0", 2000);
     }
 
-    #[test]
     fn nothing_is_lost_under_keep_alive_load_with_a_50ms_handler() {
         nothing_lost_under_load("50", 200);
     }

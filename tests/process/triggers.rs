@@ -1,30 +1,31 @@
 //! Triggers besides signals, each shutting a real child process down (this test binary run
 //! again as the child, with a real `Server`) with the right reason in its log and report.
 
-mod common;
-
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use common::{reexec, Proc};
 use lameduck::tiny_http::{Request, Response};
 use lameduck::watch::{FileTrigger, Heartbeat};
+use libtest_mimic::Trial;
 
-const CHILD: &str = "LAMEDUCK_TRIGGER_CHILD";
-const BOUND: Duration = Duration::from_secs(20);
+use crate::support::{self, scratch_dir, Proc, BOUND};
 
-/// The child: a server shut down by the trigger named in `LAMEDUCK_TRIGGER_CHILD`.
-#[test]
-fn child() {
-    let Ok(mode) = std::env::var(CHILD) else {
-        return;
-    };
+pub fn trials() -> Vec<Trial> {
+    trials![
+        a_missed_heartbeat_shuts_the_child_down,
+        a_file_that_appears_shuts_the_child_down,
+        the_end_of_stdin_shuts_the_child_down,
+    ]
+}
+
+/// The child (`LAMEDUCK_CHILD=triggers:MODE`): a server shut down by the trigger `mode`.
+pub fn child(mode: &str) -> ! {
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Info)
         .filter_module("tiny_http", log::LevelFilter::Off)
         .init();
     let (trigger, _listener) = lameduck::trigger();
-    match mode.as_str() {
+    match mode {
         "heartbeat" => {
             let heartbeat = Heartbeat::start(&trigger, Duration::from_millis(300)).unwrap();
             // Beats come from the test, one per line on stdin.
@@ -62,14 +63,11 @@ fn child() {
 
 #[track_caller]
 fn start(mode: &str, env: &[(&str, &str)]) -> Proc {
-    let mut vars = vec![(CHILD, mode)];
-    vars.extend_from_slice(env);
-    let mut child = Proc::spawn(reexec("child", &vars));
+    let mut child = Proc::spawn(support::child(&format!("triggers:{mode}"), env));
     child.wait_line("ready", BOUND);
     child
 }
 
-#[test]
 fn a_missed_heartbeat_shuts_the_child_down() {
     let mut child = start("heartbeat", &[]);
     // Beating every 100 ms for 900 ms: three times the watchdog's timeout, and it holds.
@@ -87,10 +85,9 @@ fn a_missed_heartbeat_shuts_the_child_down() {
     assert!(after >= Duration::from_millis(200) && after < Duration::from_millis(1000));
 }
 
-#[test]
 fn a_file_that_appears_shuts_the_child_down() {
-    let path = std::env::temp_dir().join(format!("lameduck-drain-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = scratch_dir("file-trigger");
+    let path = dir.join("drain");
     let mut child = start("file", &[("LAMEDUCK_WATCH_FILE", path.to_str().unwrap())]);
     std::fs::write(&path, b"").unwrap();
     let line = child.wait_line("report: shutdown (file ", BOUND);
@@ -99,10 +96,9 @@ fn a_file_that_appears_shuts_the_child_down() {
         "{line}"
     );
     assert_eq!(child.wait_exit(BOUND).code(), Some(0), "{}", child.output());
-    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn the_end_of_stdin_shuts_the_child_down() {
     let mut child = start("stdin", &[]);
     child.close_stdin();

@@ -5,18 +5,36 @@
 //! `common::example`): SIGINT sent to the wine process arrives as CTRL_C_EVENT. So they send
 //! SIGINT only, the one signal both platforms have.
 
-mod common;
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    #[cfg(unix)]
+    return unix::trials();
+    #[cfg(not(unix))]
+    Vec::new()
+}
 
 #[cfg(unix)]
 mod unix {
     use std::time::Duration;
 
-    use super::common::http::{get, Conn};
-    use super::common::{example, native_example, serve_example, Proc};
+    use crate::support::http::{get, Conn};
+    use crate::support::{
+        example, native_example, scratch_dir, serve_example, serve_example_in, Proc, BOUND,
+    };
 
-    const BOUND: Duration = Duration::from_secs(20);
+    pub fn trials() -> Vec<libtest_mimic::Trial> {
+        trials![
+            example_01_flag_stops_between_rounds,
+            example_02_broadcast_wakes_every_thread,
+            example_03_timed_join_names_the_stuck_worker,
+            example_04_server_routes_and_reports,
+            example_05_cuts_the_slow_route_and_answers_the_queue_503,
+            example_05_polite_route_stops_early,
+            example_06_readiness_flips_and_the_lame_duck_serves,
+            example_07_a_second_signal_exits_130,
+            example_08_archives_what_the_deadline_cut_and_replays_it,
+        ]
+    }
 
-    #[test]
     fn example_01_flag_stops_between_rounds() {
         let mut p = Proc::spawn(example("01_flag"));
         p.wait_line("press Ctrl+C to stop", BOUND);
@@ -29,7 +47,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_02_broadcast_wakes_every_thread() {
         let mut p = Proc::spawn(example("02_broadcast"));
         p.wait_line("threads waiting", BOUND);
@@ -41,7 +58,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_03_timed_join_names_the_stuck_worker() {
         let mut p = Proc::spawn(example("03_timed_join"));
         p.wait_line("workers started", BOUND);
@@ -61,7 +77,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_04_server_routes_and_reports() {
         let (mut p, addr) = serve_example("04_server", &[]);
         let home = get(addr, "/").unwrap();
@@ -76,7 +91,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_05_cuts_the_slow_route_and_answers_the_queue_503() {
         let (mut p, addr) = serve_example("05_drain_deadline", &[]);
         let mut slow = Conn::open(addr).unwrap();
@@ -93,7 +107,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
     }
 
-    #[test]
     fn example_05_polite_route_stops_early() {
         let (mut p, addr) = serve_example("05_drain_deadline", &[]);
         let mut polite = Conn::open(addr).unwrap();
@@ -107,7 +120,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_06_readiness_flips_and_the_lame_duck_serves() {
         let (mut p, addr) = serve_example("06_health", &["--lame-duck-ms", "500"]);
         assert_eq!(get(addr, "/readyz").unwrap().status, 200);
@@ -120,7 +132,7 @@ mod unix {
         // Logged just before the stop: connects are refused within moments.
         p.wait_line("stop accepting, drain", BOUND);
         let stop = std::time::Instant::now();
-        while !super::common::http::connect_refused(addr) {
+        while !crate::support::http::connect_refused(addr) {
             assert!(
                 stop.elapsed() < Duration::from_millis(500),
                 "still accepting"
@@ -131,7 +143,6 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    #[test]
     fn example_07_a_second_signal_exits_130() {
         let (mut p, addr) = serve_example("07_force_exit", &[]);
         let mut slow = Conn::open(addr).unwrap();
@@ -144,12 +155,13 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(130), "{}", p.output());
     }
 
-    #[test]
     fn example_08_archives_what_the_deadline_cut_and_replays_it() {
-        // A path relative to the working directory: the same for a Windows program under wine.
-        let archive = format!("target/lameduck-archive-{}.jsonl", std::process::id());
-        let _ = std::fs::remove_file(&archive);
-        let (mut p, addr) = serve_example("08_report_archive", &["--archive", &archive]);
+        // The example runs in a scratch folder and is given a relative path: the same for a
+        // Windows program under wine.
+        let dir = scratch_dir("archive");
+        let archive = "archive.jsonl";
+        let (mut p, addr) =
+            serve_example_in("08_report_archive", &["--archive", archive], Some(&dir));
         let mut slow = Conn::open(addr).unwrap();
         slow.send("POST", "/slow", &[], b"order=42").unwrap();
         p.wait_line("/slow from", BOUND);
@@ -163,7 +175,7 @@ mod unix {
         p.wait_line("archived: POST /slow (cut)", BOUND);
         assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
 
-        let lines = std::fs::read_to_string(&archive).unwrap();
+        let lines = std::fs::read_to_string(dir.join(archive)).unwrap();
         let pay = lines
             .lines()
             .find(|l| l.contains(r#""url":"/pay""#))
@@ -181,13 +193,15 @@ mod unix {
         );
 
         // A fresh server receives them again.
-        let (mut fresh, fresh_addr) = serve_example(
+        let (mut fresh, fresh_addr) = serve_example_in(
             "08_report_archive",
-            &["--archive", &format!("{archive}.fresh"), "--slow-ms", "0"],
+            &["--archive", "fresh.jsonl", "--slow-ms", "0"],
+            Some(&dir),
         );
         // The replay is only a client: the native build, beside the server under test.
         let mut replay = native_example("08_report_archive");
-        replay.args(["--replay", &archive, "--to", &fresh_addr.to_string()]);
+        replay.current_dir(&dir);
+        replay.args(["--replay", archive, "--to", &fresh_addr.to_string()]);
         let mut replay = Proc::spawn(replay);
         replay.wait_line("POST /pay -> 200", BOUND);
         replay.wait_line("POST /slow -> 200", BOUND);
@@ -200,7 +214,6 @@ mod unix {
         fresh.wait_line("POST /pay: order=43", BOUND);
         fresh.signal("INT");
         assert_eq!(fresh.wait_exit(BOUND).code(), Some(0), "{}", fresh.output());
-        let _ = std::fs::remove_file(&archive);
-        let _ = std::fs::remove_file(format!("{archive}.fresh"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,6 @@
 //! Serving reliably before the shutdown: bursts of connections, bad input, faulty handlers.
 //! Each test bounds its waits; figures printed with `--nocapture` are quoted in the README.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::http::{get, Conn};
-use common::server::{Running, BOUND};
+use crate::support::http::{get, Conn};
+use crate::support::server::Running;
+use crate::support::{quiet_panics, BOUND};
 use lameduck::tiny_http::{Header, Request, Response, ResponseBox};
 
 fn hello(_: &mut Request) -> ResponseBox {
@@ -176,22 +175,11 @@ fn a_response_header_with_cr_or_lf_is_refused() {
     s.shut_down();
 }
 
-/// Panics are expected in some tests here: keep the hook quiet for worker threads.
-fn quiet_worker_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let name = thread::current().name().unwrap_or("").to_owned();
-        if !name.starts_with("lameduck-worker-") {
-            default(info);
-        }
-    }));
-}
-
 /// Every request panics: every one is answered 500, no worker dies, and once the fault is
 /// gone the same workers serve again.
 #[test]
 fn a_panic_storm_keeps_every_worker_alive_and_answering() {
-    quiet_worker_panics();
+    quiet_panics();
     let failing = Arc::new(AtomicBool::new(true));
     let s = {
         let failing = Arc::clone(&failing);
@@ -299,7 +287,7 @@ fn beyond_the_waiting_room_requests_get_503_at_once() {
 /// written) is caught like one in the handler: the worker lives on.
 #[test]
 fn a_panicking_response_body_does_not_kill_its_worker() {
-    quiet_worker_panics();
+    quiet_panics();
     struct Exploding;
     impl std::io::Read for Exploding {
         fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 use lameduck::Reason;
 
-const BOUND: Duration = Duration::from_secs(10);
+use crate::support::BOUND;
 
 #[test]
 fn sixty_four_listeners_in_wait_and_select_wake_within_50ms() {
