@@ -2,7 +2,7 @@
 //! says what its header promises and exits 0.
 //!
 //! `.ci/run` runs these tests a second time against the Windows build under wine (see
-//! `common::example`): SIGINT sent to the wine process arrives as CTRL_C_EVENT. So they send
+//! `support::example`): SIGINT sent to the wine process arrives as CTRL_C_EVENT. So they send
 //! SIGINT only, the one signal both platforms have.
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {

@@ -1,7 +1,7 @@
 //! The seed program, `examples/hello`, as a real child process stopped by real signals.
 //!
 //! `.ci/run` runs these tests a second time against the Windows build under wine (see
-//! `common::example`), where SIGINT sent to the wine process arrives as CTRL_C_EVENT; there
+//! `support::example`), where SIGINT sent to the wine process arrives as CTRL_C_EVENT; there
 //! only SIGINT is sent, Windows having no SIGTERM.
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
