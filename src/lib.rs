@@ -108,6 +108,7 @@
 mod accept;
 mod archive;
 mod body;
+mod connections;
 pub mod error;
 mod hooks;
 mod late;

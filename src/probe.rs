@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::accept::Acceptor;
+use crate::connections::{Connection, Table};
 use crate::state::{lock, State};
 use crate::{worker, Error, Listener, Pool, Trigger};
 
@@ -202,6 +203,121 @@ pub(crate) fn rescue_briefly(addr: SocketAddr, peers: &Peers, pull: &dyn Fn() ->
         pull,
     }
     .run()
+}
+
+/// The longest the rescue at shutdown may hold the stop when the connection table shows
+/// connections still waiting for a thread (or, in the backlog, for tiny_http's accept
+/// loop). An idle machine needs a few milliseconds for a burst of 64; with every core busy,
+/// a freed connection's thread can take tens of milliseconds to run.
+const TABLE_RESCUE_BOUND: Duration = Duration::from_millis(500);
+
+/// A connection with bytes waiting unread for this long counts as starved: its thread would
+/// have read them in microseconds. (With every core busy, a thread that exists can take a
+/// few milliseconds to run: a needless kick only costs a connection that closes at once.)
+const STARVED_AFTER: Duration = Duration::from_millis(2);
+
+/// A kick is expected to free one starved connection within this time; until then it is
+/// not repeated for the same need. Longer than a freed thread takes to run with every core
+/// busy, most of the time; a kick repeated too early only costs a connection that closes.
+const KICK_EXPIRY: Duration = Duration::from_millis(20);
+
+/// How often the table is read while a rescue waits for kicks to take effect.
+const TABLE_POLL: Duration = Duration::from_micros(500);
+
+/// The rescue at shutdown, from the connection table's evidence rather than from timers.
+///
+/// While some accepted connection has had bytes waiting unread for [`STARVED_AFTER`] (no
+/// thread reads it), it kicks once for each, minus the kicks of the last [`KICK_EXPIRY`]
+/// still taking effect; it also waits for the connections that were in the listening
+/// socket's backlog at the start to be accepted. No kick at all while no connection has
+/// bytes unread. Returns how many waiting connections it saw read at last, or the table's
+/// error (the caller then falls back to the timed rescue). Bounded by
+/// [`TABLE_RESCUE_BOUND`] and `until`.
+pub(crate) fn rescue_from_table(
+    addr: SocketAddr,
+    table: &mut Table,
+    until: Instant,
+) -> io::Result<usize> {
+    let until = until.min(Instant::now() + TABLE_RESCUE_BOUND);
+    let mut conns = table.read()?;
+    let backlog: Vec<SocketAddr> = conns
+        .iter()
+        .filter(|c| in_backlog(c))
+        .map(|c| c.peer)
+        .collect();
+    let mut waiting_since = std::collections::HashMap::<SocketAddr, Instant>::new();
+    let mut recent_kicks = std::collections::VecDeque::<Instant>::new();
+    let (mut kicks, mut freed) = (0usize, 0usize);
+    loop {
+        let now = Instant::now();
+        let before = waiting_since.len();
+        waiting_since.retain(|peer, _| conns.iter().any(|c| c.peer == *peer && unread(c)));
+        freed += before - waiting_since.len();
+        for c in conns.iter().filter(|c| unread(c)) {
+            waiting_since.entry(c.peer).or_insert(now);
+        }
+        let accepting = conns
+            .iter()
+            .any(|c| in_backlog(c) && backlog.contains(&c.peer));
+        if waiting_since.is_empty() && !accepting {
+            break;
+        }
+        if now >= until || kicks >= MAX_KICKS {
+            log::warn!(
+                "rescue: {} connections still wait for a thread after {kicks} kicks",
+                waiting_since.len()
+            );
+            break;
+        }
+        let starved = waiting_since
+            .values()
+            .filter(|&&at| now - at >= STARVED_AFTER)
+            .count();
+        while recent_kicks
+            .front()
+            .is_some_and(|&at| now - at >= KICK_EXPIRY)
+        {
+            recent_kicks.pop_front();
+        }
+        for _ in recent_kicks.len()..starved {
+            if !kick(addr) {
+                break;
+            }
+            kicks += 1;
+            recent_kicks.push_back(now);
+        }
+        std::thread::sleep(TABLE_POLL);
+        conns = table.read()?;
+    }
+    if kicks > 0 {
+        log::debug!(
+            "rescue: {freed} connections were waiting for a thread (tiny_http); {kicks} kicks"
+        );
+    }
+    Ok(freed)
+}
+
+fn in_backlog(c: &Connection) -> bool {
+    c.established && !c.accepted
+}
+
+fn unread(c: &Connection) -> bool {
+    c.accepted && c.unread > 0
+}
+
+/// A connection to ourselves that closes at once: tiny_http gives it a thread, which, once
+/// it has read the end of it, takes the next connection queued for a thread.
+fn kick(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        Ok(kick) => {
+            drop(kick);
+            true
+        }
+        Err(e) => {
+            log::debug!("rescue: kick to {addr} failed: {e}");
+            false
+        }
+    }
 }
 
 /// One rescue and how it goes about it.

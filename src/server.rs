@@ -10,6 +10,7 @@ use tiny_http::{Request, ResponseBox};
 
 use crate::accept::{reach, Acceptor};
 use crate::archive::Unserved;
+use crate::connections::Table;
 use crate::hooks::{self, Hook};
 use crate::late::Late;
 use crate::probe::{self, Supervisor};
@@ -358,7 +359,19 @@ impl Builder {
             lame_duck: self.lame_duck,
             hooks: Mutex::new(self.hooks),
             run: Mutex::new(Run::Ready),
+            table: Mutex::new(open_table(addr)),
         })
+    }
+}
+
+/// The connection table of the listening address, where the OS gives one.
+fn open_table(addr: SocketAddr) -> Option<Table> {
+    match Table::open(addr) {
+        Ok(table) => Some(table),
+        Err(e) => {
+            log::debug!("no connection table for {addr} ({e}): rescues are timed");
+            None
+        }
     }
 }
 
@@ -441,6 +454,8 @@ pub struct Server {
     lame_duck: Duration,
     hooks: Mutex<Vec<Hook>>,
     run: Mutex<Run>,
+    /// The OS's table of the connections on the port (`connections.rs`), if it has one.
+    table: Mutex<Option<Table>>,
 }
 
 impl Server {
@@ -581,8 +596,18 @@ impl Server {
         if let Some(supervisor) = supervisor {
             supervisor.stop();
         }
-        let rescue = state.peers.take_seen_new() || state.peers.is_unsure();
-        if rescue {
+        let from_table = lock(&self.table)
+            .as_mut()
+            .map(|table| probe::rescue_from_table(reach(self.addr), table, deadline));
+        let rescue = match from_table {
+            Some(Ok(freed)) => freed > 0,
+            Some(Err(ref e)) => {
+                log::debug!("connection table unreadable ({e}): timed rescue");
+                state.peers.take_seen_new() || state.peers.is_unsure()
+            }
+            None => state.peers.take_seen_new() || state.peers.is_unsure(),
+        };
+        if rescue && !matches!(from_table, Some(Ok(_))) {
             let gen = state.current_gen();
             let pull = || match gen.http.try_recv() {
                 Ok(Some(request)) => {

@@ -1,0 +1,192 @@
+//! The connection table on Linux: `sock_diag` over netlink.
+//!
+//! One request dumps the TCP sockets of one address family whose local port is the server's
+//! (the kernel filters on `idiag_sport`); each answer is an `inet_diag_msg`: state, both
+//! ends, the receive queue (bytes not yet read) and the inode (0 while the connection waits
+//! in the backlog, without a socket of the process's). The socket is a plain `socket2`
+//! socket; the messages are read and written as bytes, so no `unsafe` is needed. Layouts:
+//! `linux/netlink.h`, `linux/sock_diag.h`, `linux/inet_diag.h`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::Connection;
+
+const AF_NETLINK: i32 = 16;
+const NETLINK_SOCK_DIAG: i32 = 4;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// Sizes: `nlmsghdr`, `inet_diag_req_v2`, `inet_diag_msg`.
+const NLMSG_HDR: usize = 16;
+const REQ_V2: usize = 56;
+const DIAG_MSG: usize = 72;
+
+/// How long one dump may take before the look is given up (the kernel answers in
+/// microseconds; this only guards against waiting forever).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(super) struct SockDiag {
+    socket: Socket,
+    local: SocketAddr,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl SockDiag {
+    pub(super) fn open(local: SocketAddr) -> io::Result<SockDiag> {
+        let socket = Socket::new(
+            Domain::from(AF_NETLINK),
+            Type::DGRAM,
+            Some(Protocol::from(NETLINK_SOCK_DIAG)),
+        )?;
+        socket.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        Ok(SockDiag {
+            socket,
+            local,
+            seq: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    pub(super) fn read(&mut self) -> io::Result<Vec<Connection>> {
+        self.seq = self.seq.wrapping_add(1);
+        (&self.socket).write_all(&request(self.local, self.seq))?;
+        let mut connections = Vec::new();
+        loop {
+            let n = (&self.socket).read(&mut self.buf)?;
+            let mut rest = &self.buf[..n];
+            while rest.len() >= NLMSG_HDR {
+                let len = u32_at(rest, 0) as usize;
+                if len < NLMSG_HDR || len > rest.len() {
+                    return Err(bad("netlink message length"));
+                }
+                let (kind, seq) = (u16_at(rest, 4), u32_at(rest, 8));
+                let body = &rest[NLMSG_HDR..len];
+                rest = &rest[align(len).min(rest.len())..];
+                if seq != self.seq {
+                    continue; // the answer to an earlier look that timed out
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(connections),
+                    NLMSG_ERROR => {
+                        let code = body
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if code != 0 {
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                    }
+                    SOCK_DIAG_BY_FAMILY => {
+                        if let Some(c) = connection(body, self.local) {
+                            connections.push(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A dump request for the TCP sockets of `local`'s family on `local`'s port, established or
+/// closing by the client (`CLOSE_WAIT`).
+fn request(local: SocketAddr, seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(NLMSG_HDR + REQ_V2);
+    m.extend_from_slice(&((NLMSG_HDR + REQ_V2) as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // to the kernel
+    m.push(family(&local));
+    m.push(IPPROTO_TCP);
+    m.push(0); // no extensions
+    m.push(0);
+    let states: u32 = (1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT);
+    m.extend_from_slice(&states.to_ne_bytes());
+    // inet_diag_sockid: the kernel keeps the sockets whose local port is this one.
+    m.extend_from_slice(&local.port().to_be_bytes());
+    m.resize(NLMSG_HDR + REQ_V2, 0);
+    m
+}
+
+/// The connection an `inet_diag_msg` describes, if it is one of `local`'s.
+fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
+    if msg.len() < DIAG_MSG {
+        return None;
+    }
+    let state = msg[1];
+    let id = &msg[4..52];
+    let sport = u16::from_be_bytes([id[0], id[1]]);
+    let dport = u16::from_be_bytes([id[2], id[3]]);
+    let src = address(msg[0], &id[4..20])?;
+    let dst = address(msg[0], &id[20..36])?;
+    if sport != local.port() || !(local.ip().is_unspecified() || same_ip(src, local.ip())) {
+        return None;
+    }
+    Some(Connection {
+        peer: SocketAddr::new(dst, dport),
+        established: state == TCP_ESTABLISHED,
+        accepted: u32_at(msg, 68) != 0,
+        unread: u32_at(msg, 56),
+    })
+}
+
+fn family(addr: &SocketAddr) -> u8 {
+    if addr.is_ipv4() {
+        AF_INET
+    } else {
+        AF_INET6
+    }
+}
+
+fn address(family: u8, bytes: &[u8]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        AF_INET6 => {
+            let octets: [u8; 16] = bytes.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(octets)))
+        }
+        _ => None,
+    }
+}
+
+/// The same address, an IPv4 one written as IPv6 (`::ffff:a.b.c.d`) included.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    canonical(a) == canonical(b)
+}
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: bad {what}"))
+}
