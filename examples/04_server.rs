@@ -55,7 +55,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("listening on http://{}", server.local_addr());
 
-    let report = server.run()?;
+    let stopped = server.run()?;
+    let report = stopped.report();
     log::info!(
         "served {} requests; shutdown took {:.1?}",
         report.served_before() + report.served_during_drain(),

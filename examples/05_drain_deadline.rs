@@ -68,11 +68,12 @@ fn run() -> Result<(), Error> {
     println!("listening on http://{}", server.local_addr());
 
     match server.run() {
-        Ok(report) => {
-            log::info!("drained in time: {report}");
+        Ok(stopped) => {
+            log::info!("drained in time: {stopped}");
             Ok(())
         }
-        Err(Error::DeadlineExceeded(report)) => {
+        Err(Error::DeadlineExceeded(stopped)) => {
+            let report = stopped.report();
             for cut in report.stragglers() {
                 log::error!("cut by the deadline: {cut}");
             }

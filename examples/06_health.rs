@@ -58,7 +58,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build(|_: &mut Request| Response::from_string("hello\n").boxed())?;
     println!("listening on http://{}", server.local_addr());
 
-    let report = server.run()?;
+    let stopped = server.run()?;
+    let report = stopped.report();
     log::info!(
         "lame duck {:.1?}, then drained; {} health checks answered",
         report.lame_duck_time(),

@@ -107,7 +107,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     match server.run() {
         Ok(_) => Ok(()),
-        Err(Error::DeadlineExceeded(report)) => {
+        Err(Error::DeadlineExceeded(stopped)) => {
+            let report = stopped.report();
             file.lock().unwrap().flush()?;
             log::error!(
                 "deadline exceeded: {} unfinished, {} answered 503; archived to {}",

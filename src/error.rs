@@ -3,7 +3,8 @@
 use std::fmt;
 use std::io;
 
-use crate::ShutdownReport;
+use crate::server::report::ShutdownReport;
+use crate::server::stopped::Stopped;
 
 /// Everything that can go wrong in lameduck, each variant with the context to act on it.
 ///
@@ -35,17 +36,16 @@ pub enum Error {
     Listener(&'static str, io::Error),
     /// tiny_http could not start on the listener.
     Start(Box<dyn std::error::Error + Send + Sync>),
-    /// The shutdown deadline passed before the drain was over. The report names what was cut.
-    DeadlineExceeded(Box<ShutdownReport>),
-    /// [`Server::run`](crate::Server::run) was called a second time.
-    AlreadyRun,
+    /// The shutdown deadline passed before the drain was over. The report names what was
+    /// cut; the stopped server goes on answering late requests `503` while this error lives.
+    DeadlineExceeded(Box<Stopped>),
 }
 
 impl Error {
     /// The shutdown report, if this is [`Error::DeadlineExceeded`].
     pub fn report(&self) -> Option<&ShutdownReport> {
         match self {
-            Error::DeadlineExceeded(report) => Some(report),
+            Error::DeadlineExceeded(stopped) => Some(stopped.report()),
             _ => None,
         }
     }
@@ -62,13 +62,12 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "bind {addr}: {source}"),
             Error::Listener(what, source) => write!(f, "{what}: {source}"),
             Error::Start(source) => write!(f, "start tiny_http: {source}"),
-            Error::DeadlineExceeded(report) => write!(
+            Error::DeadlineExceeded(stopped) => write!(
                 f,
                 "shutdown deadline of {:?} exceeded: {} unfinished",
-                report.deadline(),
-                report.unfinished()
+                stopped.report().deadline(),
+                stopped.report().unfinished()
             ),
-            Error::AlreadyRun => f.write_str("run: this server has already run"),
         }
     }
 }
@@ -81,7 +80,7 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Listener(_, source) => Some(source),
             Error::Start(source) => Some(source.as_ref()),
-            Error::SignalHandlerExists | Error::DeadlineExceeded(_) | Error::AlreadyRun => None,
+            Error::SignalHandlerExists | Error::DeadlineExceeded(_) => None,
         }
     }
 }

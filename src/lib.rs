@@ -15,8 +15,8 @@
 //!     .trigger(trigger.clone())
 //!     .build(|_request: &mut Request| Response::from_string("Hello World").boxed())?;
 //! # std::thread::spawn(move || trigger.fire(lameduck::Reason::Requested));
-//! let report = server.run()?; // serves until shutdown, then drains
-//! println!("{report}");
+//! let stopped = server.run()?; // serves until shutdown, then drains
+//! println!("{}", stopped.report());
 //! # Ok::<(), lameduck::Error>(())
 //! ```
 //!
@@ -45,58 +45,123 @@
 //!    server goes on serving.)
 //! 5. **Drain.** Requests in handlers finish, queued requests are served, and every response
 //!    from now on carries `Connection: close`, so keep-alive clients go elsewhere.
-//! 6. **Deadline.** At [`Builder::deadline`] (10 s by default) requests still queued are
-//!    answered `503` with `Retry-After`; handlers still running are named.
+//! 6. **Deadline.** At [`Builder::deadline`] (10 s by default, counted from the fire)
+//!    requests still queued are answered `503` with `Retry-After`; handlers still running
+//!    are named.
 //! 7. **Timed join.** The [`Pool`] of workers is joined with the deadline
 //!    ([`Pool::join_deadline`]): `run` returns within about 20 ms of it even if a handler
 //!    never returns, so the process can exit.
 //! 8. **Report.** [Shutdown hooks](Builder::on_shutdown) run with what is left of the
-//!    deadline, then [`Server::run`] returns the [`ShutdownReport`], or
-//!    [`Error::DeadlineExceeded`] carrying it: the reason, timings, counts, and every
-//!    request it could not finish, for a log or a retry queue.
+//!    deadline, then [`Server::run`] returns the [`Stopped`] server with its
+//!    [`ShutdownReport`], or [`Error::DeadlineExceeded`] carrying it: the reason, timings,
+//!    counts, and every request it could not finish, for a log or a retry queue. While the
+//!    [`Stopped`] value lives, requests that still arrive get `503` + `Connection: close`.
 //!
 //! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
 //! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).
 //!
 //! # Anatomy
 //!
-//! In reading order:
+//! The source tree, in reading order. Everything that exists because the server is built on
+//! tiny_http lives in `tinyhttp/`, whose module doc lists each of tiny_http's quirks and
+//! what lameduck does about it; nothing else touches tiny_http's `Server`.
 //!
-//! - [`trigger`](mod@trigger) — the [`Trigger`] / [`Listener`] pair: flag, broadcast, the
-//!   [`Reason`] and time of the fire.
-//! - [`signal`] — the only code that calls `ctrlc`; what each OS delivers; the second signal.
-//! - [`watch`] — triggers besides signals: heartbeat watchdog, a file, the end of stdin.
-//! - [`pool`] — named worker threads, exit reports over a channel, the timed join.
-//! - [`server`] — the builder, the [`Server`] and its timeline, the [`Handle`].
-//! - `accept` — stopping tiny_http's accept loop while its queue is still served; starting
-//!   a new one when it has died.
-//! - `worker` — the worker loop: serve, drain, stop; what the workers share.
-//! - `respond` — `Connection: close`, and the 503, 500 and 431 lameduck writes itself.
-//! - [`Body`] — reading a request body that fails, rather than comes up short, when the
-//!   client left early.
-//! - `late` — the thread that answers requests arriving after the drain.
-//! - `state` — what the workers share: the phase, the generations of tiny_http servers.
-//! - `room` — the bound on requests waiting for a worker; 503 at once beyond it.
-//! - `probe` — the supervisor: connections tiny_http leaves without a thread, and an accept
-//!   loop that died.
-//! - [`report`] — the [`ShutdownReport`] and its [`Straggler`]s.
-//! - [`error`] — the one [`Error`] enum.
+//! **`shutdown/`** — what works without HTTP.
+//! - `trigger.rs` — [`trigger()`], [`Trigger`] / [`Listener`], [`Reason`], [`Fired`]: the
+//!   flag and the broadcast.
+//! - `signal.rs` — [`signal`]: the only code that calls `ctrlc`; what each OS delivers; the
+//!   second signal.
+//! - `watch.rs` — [`watch`]: triggers besides signals (heartbeat, a file, the end of stdin).
+//! - `pool.rs`, `join.rs` — [`Pool`], [`JoinReport`]: named threads, exit reports over a
+//!   channel, the timed join and what it found.
+//! - `latch.rs`, `helper.rs` — lameduck's own one-shot broadcast, and the start, stop and
+//!   bounded join of its background threads.
+//!
+//! **`server/`** — the server and its timeline.
+//! - `mod.rs` — [`Server`], [`Handle`], [`Handler`], [`Stopped`].
+//! - `config.rs` — [`Builder`], the defaults ([`DEFAULT_DEADLINE`], …).
+//! - `phase.rs` — where the server is: Serving → LameDuck → Stopping → Draining →
+//!   Overdue → Done.
+//! - `drain.rs` — the timeline above, one function per phase, in order.
+//! - `worker.rs` — the workers and their counts.
+//! - `health.rs`, `hooks.rs`, `archive.rs` ([`Unserved`]), `report.rs`
+//!   ([`ShutdownReport`], [`Straggler`]).
+//!
+//! **`tinyhttp/`** — the seam.
+//! - `queue.rs` — the requests tiny_http read, handed out one receiver at a time.
+//! - `socket.rs` — stopping tiny_http's accept loop while its queue is still served; a new
+//!   one when it died.
+//! - `supervisor.rs`, `rescue.rs`, `connections.rs` — connections tiny_http leaves without a
+//!   thread, and the OS's table of connections that shows them.
+//! - `shedder.rs` — the bound on waiting requests; `late_responder.rs` — the 503 after the
+//!   drain.
+//! - `response.rs` — writing responses (`Connection: close`, 503, 500, 431); `body.rs` —
+//!   [`Body`], a request body that fails rather than comes up short.
+//!
+//! **`error.rs`** — [`Error`], the one error type.
+//!
+//! # Limitations
+//!
+//! - **One thread per connection** (tiny_http's design): an idle keep-alive connection holds
+//!   a thread. 1 000 idle connections cost about 1 000 threads and 25 MiB.
+//! - **Idle keep-alive connections cannot be closed** by the server (tiny_http has no API
+//!   for it): after the drain, a request on one is answered `503` + `Connection: close`
+//!   while the [`Stopped`] value lives; once the process has exited the client sees a
+//!   reset, which HTTP clients retry for idempotent requests.
+//! - **A request still arriving** when the drain ends (its head or a small body not yet
+//!   whole) is only seen once tiny_http has read it whole.
+//! - **Connections in the kernel's backlog** at the instant the socket closes are reset by
+//!   the OS, as with Go's `Shutdown`.
+//! - **A request line with HTTP/2.0** (an h2c prior-knowledge preface) makes tiny_http
+//!   deadlock that connection's thread for the life of the process; any client can do it.
+//!   Put the server behind a proxy that speaks HTTP/1.1 upstream (nginx) where clients are
+//!   not trusted.
+//! - **A running handler cannot be stopped**: at the deadline it is named and left running;
+//!   give it a [`Listener`] to stop early.
+//!
+//! # Common mistakes
+//!
+//! - **Installing the signal handler twice** (or after the application's own `ctrlc`
+//!   handler): `ctrlc` allows one per process; the second install returns
+//!   [`Error::SignalHandlerExists`]. Install once and clone the [`Trigger`].
+//! - **A handler that never returns** holds its worker for good and is cut at the deadline:
+//!   let long handlers wait on a [`Listener`] ([`Listener::sleep`], `select!` on
+//!   [`Listener::receiver`]).
+//! - **Forgetting that the deadline covers the lame-duck delay**: both count from the fire.
+//!   A 5 s delay with a 5 s deadline leaves no time to drain (lameduck cuts the delay to the
+//!   deadline and says so).
+//! - **A process manager that kills before the deadline**: systemd's `TimeoutStopSec`,
+//!   Kubernetes' `terminationGracePeriodSeconds` must exceed the deadline.
+//! - **Dropping the [`Stopped`] value at once** while clients may still send on old
+//!   keep-alive connections: keep it until the process exits.
+//! - **A keep-alive client pool in front** (nginx `keepalive`, a load balancer): its idle
+//!   connections to the server see `Connection: close` only on their next response; the
+//!   drain's keep-alive grace covers a client in a request loop, not one idle for longer.
 //!
 //! # Log levels
 //!
-//! Through the `log` crate; lameduck never installs a logger.
+//! Through the `log` crate; lameduck never installs a logger. Targets are the module paths:
+//! `lameduck::shutdown::signal` for signals, `lameduck::server::drain` for the timeline,
+//! `lameduck::server::worker` for each request.
 //!
 //! | level | what |
 //! |---|---|
 //! | `error` | a handler panicked (answered 500); the accept loop died while serving |
 //! | `warn` | the deadline was exceeded (with the report); a second signal; a stop that could not be confirmed |
-//! | `info` | each shutdown phase: serving, stop accepting and drain, the report |
+//! | `info` | each shutdown phase: serving, lame duck, stop accepting and drain, the report |
 //! | `debug` | each request, when answered; the end of the accept loop |
 //! | `trace` | each request, when received |
 //!
 //! tiny_http logs `Error accepting new client` at `error` when its accept loop ends, which
 //! lameduck makes it do at every shutdown: filter `tiny_http` out (`RUST_LOG=info,tiny_http=off`,
 //! as the examples do).
+//!
+//! # Platforms
+//!
+//! Linux, macOS and Windows alike; the differences, and what each OS delivers, are in
+//! [`signal`]. Windows: closing the console window fires shutdown but Windows ends the
+//! process moments later. The connection table that lets the rescue act on evidence is read
+//! on Linux; elsewhere the rescue is timed.
 //!
 //! # Safety
 //!
@@ -105,33 +170,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod accept;
-mod archive;
-mod body;
-mod connections;
-pub mod error;
-mod hooks;
-mod late;
-pub mod pool;
-mod probe;
-pub mod report;
-mod respond;
-mod room;
-pub mod server;
-pub mod signal;
-mod state;
-pub mod trigger;
-pub mod watch;
-mod worker;
+mod error;
+mod server;
+mod shutdown;
+mod tinyhttp;
 
-pub use archive::{Unserved, Why};
-pub use body::{read_body, Body};
 pub use error::Error;
-pub use pool::{JoinReport, Panicked, Pool};
-pub use report::{HookOutcome, HookReport, ShutdownReport, Straggler};
-pub use server::{Builder, Handle, Handler, Server};
-pub use signal::{SecondSignal, Signals};
-pub use trigger::{trigger, Fired, Interrupted, Listener, Reason, Trigger};
+pub use server::archive::{Unserved, Why};
+pub use server::config::{
+    default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_KEEP_ALIVE_GRACE, DEFAULT_MAX_REQUEST_HEAD,
+    DEFAULT_MAX_WAITING, DEFAULT_RETRY_AFTER, DEFAULT_WRITE_TIMEOUT,
+};
+pub use server::report::{HookOutcome, HookReport, ShutdownReport, Straggler};
+pub use server::stopped::Stopped;
+pub use server::{Handle, Handler, Server};
+pub use shutdown::join::{JoinReport, Panicked};
+pub use shutdown::pool::Pool;
+pub use shutdown::signal;
+pub use shutdown::signal::{SecondSignal, Signals};
+pub use shutdown::trigger::{trigger, Fired, Interrupted, Listener, Reason, Trigger};
+pub use shutdown::watch;
+pub use tinyhttp::{read_body, Body};
 
 /// The HTTP library lameduck serves with, re-exported: handlers take its
 /// [`Request`](tiny_http::Request) and return its [`ResponseBox`](tiny_http::ResponseBox).

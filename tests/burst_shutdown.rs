@@ -42,7 +42,8 @@ fn a_burst_cut_short_by_shutdown_is_answered_whole_every_round() {
                 Err(e) => panic!("round {round}: connection {i} got no whole response: {e}"),
             }
         }
-        let report = s.finished().1.unwrap();
+        let stopped = s.finished().unwrap();
+        let report = stopped.report();
         let answered = report.served_before()
             + report.served_during_drain()
             + report.rejected()

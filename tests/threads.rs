@@ -45,10 +45,7 @@ fn only_the_straggler_outlives_the_server() {
     let addr = server.local_addr();
     let handle = server.handle();
     let client = std::thread::spawn(move || Conn::open(addr).unwrap().request("GET", "/stuck"));
-    let runner = std::thread::spawn(move || {
-        let outcome = server.run();
-        (server, outcome)
-    });
+    let runner = std::thread::spawn(move || server.run());
     started.recv_timeout(Duration::from_secs(10)).unwrap();
     // A thread names itself once it runs: on a busy machine a worker can still be waiting
     // for its first time slice while another already serves.
@@ -64,13 +61,12 @@ fn only_the_straggler_outlives_the_server() {
     assert_eq!(workers().len(), 4, "{:?}", workers());
 
     handle.shutdown();
-    let (server, outcome) = runner.join().unwrap();
-    let report = match outcome {
-        Err(Error::DeadlineExceeded(report)) => report,
+    let stopped = match runner.join().unwrap() {
+        Err(Error::DeadlineExceeded(stopped)) => stopped,
         other => panic!("expected the deadline to cut /stuck: {other:?}"),
     };
-    assert_eq!(report.stragglers()[0].url(), "/stuck");
-    drop(server);
+    assert_eq!(stopped.report().stragglers()[0].url(), "/stuck");
+    drop(stopped);
 
     // The kernel truncates names to 15 bytes: "lameduck-worker-1" shows as "lameduck-worker".
     assert_eq!(lameduck_threads(), ["lameduck-worker"]);

@@ -85,7 +85,7 @@ impl Spec {
             kind,
             workers,
             delay,
-            deadline: lameduck::server::DEFAULT_DEADLINE,
+            deadline: lameduck::DEFAULT_DEADLINE,
         }
     }
 
@@ -223,8 +223,8 @@ fn naive(spec: Spec) -> i32 {
 /// process exits, as when `main` returns.
 fn with_lameduck(spec: Spec) -> i32 {
     match run_lameduck(spec) {
-        Ok(report) => {
-            eprintln!("{report}");
+        Ok(stopped) => {
+            eprintln!("{stopped}");
             0
         }
         Err(e) => {
@@ -234,7 +234,7 @@ fn with_lameduck(spec: Spec) -> i32 {
     }
 }
 
-fn run_lameduck(spec: Spec) -> Result<lameduck::ShutdownReport, lameduck::Error> {
+fn run_lameduck(spec: Spec) -> Result<lameduck::Stopped, lameduck::Error> {
     let (trigger, _listener) = lameduck::trigger();
     lameduck::signal::install(&trigger)?;
     let delay = spec.delay;

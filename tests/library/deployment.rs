@@ -65,8 +65,8 @@ fn readiness_flips_at_once_and_the_lame_duck_serves_until_its_delay_is_over() {
         "refused after {refused_after:?}, before the delay"
     );
 
-    let report = match s.finished().1 {
-        Ok(report) => report,
+    let report = match s.finished() {
+        Ok(stopped) => stopped.report().clone(),
         Err(e) => panic!("{e}"),
     };
     assert!(report.lame_duck_time() >= delay);
@@ -98,8 +98,8 @@ fn hooks_run_in_order_and_one_that_fails_or_overruns_stops_none_of_the_others() 
     );
     let fired = Instant::now();
     s.handle.shutdown();
-    let report = match s.finished().1 {
-        Err(Error::DeadlineExceeded(report)) => report,
+    let report = match s.finished() {
+        Err(Error::DeadlineExceeded(stopped)) => stopped.report().clone(),
         other => panic!("expected the overrunning hook to exceed the deadline: {other:?}"),
     };
     let returned = fired.elapsed();
@@ -154,7 +154,7 @@ fn the_archive_gets_what_was_rejected_whole_and_what_was_cut() {
         .unwrap();
     s.handle.shutdown();
     assert_eq!(queued.read_response(false).unwrap().status, 503);
-    assert!(matches!(s.finished().1, Err(Error::DeadlineExceeded(_))));
+    assert!(matches!(s.finished(), Err(Error::DeadlineExceeded(_))));
 
     let mut got: Vec<_> = archived.try_iter().collect();
     got.sort_by_key(|u| u.url().to_owned());

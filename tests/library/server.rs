@@ -9,7 +9,7 @@ use crate::support::server::Running;
 use crate::support::BOUND;
 use crossbeam_channel::{Receiver, Sender};
 use lameduck::tiny_http::{Request, Response, ResponseBox, StatusCode};
-use lameduck::{Builder, Error, Reason, Server, ShutdownReport};
+use lameduck::{Builder, Error, Reason, Server, ShutdownReport, Stopped};
 
 /// The test's handler:
 /// - `/slow?ms=N` sleeps N ms; `/stuck` blocks until the test ends;
@@ -63,9 +63,9 @@ impl Routes {
 }
 
 #[track_caller]
-fn report(outcome: Result<ShutdownReport, Error>) -> ShutdownReport {
+fn report(outcome: Result<Stopped, Error>) -> ShutdownReport {
     match outcome {
-        Ok(report) => report,
+        Ok(stopped) => stopped.report().clone(),
         Err(e) => panic!("run failed: {e}"),
     }
 }
@@ -77,7 +77,7 @@ fn shutdown_through_the_handle_drains_and_reports() {
     assert_eq!((response.status, response.text().as_str()), (200, "hello"));
 
     s.handle.shutdown();
-    let (_server, outcome) = s.finished();
+    let outcome = s.finished();
     let report = report(outcome);
     assert_eq!(*report.reason(), Reason::Requested);
     assert_eq!(report.served_before(), 1);
@@ -111,7 +111,7 @@ fn in_flight_finishes_after_the_fire_and_new_connects_are_refused_within_100ms()
     let response = conn.read_response(false).unwrap();
     assert_eq!(response.status, 200);
     assert!(response.closes(), "no Connection: close during the drain");
-    let (_server, outcome) = s.finished();
+    let outcome = s.finished();
     let report = report(outcome);
     assert_eq!(report.served_during_drain(), 1);
     assert!(report.stopped_accepting_after() < Duration::from_millis(100));
@@ -153,7 +153,7 @@ fn keep_alive_clients_are_told_to_close_and_every_body_stays_framed() {
 
     let response = slow.read_response(false).unwrap();
     assert!(response.closes() && response.text() == "hello");
-    let report = report(s.finished().1);
+    let report = report(s.finished());
     assert_eq!(report.served_during_drain(), 5, "{report}");
 }
 
@@ -174,7 +174,7 @@ fn the_deadline_names_what_it_cut_and_answers_the_queue_503() {
 
     let fired = Instant::now();
     s.handle.shutdown();
-    let (_server, outcome) = s.finished();
+    let outcome = s.finished();
     let returned = fired.elapsed();
     assert!(
         returned >= deadline,
@@ -186,7 +186,7 @@ fn the_deadline_names_what_it_cut_and_answers_the_queue_503() {
     );
 
     let report = match outcome {
-        Err(Error::DeadlineExceeded(report)) => report,
+        Err(Error::DeadlineExceeded(stopped)) => stopped.report().clone(),
         other => panic!("expected DeadlineExceeded, got {other:?}"),
     };
     let cut = &report.stragglers()[0];
@@ -216,14 +216,13 @@ fn a_late_request_on_an_old_keep_alive_connection_gets_503_not_silence() {
     assert!(!idle.request("GET", "/").unwrap().closes());
 
     s.handle.shutdown();
-    let (server, outcome) = s.finished();
-    report(outcome);
-    // `run` has returned; the server is still alive: the late responder answers.
+    let stopped = s.finished().expect("run");
+    // `run` has returned; what it returned is alive: the late responder answers.
     let late = idle.request("GET", "/late").unwrap();
     assert_eq!(late.status, 503);
     assert!(late.closes());
     assert!(late.header("Retry-After").is_some());
-    drop(server);
+    drop(stopped);
 }
 
 #[test]
@@ -235,7 +234,7 @@ fn a_panicking_handler_gets_500_and_its_worker_serves_on() {
     let next = conn.request("GET", "/").unwrap();
     assert_eq!((next.status, next.text().as_str()), (200, "hello"));
     s.handle.shutdown();
-    let report = report(s.finished().1);
+    let report = report(s.finished());
     assert_eq!(report.handler_panics(), 1);
     assert_eq!(report.served_before(), 2);
     assert!(report.workers().panicked().is_empty());
@@ -250,10 +249,10 @@ fn shutdown_fired_before_run_ends_it_right_after_start() {
         .build(|_: &mut Request| Response::from_string("x").boxed())
         .unwrap();
     let start = Instant::now();
-    let report = server.run().unwrap();
-    assert_eq!(*report.reason(), Reason::Signal);
+    let stopped = server.run().unwrap();
+    assert_eq!(*stopped.report().reason(), Reason::Signal);
     assert!(start.elapsed() < Duration::from_millis(500));
-    assert!(matches!(server.run(), Err(Error::AlreadyRun)));
+    // A second `run` does not compile: `run` takes the server (see its doctest).
 }
 
 #[test]

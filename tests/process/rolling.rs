@@ -65,7 +65,7 @@ mod linux {
     pub fn upstream(port: &str) -> ! {
         env_logger::Builder::new()
             .filter_level(log::LevelFilter::Info)
-            .filter_module("lameduck::worker", log::LevelFilter::Trace)
+            .filter_module("lameduck::server::worker", log::LevelFilter::Trace)
             .filter_module("tiny_http", log::LevelFilter::Off)
             .init();
         let (trigger, _) = lameduck::trigger();
@@ -177,6 +177,15 @@ http {{
         )
     }
 
+    /// Sets its flag when dropped.
+    struct StopOnDrop(Arc<AtomicBool>);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
     #[derive(Default)]
     struct Tally {
         ok: AtomicU64,
@@ -241,6 +250,8 @@ http {{
 
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
+        // The clients stop when the test ends, however it ends.
+        let _stop_clients = StopOnDrop(Arc::clone(&stop));
         let clients: Vec<_> = (0..8)
             .map(|_| {
                 let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::thread;
 
 use crossbeam_channel::Receiver;
-use lameduck::{Builder, Error, Handle, Handler, Server, ShutdownReport};
+use lameduck::{Builder, Error, Handle, Handler, Server, ShutdownReport, Stopped};
 
 use super::BOUND;
 
 pub struct Running {
     pub addr: SocketAddr,
     pub handle: Handle,
-    result: Receiver<(Server, Result<ShutdownReport, Error>)>,
+    result: Receiver<Result<Stopped, Error>>,
 }
 
 impl Running {
@@ -27,8 +27,7 @@ impl Running {
         let handle = server.handle();
         let (result_tx, result) = crossbeam_channel::bounded(1);
         thread::spawn(move || {
-            let outcome = server.run();
-            let _ = result_tx.send((server, outcome));
+            let _ = result_tx.send(server.run());
         });
         Running {
             addr,
@@ -37,9 +36,10 @@ impl Running {
         }
     }
 
-    /// Waits for `run` to return; the server is handed back alive.
+    /// Waits for `run` to return, and returns what it returned: the stopped server goes on
+    /// answering late requests while that value lives.
     #[track_caller]
-    pub fn finished(&self) -> (Server, Result<ShutdownReport, Error>) {
+    pub fn finished(&self) -> Result<Stopped, Error> {
         self.result.recv_timeout(BOUND).expect("run did not return")
     }
 
@@ -47,8 +47,8 @@ impl Running {
     #[track_caller]
     pub fn shut_down(&self) -> ShutdownReport {
         self.handle.shutdown();
-        match self.finished().1 {
-            Ok(report) => report,
+        match self.finished() {
+            Ok(stopped) => stopped.report().clone(),
             Err(e) => panic!("run failed: {e}"),
         }
     }

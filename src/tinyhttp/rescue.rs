@@ -16,57 +16,30 @@
 //! [`Peers`] notices the first request of a connection it has not seen, and the rescue
 //! kicks again for as long as each kick is followed by such a request.
 //!
-//! The supervisor thread `lameduck-probe-1` starts a rescue every [`INTERVAL`] when new
-//! connections were seen (a burst always gets some served) and every tenth round anyway;
-//! [`Server::run`](crate::Server::run) runs one more right before it stops accepting,
-//! unless a rescue has found nothing to free since the last new connection; that one kicks
-//! even while connections come and go, and takes freed requests from the queue itself,
-//! since every worker may be waiting for the socket to close.
-//! Kicks never reach a handler.
-//!
-//! The same thread watches the accept loop: every 300 ms it sends a bad request line,
-//! which tiny_http answers `400` at once; a loop that died without a word (tiny_http's accept
-//! thread can panic when the process is out of descriptors) answers nothing, even after a
-//! rescue. A dead loop, found so or reported by the error it left in the queue, is replaced
-//! by a new tiny_http server on the same socket (`accept.rs`).
+//! The supervisor thread (`supervisor.rs`) starts a rescue when new connections were seen
+//! (a burst always gets some served) and now and then anyway. Right before the socket
+//! closes at shutdown one more runs: from the OS's connection table where there is one
+//! ([`rescue_from_table`]: it kicks exactly while some connection has bytes waiting unread),
+//! otherwise timed ([`rescue_briefly`]: it kicks even while connections come and go, and
+//! takes freed requests from the queue itself). Kicks never reach a handler.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::accept::Acceptor;
-use crate::connections::{Connection, Table};
-use crate::state::{lock, State};
-use crate::{worker, Error, Listener, Pool, Trigger};
-
-/// How often the background rescue may run.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
-
-/// A rescue runs even without new connections seen every this many rounds (a burst whose
-/// served connections have not sent anything yet gives no sign).
-const UNCONDITIONAL_EVERY: u64 = 10;
+use super::connections::{Connection, Table};
 
 /// After a kick, how long a freed connection's first request may take to reach a worker.
 /// Microseconds on an idle machine; milliseconds when both cores are busy. Only the last
 /// kick of a rescue waits it out.
-const RESCUE_WAIT: Duration = Duration::from_millis(10);
+pub(super) const RESCUE_WAIT: Duration = Duration::from_millis(10);
 
 /// A rescue that freed something runs again at once, at most this many times: a freed
 /// request that was slow to reach a worker must not end the rescue early.
 const AGAIN: usize = 3;
-
-/// How often (in rounds) the supervisor checks that the accept loop still answers.
-const PING_EVERY: u64 = 3;
-
-/// How long a ping may wait for its `400`. A live loop answers in microseconds.
-const PING_WAIT: Duration = Duration::from_millis(300);
-
-/// While the accept loop cannot be restarted, how often to try again.
-const RESTART_RETRY: Duration = Duration::from_millis(20);
 
 /// How often the rescue at shutdown takes what reached tiny_http's queue.
 const PULL_EVERY: Duration = Duration::from_micros(100);
@@ -88,7 +61,7 @@ const CHURN_WAIT: Duration = Duration::from_millis(2);
 const MAX_KICKS: usize = 1024;
 
 /// Connect timeout for kicks (loopback: microseconds unless the backlog is full).
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Slots in the table of recently seen connections (a power of two).
 const SLOTS: usize = 1024;
@@ -402,142 +375,6 @@ fn freed_within(peers: &Peers, wait: Duration, pull: &dyn Fn() -> bool) -> bool 
         }
         if left <= PULL_EVERY {
             return false;
-        }
-    }
-}
-
-/// Sends a bad request line, which tiny_http answers `400` as soon as a thread reads it.
-/// `Ok(true)` if answered within [`PING_WAIT`].
-///
-/// # Errors
-///
-/// If the ping could not connect or write (say, this process is out of descriptors too):
-/// no answer either way.
-fn ping(addr: SocketAddr) -> io::Result<bool> {
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    stream.write_all(b"\r\n")?;
-    stream.set_read_timeout(Some(PING_WAIT))?;
-    let mut buf = [0u8; 64];
-    match stream.read(&mut buf) {
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// `false` if tiny_http's accept loop no longer answers: a ping goes unanswered, and still
-/// does after a rescue (a starved pool answers once rescued).
-fn accept_loop_answers(addr: SocketAddr, peers: &Peers) -> bool {
-    match ping(addr) {
-        Ok(false) => {
-            rescue(addr, peers, &|| true);
-            !matches!(ping(addr), Ok(false))
-        }
-        _ => true,
-    }
-}
-
-/// The supervisor thread, `lameduck-probe-1`: rescues starved connections, checks that the
-/// accept loop is alive, and starts a new one when it has died.
-pub(crate) struct Supervisor {
-    pool: Pool,
-    stop: Trigger,
-}
-
-impl Supervisor {
-    /// Starts supervising until the server shuts down or [`Supervisor::stop`] is called.
-    pub(crate) fn start(
-        state: Arc<State>,
-        acceptor: Arc<Mutex<Acceptor>>,
-        addr: SocketAddr,
-    ) -> Result<Supervisor, Error> {
-        let (stop, stopped) = crate::trigger();
-        let mut pool = Pool::with_prefix("lameduck-probe");
-        pool.spawn(move || supervise(&state, &acceptor, addr, &stopped))?;
-        Ok(Supervisor { pool, stop })
-    }
-
-    /// Tells it to stop, without waiting: it stops at once, or after a rescue or restart
-    /// under way (a restart sees the shutdown and gives up).
-    pub(crate) fn begin_stop(&self) {
-        self.stop.fire(crate::Reason::Requested);
-    }
-
-    /// Stops it and waits (boundedly) for it.
-    pub(crate) fn stop(mut self) {
-        self.begin_stop();
-        let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + PING_WAIT * 2 + Duration::from_secs(1);
-        let _ = self.pool.join_timeout(bound);
-    }
-}
-
-fn supervise(state: &Arc<State>, acceptor: &Mutex<Acceptor>, addr: SocketAddr, stopped: &Listener) {
-    let go_on = || !state.is_shutting_down() && !stopped.is_triggered();
-    for round in 1u64.. {
-        select! {
-            recv(stopped.receiver()) -> _ => return,
-            recv(state.restart_rx) -> dead => {
-                if dead.is_ok_and(|n| n == state.current_number()) {
-                    restart(state, acceptor, stopped);
-                }
-            }
-            default(INTERVAL) => {}
-        }
-        if state.is_shutting_down() || stopped.is_triggered() {
-            return;
-        }
-        if state.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
-            rescue(addr, &state.peers, &go_on);
-        }
-        if round % PING_EVERY == 0 && !accept_loop_answers(addr, &state.peers) {
-            let gen = state.current_gen();
-            state.accept_died(&gen, "it stopped answering (tiny_http gave no error)");
-        }
-    }
-}
-
-/// Starts a new generation after the current one's accept loop died; sheds the backlog with
-/// 503s until it can (descriptors free again), or until shutdown.
-fn restart(state: &Arc<State>, acceptor: &Mutex<Acceptor>, stopped: &Listener) {
-    let old = state.current_gen();
-    let mut shed = 0;
-    let mut reported = false;
-    while !state.is_shutting_down() && !stopped.is_triggered() {
-        let attempt = lock(acceptor).new_server();
-        match attempt {
-            Ok(http) => {
-                let new = state.install(http);
-                // Move the workers off the old generation: each wakes, sees the new one.
-                let until = Instant::now() + Duration::from_secs(1);
-                while old.receivers() > 0 && Instant::now() < until {
-                    old.wake_receivers();
-                    std::thread::yield_now();
-                }
-                if let Err(e) = worker::spawn_retired(state, old) {
-                    log::warn!("{e}: the old connections wait until shutdown");
-                }
-                log::warn!(
-                    "accepting again (tiny_http server {}); {shed} connections were answered \
-                     503 meanwhile",
-                    new.number
-                );
-                return;
-            }
-            Err(e) => {
-                if !reported {
-                    log::warn!("cannot start a new accept loop yet ({e}); answering 503 meanwhile");
-                    reported = true;
-                }
-                shed += lock(acceptor).shed_backlog(state.settings.retry_after);
-                stopped.wait_timeout(RESTART_RETRY);
-            }
         }
     }
 }

@@ -109,7 +109,7 @@ mod tests {
     use tiny_http::{Header, Request};
 
     use super::{read_body, Body};
-    use crate::respond::tests_rng::Rng;
+    use crate::tinyhttp::response::tests_rng::Rng;
 
     /// A request whose body stops after `sent` of its `length` bytes (a client gone early).
     /// tiny_http reads bodies up to 1024 bytes before the handler sees the request, so the

@@ -10,14 +10,14 @@
 //! closed and new connects are refused, on Linux, macOS and Windows alike. Connections
 //! already accepted keep working, and requests already queued are still received. tiny_http
 //! pushes that error into its request queue: whoever receives it fires the generation's
-//! `ended` listener.
+//! `ended` latch.
 //!
 //! **Restart.** The same first-error rule ends the loop for good when `accept` fails for
 //! another reason, typically when the process is out of file descriptors (EMFILE), and at
 //! that point tiny_http can also panic in its accept thread without a word. A new tiny_http
 //! server on a fresh clone of the socket accepts again. Until descriptors are free for it,
 //! the connections waiting in the kernel's backlog are answered `503` and closed, one at a
-//! time, with a descriptor kept in reserve for that ([`Acceptor::shed_backlog`]), so that no
+//! time, with a descriptor kept in reserve for that ([`Socket::shed_backlog`]), so that no
 //! client waits there for nothing.
 
 use std::fs::File;
@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::Listener;
+use crate::shutdown::latch::Latch;
 
 /// How long the wake-up connect may take. On loopback it takes microseconds; it can only
 /// be slow if the backlog is full, and then tiny_http is about to `accept` anyway.
@@ -55,7 +55,7 @@ const SHED_BATCH: usize = 64;
 const HEADROOM: usize = 16;
 
 /// Our handle on the listening socket tiny_http accepts from.
-pub(crate) struct Acceptor {
+pub(crate) struct Socket {
     clone: Option<TcpListener>,
     addr: SocketAddr,
     /// A descriptor held in reserve: closed to make room for one `accept` when the process
@@ -67,10 +67,10 @@ pub(crate) struct Acceptor {
     wake: Option<TcpStream>,
 }
 
-impl Acceptor {
+impl Socket {
     /// Keeps `clone`, a `try_clone` of the listener given to tiny_http, bound to `addr`.
-    pub(crate) fn new(clone: TcpListener, addr: SocketAddr) -> Acceptor {
-        Acceptor {
+    pub(crate) fn new(clone: TcpListener, addr: SocketAddr) -> Socket {
+        Socket {
             clone: Some(clone),
             addr,
             spare: open_spare(),
@@ -79,21 +79,7 @@ impl Acceptor {
         }
     }
 
-    /// Stops tiny_http's accept loop, closes our handle on the socket, and returns once a
-    /// connect to it is refused: from then on no client can reach the socket. Idempotent.
-    ///
-    /// `ended` fires when the end of tiny_http's loop comes out of its queue: a hint to check
-    /// at once rather than after the current pause.
-    ///
-    /// # Errors
-    ///
-    /// As [`Acceptor::begin_stop`] and [`Acceptor::confirm_stopped`].
-    pub(crate) fn stop(&mut self, ended: &Listener) -> io::Result<()> {
-        self.begin_stop()?;
-        self.confirm_stopped(ended)
-    }
-
-    /// The first half of [`Acceptor::stop`]: makes the socket non-blocking, wakes tiny_http's
+    /// Begins the stop: makes the socket non-blocking, wakes tiny_http's
     /// accept loop so that it ends, and closes our handle. Idempotent.
     ///
     /// # Errors
@@ -116,7 +102,9 @@ impl Acceptor {
         Ok(())
     }
 
-    /// The second half of [`Acceptor::stop`]: returns once a connect is refused.
+    /// Ends the stop: returns once a connect to the socket is refused, from when on no client
+    /// can reach it. `ended` opens when the end of tiny_http's loop comes out of its queue: a
+    /// hint to look at once rather than after the current pause.
     ///
     /// The socket closes when tiny_http's thread, too, has dropped its handle, moments after
     /// its loop ends. Connecting is the one portable way to see that moment.
@@ -124,7 +112,7 @@ impl Acceptor {
     /// # Errors
     ///
     /// If connects still succeeded after [`CONFIRM_TIMEOUT`].
-    pub(crate) fn confirm_stopped(&mut self, ended: &Listener) -> io::Result<()> {
+    pub(crate) fn confirm_stopped(&mut self, ended: &Latch) -> io::Result<()> {
         if self.refused {
             return Ok(());
         }
@@ -133,7 +121,7 @@ impl Acceptor {
         confirmed
     }
 
-    fn confirm(&mut self, ended: &Listener) -> io::Result<()> {
+    fn confirm(&mut self, ended: &Latch) -> io::Result<()> {
         let addr = reach(self.addr);
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;

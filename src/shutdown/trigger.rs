@@ -3,11 +3,13 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Receiver;
+
+use super::latch::Latch;
 
 /// Creates a connected pair: a [`Trigger`] that fires shutdown and a [`Listener`] that learns of it.
 ///
@@ -29,14 +31,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 /// assert_eq!(*listener.wait().reason(), Reason::Requested);
 /// ```
 pub fn trigger() -> (Trigger, Listener) {
-    let (sender, receiver) = crossbeam_channel::bounded(0);
     let shared = Arc::new(Shared {
-        fired: AtomicBool::new(false),
         fires: AtomicU64::new(0),
-        sender: Mutex::new(Some(sender)),
         record: OnceLock::new(),
     });
-    let listener = Listener { shared, receiver };
+    let listener = Listener {
+        shared,
+        latch: Latch::new(),
+    };
     (
         Trigger {
             listener: listener.clone(),
@@ -46,14 +48,9 @@ pub fn trigger() -> (Trigger, Listener) {
 }
 
 struct Shared {
-    /// The cheap check for hot paths; set once, never cleared.
-    fired: AtomicBool,
     /// Every call to `fire`, the first included.
     fires: AtomicU64,
-    /// The only sender. Dropping it disconnects the channel, which wakes every receiver at
-    /// once and stays visible to receivers that look later.
-    sender: Mutex<Option<Sender<Infallible>>>,
-    /// What fired first, and when. Set before the flag and before the disconnection.
+    /// What fired first, and when. Set before the latch opens.
     record: OnceLock<Fired>,
 }
 
@@ -78,24 +75,15 @@ impl Trigger {
     /// After it returns, every listener sees [`Listener::is_triggered`] `== true`, and every
     /// thread blocked in a `wait` or `select!` on [`Listener::receiver`] has been woken.
     pub fn fire(&self, reason: Reason) -> bool {
-        self.listener.shared.fires.fetch_add(1, Ordering::Relaxed);
         let shared = &self.listener.shared;
-        let mut sender = shared
-            .sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sender.is_none() {
-            return false;
-        }
-        let _ = shared.record.set(Fired {
-            reason,
-            at: Instant::now(),
-            time: SystemTime::now(),
-        });
-        shared.fired.store(true, Ordering::Release);
-        // Dropping the only sender disconnects the channel: the broadcast.
-        drop(sender.take());
-        true
+        shared.fires.fetch_add(1, Ordering::Relaxed);
+        self.listener.latch.open_with(|| {
+            let _ = shared.record.set(Fired {
+                reason,
+                at: Instant::now(),
+                time: SystemTime::now(),
+            });
+        })
     }
 
     /// Returns a new listener for this trigger.
@@ -174,13 +162,14 @@ impl fmt::Debug for Trigger {
 #[derive(Clone)]
 pub struct Listener {
     shared: Arc<Shared>,
-    receiver: Receiver<Infallible>,
+    /// The flag and the broadcast.
+    latch: Latch,
 }
 
 impl Listener {
     /// Returns `true` once shutdown has been fired. One atomic load: cheap enough for a hot loop.
     pub fn is_triggered(&self) -> bool {
-        self.shared.fired.load(Ordering::Acquire)
+        self.latch.is_open()
     }
 
     /// What fired shutdown and when, or `None` if it has not fired.
@@ -196,13 +185,8 @@ impl Listener {
     ///
     /// Returns at once if it has already fired.
     pub fn wait(&self) -> Fired {
-        loop {
-            if let Some(fired) = self.fired() {
-                return fired;
-            }
-            // The message type is uninhabited: `recv` only returns on disconnection.
-            let _ = self.receiver.recv();
-        }
+        self.latch.wait();
+        self.fired().expect("recorded before the latch opened")
     }
 
     /// Blocks until shutdown is fired or `timeout` has passed. Returns what fired it, or
@@ -217,14 +201,8 @@ impl Listener {
     /// Blocks until shutdown is fired or `deadline` is reached. Returns what fired it, or
     /// `None` at the deadline.
     pub fn wait_deadline(&self, deadline: Instant) -> Option<Fired> {
-        loop {
-            if let Some(fired) = self.fired() {
-                return Some(fired);
-            }
-            if let Err(RecvTimeoutError::Timeout) = self.receiver.recv_deadline(deadline) {
-                return self.fired();
-            }
-        }
+        self.latch.wait_deadline(deadline);
+        self.fired()
     }
 
     /// Sleeps for `duration`, or less if shutdown fires meanwhile.
@@ -256,7 +234,7 @@ impl Listener {
     /// No message is ever sent on it: it disconnects when shutdown fires, so a `recv`
     /// operation on it becomes ready (with `Err(RecvError)`) and stays ready.
     pub fn receiver(&self) -> &Receiver<Infallible> {
-        &self.receiver
+        self.latch.receiver()
     }
 }
 

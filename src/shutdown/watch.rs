@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{select, Sender};
 
-use crate::{Error, Pool, Reason, Trigger};
+use super::pool::Pool;
+use super::trigger::{Reason, Trigger};
+use crate::error::Error;
 
 /// A watchdog: fires shutdown with [`Reason::Heartbeat`] when no [`beat`](Heartbeat::beat)
 /// comes within its timeout, as a supervisor that stops hearing from a process would.

@@ -76,7 +76,7 @@ impl Unserved {
         let body = if request.body_length() == Some(0) {
             Some(Vec::new())
         } else {
-            crate::read_body(request, MAX_ARCHIVED_BODY).ok()
+            crate::tinyhttp::read_body(request, MAX_ARCHIVED_BODY).ok()
         };
         Unserved {
             method: request.method().clone(),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tiny_http::Method;
 
-use crate::{Fired, JoinReport, Reason};
+use crate::shutdown::join::JoinReport;
+use crate::shutdown::trigger::{Fired, Reason};
 
 /// What [`Server::run`](crate::Server::run) did from the moment shutdown fired.
 ///

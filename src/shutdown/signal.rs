@@ -28,7 +28,8 @@
 use std::fmt;
 use std::io;
 
-use crate::{Error, Reason, Trigger};
+use super::trigger::{Reason, Trigger};
+use crate::error::Error;
 
 /// The line logged at `info` when the first signal arrives, as in Go's `signal.NotifyContext`
 /// programs.

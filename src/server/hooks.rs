@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::report::{HookOutcome, HookReport};
-use crate::Pool;
+use super::report::{HookOutcome, HookReport};
+use crate::shutdown::pool::Pool;
 
 /// Every hook is waited for at least this long, even when an earlier one used up the
 /// deadline: one that returns at once is then reported as finished, not as cut.

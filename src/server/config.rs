@@ -1,0 +1,325 @@
+//! Configuring a server: the [`Builder`], its defaults, and the settings it hands the server.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::archive::Unserved;
+use super::health::Health;
+use super::hooks::Hook;
+use super::{Archive, Handler, Server};
+use crate::error::Error;
+use crate::shutdown::trigger::Trigger;
+use crate::tinyhttp::Http;
+
+/// The shutdown deadline when none is set: 10 seconds, as in the Go program lameduck ports.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The `Retry-After` of lameduck's 503 answers when none is set.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The keep-alive grace when none is set. See [`Builder::keep_alive_grace`].
+pub const DEFAULT_KEEP_ALIVE_GRACE: Duration = Duration::from_millis(20);
+
+/// The write timeout when none is set. See [`Builder::write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest request head (request line and headers) served when no limit is set. See
+/// [`Builder::max_request_head`].
+pub const DEFAULT_MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// How many requests may wait for a worker when none is set. See [`Builder::max_waiting`].
+pub const DEFAULT_MAX_WAITING: usize = 1024;
+
+/// The default number of workers: 8 per CPU, at least 8, at most 128.
+///
+/// Handlers are expected to block (on files, databases, other services, or a `sleep` as in
+/// the seed program), so there are more workers than cores; each worker runs one handler at
+/// a time. Raise it for slow handlers under many clients, lower it for CPU-bound handlers.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 8).clamp(8, 128)
+}
+
+pub(super) enum Bind {
+    Addrs(io::Result<Vec<SocketAddr>>),
+    Listener(TcpListener),
+}
+
+/// The settings the server runs with, from the [`Builder`].
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) deadline: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) keep_alive_grace: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_request_head: usize,
+    pub(crate) max_waiting: usize,
+    /// Never longer than the deadline.
+    pub(crate) lame_duck: Duration,
+    pub(crate) health: Health,
+}
+
+/// Configures a [`Server`]; made by [`Server::bind`] or [`Server::from_listener`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    bind: Bind,
+    config: Config,
+    hooks: Vec<Hook>,
+    archive: Option<Archive>,
+    trigger: Option<Trigger>,
+}
+
+impl Builder {
+    pub(super) fn new(bind: Bind) -> Builder {
+        Builder {
+            bind,
+            config: Config {
+                workers: default_workers(),
+                deadline: DEFAULT_DEADLINE,
+                retry_after: DEFAULT_RETRY_AFTER,
+                keep_alive_grace: DEFAULT_KEEP_ALIVE_GRACE,
+                write_timeout: DEFAULT_WRITE_TIMEOUT,
+                max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+                max_waiting: DEFAULT_MAX_WAITING,
+                lame_duck: Duration::ZERO,
+                health: Health::default(),
+            },
+            hooks: Vec::new(),
+            archive: None,
+            trigger: None,
+        }
+    }
+
+    /// Number of worker threads, each running one handler at a time. Default:
+    /// [`default_workers`]. At least 1.
+    pub fn workers(mut self, workers: usize) -> Builder {
+        self.config.workers = workers.max(1);
+        self
+    }
+
+    /// How long the drain may take, counted from the fire. Default: [`DEFAULT_DEADLINE`]
+    /// (10 s).
+    pub fn deadline(mut self, deadline: Duration) -> Builder {
+        self.config.deadline = deadline;
+        self
+    }
+
+    /// The `Retry-After` sent with lameduck's 503 answers, in whole seconds (at least 1).
+    /// Default: [`DEFAULT_RETRY_AFTER`] (5 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Builder {
+        self.config.retry_after = retry_after;
+        self
+    }
+
+    /// How long the drain keeps serving connections that a keep-alive response left open
+    /// shortly before the fire. Default: [`DEFAULT_KEEP_ALIVE_GRACE`] (20 ms).
+    ///
+    /// A client in a request loop sends its next request on the same connection as soon as
+    /// it has read a response. If the fire falls in between, that request reaches the server
+    /// after the drain could have ended, and a server that has exited resets it: lost. So
+    /// the drain lasts until no response without `Connection: close` has been written for
+    /// this long. It costs nothing when the server was idle before the fire; under load it
+    /// adds this much to the shutdown. Zero turns it off.
+    pub fn keep_alive_grace(mut self, grace: Duration) -> Builder {
+        self.config.keep_alive_grace = grace;
+        self
+    }
+
+    /// How long a write to a client may block before the client counts as gone. Default:
+    /// [`DEFAULT_WRITE_TIMEOUT`] (30 s). Zero turns it off.
+    ///
+    /// A client that stops reading a large response fills the socket's buffers and blocks
+    /// the worker writing to it. After one write has blocked this long, the response is
+    /// abandoned and the worker is free again: measured, a worker writing 64 MiB to a client
+    /// that never reads is free after about 1.2× the timeout on Linux (2× under wine). A
+    /// slow client that keeps
+    /// reading is never cut: the limit is on one write making no progress, not on the whole
+    /// response. Set as `SO_SNDTIMEO` on the listening socket, which accepted connections
+    /// inherit (checked on Linux, and Windows under wine).
+    ///
+    /// One case takes longer: a request *with a body* answered while serving (not during
+    /// shutdown) is written by tiny_http itself, so that the response goes out before the
+    /// rest of an unread body is read; after a stall tiny_http writes up to twice more, each
+    /// blocking up to the timeout (about 3× in all).
+    pub fn write_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// The largest request head (request line and headers, in bytes) served; a larger one is
+    /// answered `431 Request Header Fields Too Large` without reaching the handler. Default:
+    /// [`DEFAULT_MAX_REQUEST_HEAD`] (64 KiB).
+    ///
+    /// tiny_http has read the whole head into memory by then (it has no limit of its own);
+    /// the limit keeps it from the handler, and the memory is freed when it is answered.
+    pub fn max_request_head(mut self, bytes: usize) -> Builder {
+        self.config.max_request_head = bytes;
+        self
+    }
+
+    /// How many requests may wait for a worker while every worker is busy. Beyond that, a
+    /// new request is answered `503 Service Unavailable` with `Retry-After` and
+    /// `Connection: close` at once, instead of waiting (and memory growing) without bound.
+    /// Default: [`DEFAULT_MAX_WAITING`] (1024). Zero: no waiting, a request that finds
+    /// every worker busy is turned away.
+    ///
+    /// Counted in [`ShutdownReport::shed`](crate::ShutdownReport::shed).
+    pub fn max_waiting(mut self, requests: usize) -> Builder {
+        self.config.max_waiting = requests;
+        self
+    }
+
+    /// Serves a readiness endpoint at `path` (say `"/readyz"`): `200 ready` until shutdown
+    /// fires, `503` from that moment on, so that a load balancer or Kubernetes stops sending
+    /// traffic. Not passed to the handler; counted apart
+    /// ([`ShutdownReport::health_checks`](crate::ShutdownReport::health_checks)).
+    pub fn readiness(mut self, path: impl Into<String>) -> Builder {
+        self.config.health.readiness = Some(path.into());
+        self
+    }
+
+    /// Serves a liveness endpoint at `path` (say `"/livez"`): `200 alive` while the server
+    /// serves, the drain included. Not passed to the handler; counted apart.
+    pub fn liveness(mut self, path: impl Into<String>) -> Builder {
+        self.config.health.liveness = Some(path.into());
+        self
+    }
+
+    /// After shutdown fires, go on accepting and serving for `delay` before the drain, while
+    /// readiness answers `503` and every response says `Connection: close`. Default: zero.
+    ///
+    /// Load balancers and Kubernetes take the server out of rotation at about the moment they
+    /// send SIGTERM, not before: requests keep arriving for a while. During the delay they
+    /// are served, clients holding keep-alive connections are told to reconnect (and get
+    /// rebalanced), and health checks see the server leave. Then the drain stops accepting.
+    ///
+    /// The [deadline](Builder::deadline) counts from the fire and covers the delay and the
+    /// drain: give it room for both (see the README's deployment guide for sizing a
+    /// Kubernetes `terminationGracePeriodSeconds` or a systemd `TimeoutStopSec`).
+    pub fn lame_duck(mut self, delay: Duration) -> Builder {
+        self.config.lame_duck = delay;
+        self
+    }
+
+    /// Runs `hook` after the drain, with the deadline as argument (Go's
+    /// `RegisterOnShutdown`). Hooks run in the order registered, each on its own thread,
+    /// sharing what is left of the deadline; one that panics or is still running at the
+    /// deadline is named in the report ([`ShutdownReport::hooks`](crate::ShutdownReport::hooks))
+    /// and does not stop the others.
+    ///
+    /// ```
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// let server = lameduck::Server::bind("127.0.0.1:0")
+    ///     .on_shutdown("flush metrics", |deadline| {
+    ///         // write what is buffered, giving up at `deadline`
+    ///         let _ = deadline;
+    ///     })
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    pub fn on_shutdown(
+        mut self,
+        name: impl Into<String>,
+        hook: impl FnOnce(std::time::Instant) + Send + 'static,
+    ) -> Builder {
+        self.hooks.push(Hook {
+            name: name.into(),
+            run: Box::new(hook),
+        });
+        self
+    }
+
+    /// Hands every request the server read but could not serve to `archive`: requests
+    /// answered `503` during shutdown (with their body, up to 1 MiB) and requests whose handler
+    /// the deadline cut (without it). For a retry queue or a log: the evidence for later
+    /// repair. Called from lameduck's threads, one call at a time; a panic in it is caught
+    /// and logged. See `examples/08_report_archive.rs`.
+    pub fn on_unserved(mut self, archive: impl FnMut(Unserved) + Send + 'static) -> Builder {
+        self.archive = Some(Mutex::new(Box::new(archive)));
+        self
+    }
+
+    /// Shuts down when `trigger` fires, instead of a trigger of the server's own.
+    ///
+    /// Share one trigger between the server, [`signal::install`](crate::signal::install) and
+    /// the handler's [`Listener`](crate::Listener), so that one signal stops them all.
+    pub fn trigger(mut self, trigger: Trigger) -> Builder {
+        self.trigger = Some(trigger);
+        self
+    }
+
+    /// Binds (if not given a listener) and starts accepting connections. Requests are queued
+    /// until [`Server::run`] starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Bind`] if no address could be bound (or resolved).
+    /// - [`Error::Listener`] if the listener could not be set up (its address read, cloned).
+    /// - [`Error::Start`] if tiny_http could not start.
+    pub fn build(self, handler: impl Handler) -> Result<Server, Error> {
+        let listener = match self.bind {
+            Bind::Listener(listener) => listener,
+            Bind::Addrs(addrs) => bind(addrs)?,
+        };
+        let mut config = self.config;
+        if config.lame_duck > config.deadline {
+            log::warn!(
+                "lame-duck delay of {:?} cut to the deadline of {:?}: no time is left to drain",
+                config.lame_duck,
+                config.deadline
+            );
+            config.lame_duck = config.deadline;
+        }
+        let http = Http::start(listener, config.max_waiting, config.write_timeout)?;
+        let trigger = self
+            .trigger
+            .unwrap_or_else(|| crate::shutdown::trigger::trigger().0);
+        Ok(Server::new(
+            http,
+            config,
+            Box::new(handler),
+            trigger,
+            self.hooks,
+            self.archive,
+        ))
+    }
+}
+
+fn bind(addrs: io::Result<Vec<SocketAddr>>) -> Result<TcpListener, Error> {
+    let addrs = addrs.map_err(|source| Error::Bind {
+        addr: "(unresolved address)".to_owned(),
+        source,
+    })?;
+    let mut last = None;
+    for addr in &addrs {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, source)) => Error::Bind {
+            addr: addr.to_string(),
+            source,
+        },
+        None => Error::Bind {
+            addr: "(no address)".to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            ),
+        },
+    })
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

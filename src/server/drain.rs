@@ -1,0 +1,272 @@
+//! The shutdown timeline, from the fire to the report: one function per phase, called in this
+//! order by [`Server::run`](super::Server::run).
+//!
+//! ```text
+//! lame_duck ─► stop_accepting ─► drain ─► join ─► sweep ─► run_hooks ─► report
+//! ```
+//!
+//! [`Shutdown`] owns the one deadline (the fire plus [`Builder::deadline`]) and the times
+//! the report gives.
+//!
+//! [`Builder::deadline`]: crate::Builder::deadline
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::hooks::{self, Hook};
+use super::phase::Phase;
+use super::report::{HookReport, ShutdownReport};
+use super::Shared;
+use crate::shutdown::join::JoinReport;
+use crate::shutdown::pool::Pool;
+use crate::shutdown::trigger::{Fired, Listener};
+use crate::tinyhttp::{LateResponder, Shedder};
+
+/// How long before the end of a lame-duck delay responses start to wait for the socket's
+/// close (see `Phases::close_response`): a client told to close in the last moments would
+/// otherwise reconnect into the closing socket.
+const STOPPING_LEAD: Duration = Duration::from_millis(5);
+
+/// How often the drain looks again while a worker is in a handler or the keep-alive grace
+/// runs, when nothing else wakes it (a worker that finishes does).
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// After the deadline, how long workers that are not in a handler get to notice it; those
+/// still running after that are in a handler.
+const OVERDUE_GRACE: Duration = Duration::from_millis(7);
+
+/// How long the late responder may take to answer what was queued at the deadline, so that
+/// the report can count it.
+const BACKLOG_WAIT: Duration = Duration::from_millis(50);
+
+/// The threads that look after tiny_http while the server serves: the supervisor and the
+/// shedder (`tinyhttp/`). A server runs without one that could not start, and says so.
+pub(super) struct Helpers {
+    supervisor: Option<crate::tinyhttp::Supervisor>,
+    shedder: Option<Shedder>,
+}
+
+impl Helpers {
+    /// Starts both.
+    pub(super) fn start(shared: &Arc<Shared>) -> Helpers {
+        let supervisor = shared
+            .http
+            .supervise(shared.config.retry_after)
+            .map_err(|e| log::warn!("{e}: connections tiny_http leaves without a thread will wait"))
+            .ok();
+        let shedding = Arc::clone(shared);
+        let shedder = Shedder::start(
+            Arc::clone(shared.http.queue()),
+            Arc::clone(&shared.occupancy),
+            move |request| shedding.shed(request),
+        )
+        .map_err(|e| log::warn!("{e}: requests will wait without bound when every worker is busy"))
+        .ok();
+        Helpers {
+            supervisor,
+            shedder,
+        }
+    }
+
+    /// Stops both, and waits (boundedly) for them.
+    pub(super) fn stop(self, shared: &Shared) {
+        if let Some(shedder) = self.shedder {
+            shedder.stop(shared.http.queue());
+        }
+        if let Some(supervisor) = self.supervisor {
+            supervisor.stop();
+        }
+    }
+}
+
+/// A shutdown under way: the deadline, and the times the report gives.
+pub(super) struct Shutdown<'a> {
+    shared: &'a Arc<Shared>,
+    fired: Fired,
+    /// The one deadline: the fire plus `Builder::deadline`.
+    deadline: Instant,
+    lame_duck: Duration,
+    stopped_accepting: Duration,
+    drained: Duration,
+}
+
+impl<'a> Shutdown<'a> {
+    /// Waits for the fire; the deadline counts from it.
+    pub(super) fn wait(shared: &'a Arc<Shared>, fire: &Listener) -> Shutdown<'a> {
+        let fired = fire.wait();
+        Shutdown {
+            shared,
+            deadline: fired.at() + shared.config.deadline,
+            fired,
+            lame_duck: Duration::ZERO,
+            stopped_accepting: Duration::ZERO,
+            drained: Duration::ZERO,
+        }
+    }
+
+    /// 0. The lame-duck delay, if one is set: readiness says 503, and the server goes on
+    ///    accepting and serving, every response saying `Connection: close`.
+    pub(super) fn lame_duck(&mut self) {
+        let delay = self.shared.config.lame_duck;
+        let t0 = self.fired.at();
+        if !delay.is_zero() {
+            log::info!(
+                "shutdown ({}): lame duck for {delay:?}: readiness 503, still serving \
+                 (deadline {:?})",
+                self.fired.reason(),
+                self.shared.config.deadline
+            );
+            self.shared.phases.enter(Phase::LameDuck);
+            sleep_until(t0 + delay.saturating_sub(STOPPING_LEAD));
+            self.shared.phases.enter(Phase::Stopping);
+            sleep_until(t0 + delay);
+        }
+        self.lame_duck = t0.elapsed();
+    }
+
+    /// 1. Stop accepting: the helpers stop; every connection accepted so far gets a thread
+    ///    (tiny_http leaves some without one in a burst); the socket closes, and this returns
+    ///    once connects are refused. Meanwhile the workers are told to take what is left from
+    ///    the drain only.
+    pub(super) fn stop_accepting(&mut self, helpers: Helpers) {
+        let shared = self.shared;
+        log::info!(
+            "shutdown ({}): stop accepting, drain (deadline {:?})",
+            self.fired.reason(),
+            shared.config.deadline
+        );
+        shared.phases.enter(Phase::Stopping);
+        helpers.stop(shared);
+        shared
+            .http
+            .rescue_before_stop(self.deadline, &|request| shared.shed(request));
+        let queue = shared.http.queue();
+        if let Err(e) = shared.http.stop_accepting(|| queue.pump_from_now_on()) {
+            log::warn!("stop accepting on {}: {e}", shared.http.local_addr());
+        }
+        shared.phases.socket_closed();
+        self.stopped_accepting = self.fired.elapsed();
+    }
+
+    /// 2. Drain: requests in handlers finish, queued requests are served (this thread takes
+    ///    them from tiny_http and hands them to the workers), and the drain ends once none
+    ///    is left, no worker is in a handler, and the keep-alive grace is over. Returns
+    ///    `false` if the deadline came first.
+    pub(super) fn drain(&mut self) -> bool {
+        let shared = self.shared;
+        let queue = shared.http.queue();
+        shared.phases.enter(Phase::Draining);
+        let Some(lead) = queue.lead_until(self.deadline) else {
+            return false;
+        };
+        shared.occupancy.wake_on_end(true);
+        let drained = loop {
+            let request = match lead.try_receive() {
+                Some(request) => request,
+                None if self.nothing_left() => break true,
+                None => {
+                    let left = self.deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break false;
+                    }
+                    match lead.receive_timeout(left.min(DRAIN_POLL)) {
+                        Some(request) => request,
+                        None => continue,
+                    }
+                }
+            };
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if let Err(request) = queue.put(request, left) {
+                shared.reject(request);
+                break false;
+            }
+        };
+        shared.occupancy.wake_on_end(false);
+        drop(lead);
+        if drained {
+            shared.phases.stop_taking().open();
+        }
+        self.drained = self.fired.elapsed();
+        drained
+    }
+
+    /// Whether nothing is left to serve: no worker in a handler, no request waiting for
+    /// one, and no connection left open by a keep-alive response moments ago (its client
+    /// may be about to send its next request).
+    fn nothing_left(&self) -> bool {
+        let shared = self.shared;
+        shared.occupancy.busy() == 0
+            && shared.http.queue().room_is_empty()
+            && shared
+                .slots
+                .keep_alive_grace_left(shared.config.keep_alive_grace)
+                .is_zero()
+    }
+
+    /// 3. Timed join: the workers are joined with the deadline. If some are still running
+    ///    then, the server is overdue: workers stop taking requests (what waits is answered
+    ///    503), and those still running after a moment are in a handler; the report names
+    ///    them.
+    pub(super) fn join(&mut self, mut pool: Pool) -> JoinReport {
+        let mut workers = pool.join_deadline(self.deadline);
+        if !workers.is_complete() {
+            self.shared.phases.enter(Phase::Overdue);
+            self.shared.phases.stop_taking().open();
+            workers.absorb(pool.join_timeout(OVERDUE_GRACE));
+            self.drained = self.shared.config.deadline;
+        }
+        workers
+    }
+
+    /// 4. Sweep: the late responder answers 503 to what is still queued (this waits
+    ///    [`BACKLOG_WAIT`] at most for that, so that the report counts it) and to what
+    ///    arrives from now on; what the deadline cut goes to the archive.
+    pub(super) fn sweep(&mut self) -> Option<LateResponder> {
+        let shared = Arc::clone(self.shared);
+        let rejecting = Arc::clone(&shared);
+        let late = LateResponder::start(
+            Arc::clone(shared.http.queue()),
+            move |request| rejecting.reject(request),
+            BACKLOG_WAIT,
+        )
+        .map_err(|e| log::error!("{e}: requests arriving from now on will not be answered"))
+        .ok();
+        for cut in shared.slots.cut() {
+            shared.archive(cut);
+        }
+        shared.phases.enter(Phase::Done);
+        late
+    }
+
+    /// 5. Shutdown hooks, in order, sharing what is left of the deadline.
+    pub(super) fn run_hooks(&self, hooks: Vec<Hook>) -> Vec<HookReport> {
+        hooks::run(hooks, self.deadline)
+    }
+
+    /// 6. The report.
+    pub(super) fn report(self, workers: JoinReport, hooks: Vec<HookReport>) -> ShutdownReport {
+        let shared = self.shared;
+        let counts = shared.slots.counts();
+        ShutdownReport {
+            stopped_accepting: self.stopped_accepting,
+            drained: self.drained,
+            total: self.fired.elapsed(),
+            deadline: shared.config.deadline,
+            served_before: counts.served_before,
+            served_during_drain: counts.served_during_drain,
+            rejected: shared.rejected(),
+            shed: shared.shed_count(),
+            handler_panics: counts.panics,
+            health_checks: counts.health_checks,
+            lame_duck: self.lame_duck,
+            hooks,
+            stragglers: shared.slots.stragglers(),
+            workers,
+            fired: self.fired,
+        }
+    }
+}
+
+fn sleep_until(until: Instant) {
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+}

@@ -1,0 +1,383 @@
+//! The HTTP server: the [`Server`] and its [`Handle`], the [`Handler`] it runs, and what
+//! [`Server::run`] leaves when it returns, [`Stopped`].
+//!
+//! The files: `config.rs` the builder; `phase.rs` where the server is in its life;
+//! `worker.rs` the workers and their counts; `drain.rs` the shutdown timeline, one function
+//! per phase; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a deployment
+//! uses. Everything that touches tiny_http itself is behind `crate::tinyhttp`.
+
+pub(crate) mod archive;
+pub(crate) mod config;
+mod drain;
+mod health;
+pub(crate) mod hooks;
+mod phase;
+pub(crate) mod report;
+pub(crate) mod stopped;
+mod worker;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tiny_http::{Request, ResponseBox};
+
+use archive::Unserved;
+use config::{Bind, Builder, Config};
+use drain::{Helpers, Shutdown};
+use hooks::Hook;
+use phase::Phases;
+use stopped::Stopped;
+use worker::{peer_text, Slots};
+
+use crate::error::Error;
+use crate::shutdown::pool::Pool;
+use crate::shutdown::trigger::{Listener, Reason, Trigger};
+use crate::tinyhttp::{self, Http, LateResponder, Occupancy};
+
+/// Handles one request: reads what it needs from it (the body too) and returns the response.
+///
+/// Implemented for every `Fn(&mut Request) -> ResponseBox + Send + Sync + 'static`. It runs
+/// on a worker thread; many run at once. A panic is caught: the client gets `500`, the panic
+/// message is logged, the worker carries on.
+///
+/// To cut long work short when shutdown fires, give the handler a [`Listener`] (from the
+/// [`Trigger`] passed to [`Builder::trigger`], or from [`Server::handle`]):
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use lameduck::tiny_http::{Response, StatusCode};
+///
+/// let (trigger, listener) = lameduck::trigger();
+/// let server = lameduck::Server::bind("127.0.0.1:0")
+///     .trigger(trigger)
+///     .build(move |_request: &mut lameduck::tiny_http::Request| {
+///         match listener.sleep(Duration::from_secs(30)) {
+///             Ok(()) => Response::from_string("done").boxed(),
+///             Err(_) => Response::from_string("cut short by shutdown")
+///                 .with_status_code(StatusCode(503))
+///                 .boxed(),
+///         }
+///     })?;
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `request`.
+    fn handle(&self, request: &mut Request) -> ResponseBox;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request) -> ResponseBox + Send + Sync + 'static,
+{
+    fn handle(&self, request: &mut Request) -> ResponseBox {
+        self(request)
+    }
+}
+
+/// Where unserved requests go (`Builder::on_unserved`).
+pub(crate) type Archive = Mutex<Box<dyn FnMut(Unserved) + Send + 'static>>;
+
+/// What the workers and the timeline share.
+pub(crate) struct Shared {
+    handler: Box<dyn Handler>,
+    config: Config,
+    phases: Phases,
+    http: Http,
+    occupancy: Arc<Occupancy>,
+    slots: Slots,
+    archive: Option<Archive>,
+    /// Requests answered 503 because the server is shutting down.
+    rejected: AtomicU64,
+    /// Requests answered 503 at once because every worker was busy and the room full.
+    shed: AtomicU64,
+}
+
+impl Shared {
+    /// Answers `request` with 503, `Retry-After` and `Connection: close`, because the server
+    /// is shutting down; archives it first if asked to.
+    fn reject(&self, mut request: Request) {
+        if self.archive.is_some() {
+            self.archive(Unserved::rejected(&mut request));
+        }
+        self.answer_503(request, "shutting down");
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers `request` with 503 at once: every worker is busy and the room is full.
+    fn shed(&self, request: Request) {
+        self.answer_503(request, "overloaded");
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn shed_count(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    fn answer_503(&self, request: Request, why: &str) {
+        log::debug!(
+            "{} {} from {}: 503, {why}",
+            request.method(),
+            request.url(),
+            peer_text(request.remote_addr())
+        );
+        let response = tinyhttp::unavailable(self.config.retry_after, why);
+        if let Err(e) = tinyhttp::send(request, response, true, self.config.write_timeout) {
+            log::debug!("writing a 503: {e}");
+        }
+    }
+
+    /// Hands `unserved` to the application's archive, if it set one.
+    fn archive(&self, unserved: Unserved) {
+        if let Some(archive) = &self.archive {
+            let mut archive = worker::lock(archive);
+            if panic::catch_unwind(AssertUnwindSafe(|| archive(unserved))).is_err() {
+                log::error!("the archive of unserved requests panicked");
+            }
+        }
+    }
+}
+
+/// An HTTP server that shuts down gracefully: it stops accepting first, finishes what it
+/// holds, answers what it cannot finish, and never waits past its deadline.
+///
+/// Built with [`Server::bind`] or [`Server::from_listener`]; accepting from the moment it is
+/// built; serving once [`run`](Server::run) is called. See [`run`](Server::run) for the
+/// shutdown timeline.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::tiny_http::Response;
+///
+/// let server = lameduck::Server::bind("127.0.0.1:0")
+///     .build(|_request: &mut lameduck::tiny_http::Request| {
+///         Response::from_string("Hello World").boxed()
+///     })?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || handle.shutdown()); // or a signal, see `signal::install`
+/// let stopped = server.run()?;
+/// assert!(stopped.report().is_complete());
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    trigger: Trigger,
+    /// In a mutex only so that `Server` is `Sync`: hooks need not be.
+    hooks: Mutex<Vec<Hook>>,
+}
+
+impl Server {
+    /// A builder for a server listening on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`, a
+    /// `SocketAddr`…). Port 0 picks a free port; [`Server::local_addr`] tells which.
+    pub fn bind(addr: impl ToSocketAddrs) -> Builder {
+        Builder::new(Bind::Addrs(addr.to_socket_addrs().map(Iterator::collect)))
+    }
+
+    /// A builder for a server accepting from a listener bound elsewhere (socket activation,
+    /// a test that binds port 0 first). It is made blocking.
+    pub fn from_listener(listener: TcpListener) -> Builder {
+        Builder::new(Bind::Listener(listener))
+    }
+
+    pub(super) fn new(
+        http: Http,
+        config: Config,
+        handler: Box<dyn Handler>,
+        trigger: Trigger,
+        hooks: Vec<Hook>,
+        archive: Option<Archive>,
+    ) -> Server {
+        let shared = Shared {
+            handler,
+            phases: Phases::new(trigger.listener(), !config.lame_duck.is_zero()),
+            occupancy: Arc::new(Occupancy::new(config.workers)),
+            slots: Slots::new(),
+            config,
+            http,
+            archive,
+            rejected: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        };
+        Server {
+            shared: Arc::new(shared),
+            trigger,
+            hooks: Mutex::new(hooks),
+        }
+    }
+
+    /// The address the server listens on (with the real port if it was bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.http.local_addr()
+    }
+
+    /// A handle to shut the server down from any thread.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            trigger: self.trigger.clone(),
+            addr: self.local_addr(),
+        }
+    }
+
+    /// Serves until shutdown fires, then shuts down, and returns what is left: the report,
+    /// and what answers requests that still arrive.
+    ///
+    /// The timeline, from the moment the trigger fires (a signal, [`Handle::shutdown`], any
+    /// clone of the [`Trigger`]):
+    ///
+    /// 1. **Stop accepting.** The listening socket is closed: new connects are refused.
+    ///    Connections already open stay open. (After the [lame-duck delay](Builder::lame_duck),
+    ///    if one is set.)
+    /// 2. **Drain.** Requests in handlers finish; requests already read and queued are
+    ///    served. Every response written from the fire on carries `Connection: close`, so
+    ///    keep-alive clients go elsewhere.
+    /// 3. **Deadline.** If the drain is not over by [`Builder::deadline`], queued requests
+    ///    are answered `503` with `Retry-After` and `Connection: close`; requests still in a
+    ///    handler are named in the report. `run` returns within about 20 ms of the deadline
+    ///    even if a handler never returns.
+    /// 4. **Timed join.** The workers are joined with the deadline; the
+    ///    [`ShutdownReport`](crate::ShutdownReport) says what happened.
+    ///
+    /// Requests that still arrive on old keep-alive connections are answered `503` +
+    /// `Connection: close` by one thread, `lameduck-late-1`, for as long as the returned
+    /// [`Stopped`] (or the error carrying it) lives: keep it until the process exits, or
+    /// for as long as clients may still send.
+    ///
+    /// `run` takes the server: it cannot run twice.
+    ///
+    /// ```compile_fail,E0382
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// let server = lameduck::Server::bind("127.0.0.1:0")
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # server.handle().shutdown();
+    /// let first = server.run();
+    /// let second = server.run(); // error: use of moved value: `server`
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::DeadlineExceeded`], carrying the [`Stopped`] server, if the deadline cut
+    ///   the drain.
+    /// - [`Error::Spawn`] if a worker thread could not be started (shutdown is then fired).
+    pub fn run(self) -> Result<Stopped, Error> {
+        let shared = &self.shared;
+        let mut pool = Pool::new();
+        let mut failed = None;
+        for _ in 0..shared.config.workers {
+            if let Err(e) = worker::spawn(shared, &mut pool) {
+                self.trigger.fire(Reason::Other(format!("{e}")));
+                failed = Some(e);
+                break;
+            }
+        }
+        let helpers = Helpers::start(shared);
+        if failed.is_none() {
+            log::info!(
+                "serving http://{} with {} workers",
+                self.local_addr(),
+                shared.config.workers
+            );
+        }
+
+        let mut shutdown = Shutdown::wait(shared, &self.trigger.listener());
+        shutdown.lame_duck();
+        shutdown.stop_accepting(helpers);
+        shutdown.drain();
+        let workers = shutdown.join(pool);
+        let late = shutdown.sweep();
+        let hooks = std::mem::take(&mut *worker::lock(&self.hooks));
+        let hooks = shutdown.run_hooks(hooks);
+        let report = shutdown.report(workers, hooks);
+
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let complete = report.is_complete();
+        if complete {
+            log::info!("{report}");
+        } else {
+            log::warn!(
+                "deadline of {:?} exceeded: {report}",
+                shared.config.deadline
+            );
+        }
+        let answering = Answering {
+            late,
+            shared: Arc::clone(shared),
+        };
+        let stopped = Stopped::new(report, self.local_addr(), Box::new(answering));
+        if complete {
+            Ok(stopped)
+        } else {
+            Err(Error::DeadlineExceeded(Box::new(stopped)))
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.local_addr())
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The late responder of a [`Stopped`] server: stopped when dropped.
+struct Answering {
+    late: Option<LateResponder>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if let Some(late) = self.late.take() {
+            late.stop(self.shared.http.queue());
+        }
+    }
+}
+
+/// Starts a server's shutdown from any thread. Clone it freely.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    trigger: Trigger,
+    addr: SocketAddr,
+}
+
+impl Handle {
+    /// Fires shutdown with [`Reason::Requested`]; returns at once. [`Server::run`] then
+    /// stops accepting, drains and returns. Calling it again does nothing more.
+    pub fn shutdown(&self) {
+        self.trigger.fire(Reason::Requested);
+    }
+
+    /// A listener for the server's shutdown.
+    pub fn listener(&self) -> Listener {
+        self.trigger.listener()
+    }
+
+    /// The server's trigger (to fire with a reason of your own).
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+#[allow(dead_code)]
+fn _ensure_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Server>();
+    is::<Handle>();
+    is::<Stopped>();
+}

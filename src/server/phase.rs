@@ -1,0 +1,123 @@
+//! Where the server is in its life: one phase at a time, in order, and the latches that the
+//! workers and responses wait on.
+//!
+//! ```text
+//! Serving ─fire─► LameDuck ─► Stopping ─► Draining ─► Done
+//!            └────────────────┘                 └──► Overdue ─► Done
+//!           (no lame-duck delay)                    (deadline)
+//! ```
+//!
+//! The phase moves forward only, on the thread that runs the timeline (`drain.rs`). The fire
+//! itself comes from any thread, a moment before the timeline sees it: what depends on the
+//! fire alone (readiness, `Connection: close`) reads the trigger, not the phase.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::shutdown::latch::Latch;
+use crate::shutdown::trigger::Listener;
+
+/// The longest a response written after the fire waits for the listening socket to close
+/// (it normally takes microseconds; see [`Phases::close_response`]).
+const CLOSED_WAIT: Duration = Duration::from_millis(200);
+
+/// A phase of the server's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    /// Before the fire.
+    Serving,
+    /// The lame-duck delay: readiness says 503, the socket still accepts, responses say
+    /// `Connection: close`.
+    LameDuck,
+    /// The socket is closing: responses wait for it before they tell clients to close.
+    Stopping,
+    /// The socket is closed; what the server holds is served.
+    Draining,
+    /// The deadline passed with work left: workers stop taking requests.
+    Overdue,
+    /// The drain is over; what still arrives is answered 503.
+    Done,
+}
+
+/// The phase, and the latches that mark its steps.
+pub(crate) struct Phases {
+    now: AtomicU8,
+    fired: Listener,
+    /// A lame-duck delay comes between the fire and the stop.
+    lame_duck: bool,
+    /// Opens once connects to the listening socket are refused.
+    closed: Latch,
+    /// Opens when workers are to stop taking requests: the drain is over, or overdue.
+    stop_taking: Latch,
+}
+
+impl Phases {
+    /// Serving, until `fired` fires.
+    pub(crate) fn new(fired: Listener, lame_duck: bool) -> Phases {
+        Phases {
+            now: AtomicU8::new(Phase::Serving as u8),
+            fired,
+            lame_duck,
+            closed: Latch::new(),
+            stop_taking: Latch::new(),
+        }
+    }
+
+    /// The phase now.
+    pub(crate) fn now(&self) -> Phase {
+        match self.now.load(Ordering::SeqCst) {
+            0 => Phase::Serving,
+            1 => Phase::LameDuck,
+            2 => Phase::Stopping,
+            3 => Phase::Draining,
+            4 => Phase::Overdue,
+            _ => Phase::Done,
+        }
+    }
+
+    /// Moves to `phase`, if it lies ahead.
+    pub(crate) fn enter(&self, phase: Phase) {
+        self.now.fetch_max(phase as u8, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has fired (the phase may not show it yet).
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.is_triggered()
+    }
+
+    /// The listening socket is closed: responses that waited for it go.
+    pub(crate) fn socket_closed(&self) {
+        self.closed.open();
+    }
+
+    /// The latch workers take requests until.
+    pub(crate) fn stop_taking(&self) -> &Latch {
+        &self.stop_taking
+    }
+
+    /// Whether a response written now tells its client to close the connection: from the
+    /// fire on. Decided when the response is written, so a request that started before the
+    /// fire and ends after it says so too.
+    ///
+    /// While the socket is being closed, a client told to close could reconnect into it as
+    /// it closes and be reset: such a response first waits until connects are refused
+    /// (microseconds; at most [`CLOSED_WAIT`]). That is from the fire on without a lame-duck
+    /// delay (the timeline may not have left `Serving` yet), and from `Stopping` with one;
+    /// during the delay itself the socket stays open, and a client told to close reconnects
+    /// to this server or, once its balancer has heard readiness say 503, elsewhere.
+    pub(crate) fn close_response(&self) -> bool {
+        if !self.is_fired() {
+            return false;
+        }
+        let waits = match self.now() {
+            Phase::Serving => !self.lame_duck,
+            Phase::LameDuck => false,
+            _ => true,
+        };
+        if waits {
+            self.closed.wait_timeout(CLOSED_WAIT);
+        }
+        true
+    }
+}

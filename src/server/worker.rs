@@ -1,0 +1,317 @@
+//! The workers: each takes a request, runs the handler, writes the response, and keeps
+//! count in a slot of its own.
+//!
+//! A worker takes requests until the phase says stop ([`Phases::stop_taking`]): when the
+//! drain is over, after the requests waiting in the room; at the deadline at once, the
+//! requests still waiting then answered 503. A worker in a handler finishes it (lameduck
+//! cannot stop a running thread) and then stops.
+//!
+//! [`Phases::stop_taking`]: super::phase::Phases::stop_taking
+
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tiny_http::{Header, Method, Request, ResponseBox};
+
+use super::archive::{Unserved, Why};
+use super::phase::Phase;
+use super::report::Straggler;
+use super::Shared;
+use crate::error::Error;
+use crate::shutdown::join::panic_message;
+use crate::shutdown::pool::Pool;
+use crate::tinyhttp;
+
+/// One worker's own corner of the counts, on its own cache lines: the hot path writes only
+/// here.
+#[repr(align(128))]
+pub(crate) struct Slot {
+    name: String,
+    current: Mutex<Option<Current>>,
+    served_before: AtomicU64,
+    served_during_drain: AtomicU64,
+    panics: AtomicU64,
+    health_checks: AtomicU64,
+    /// When this worker last wrote a response that left the connection open, in nanoseconds
+    /// since [`Slots::epoch`] (0: never).
+    last_keep_alive: AtomicU64,
+}
+
+/// The request a worker is in the handler for.
+struct Current {
+    method: Method,
+    url: String,
+    /// Kept only when unserved requests are archived.
+    headers: Vec<Header>,
+    peer: Option<SocketAddr>,
+    started: Instant,
+}
+
+/// Sums of the workers' counts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) served_before: u64,
+    pub(crate) served_during_drain: u64,
+    pub(crate) panics: u64,
+    pub(crate) health_checks: u64,
+}
+
+/// Every worker's slot.
+pub(crate) struct Slots {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// The zero of the slots' keep-alive clocks.
+    epoch: Instant,
+}
+
+impl Slots {
+    pub(crate) fn new() -> Slots {
+        Slots {
+            slots: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn add(&self, name: String) -> Arc<Slot> {
+        let slot = Arc::new(Slot {
+            name,
+            current: Mutex::new(None),
+            served_before: AtomicU64::new(0),
+            served_during_drain: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            health_checks: AtomicU64::new(0),
+            last_keep_alive: AtomicU64::new(0),
+        });
+        lock(&self.slots).push(Arc::clone(&slot));
+        slot
+    }
+
+    /// Sums of the workers' counts.
+    pub(crate) fn counts(&self) -> Counts {
+        lock(&self.slots)
+            .iter()
+            .fold(Counts::default(), |c, s| Counts {
+                served_before: c.served_before + s.served_before.load(Ordering::Relaxed),
+                served_during_drain: c.served_during_drain
+                    + s.served_during_drain.load(Ordering::Relaxed),
+                panics: c.panics + s.panics.load(Ordering::Relaxed),
+                health_checks: c.health_checks + s.health_checks.load(Ordering::Relaxed),
+            })
+    }
+
+    /// How long until no connection that a keep-alive response left open can still be about
+    /// to send its next request, given `grace`; zero once that is so.
+    ///
+    /// A client that got a keep-alive response just before the fire sends its next request
+    /// microseconds later, on that connection; the drain waits for it rather than end under
+    /// it. A connection idle for longer than the grace is taken to stay idle.
+    pub(crate) fn keep_alive_grace_left(&self, grace: Duration) -> Duration {
+        let last = lock(&self.slots)
+            .iter()
+            .map(|s| s.last_keep_alive.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        if last == 0 {
+            return Duration::ZERO;
+        }
+        let until = self.epoch + Duration::from_nanos(last) + grace;
+        until.saturating_duration_since(Instant::now())
+    }
+
+    /// The requests in a handler now, with the worker running each.
+    pub(crate) fn stragglers(&self) -> Vec<Straggler> {
+        self.in_handlers(|slot, c, age| Straggler {
+            method: c.method.clone(),
+            url: c.url.clone(),
+            peer: c.peer,
+            age,
+            worker: slot.name.clone(),
+        })
+    }
+
+    /// The requests in a handler now, as unserved requests for the archive.
+    pub(crate) fn cut(&self) -> Vec<Unserved> {
+        self.in_handlers(|_, c, age| Unserved {
+            method: c.method.clone(),
+            url: c.url.clone(),
+            headers: c.headers.clone(),
+            body: None,
+            peer: c.peer,
+            why: Why::Cut(age),
+        })
+    }
+
+    fn in_handlers<T>(&self, each: impl Fn(&Slot, &Current, Duration) -> T) -> Vec<T> {
+        let now = Instant::now();
+        lock(&self.slots)
+            .iter()
+            .filter_map(|slot| {
+                let current = lock(&slot.current);
+                let c = current.as_ref()?;
+                Some(each(slot, c, now.saturating_duration_since(c.started)))
+            })
+            .collect()
+    }
+}
+
+/// Starts a worker in `pool`, with a slot of its own.
+///
+/// # Errors
+///
+/// [`Error::Spawn`] if the thread could not be started.
+pub(crate) fn spawn(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Error> {
+    // The slot is made here, not on the new thread: a thread's first allocation gives it a
+    // heap arena of its own (glibc), and idle workers need not have one.
+    let slot = shared.slots.add(pool.next_name());
+    let shared = Arc::clone(shared);
+    pool.spawn(move || work(&shared, &slot))?;
+    Ok(())
+}
+
+/// A worker's loop.
+fn work(shared: &Shared, slot: &Slot) {
+    let queue = shared.http.queue();
+    while let Some(request) = queue.take(shared.phases.stop_taking()) {
+        if shared.phases.now() == Phase::Overdue {
+            shared.reject(request);
+        } else {
+            serve(shared, slot, request);
+        }
+    }
+}
+
+/// Serves one request and counts it.
+fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
+    let config = &shared.config;
+    if let Some(response) =
+        config
+            .health
+            .answer(&request, shared.phases.is_fired(), config.retry_after)
+    {
+        slot.health_checks.fetch_add(1, Ordering::Relaxed);
+        let close = shared.phases.close_response();
+        if let Err(e) = tinyhttp::send(request, response, close, config.write_timeout) {
+            log::debug!("writing a health response: {e}");
+        }
+        return;
+    }
+    shared.occupancy.start();
+    shared.http.note(request.remote_addr());
+    log::trace!(
+        "{} {} from {}: received",
+        request.method(),
+        request.url(),
+        peer_text(request.remote_addr())
+    );
+    let started = Instant::now();
+    *lock(&slot.current) = Some(Current {
+        method: request.method().clone(),
+        url: request.url().to_owned(),
+        headers: if shared.archive.is_some() {
+            request.headers().to_vec()
+        } else {
+            Vec::new()
+        },
+        peer: request.remote_addr().copied(),
+        started,
+    });
+
+    let (response, mut panicked) = handle(shared, &mut request);
+    let close = shared.phases.close_response();
+    let status = response.status_code().0;
+    let method = request.method().clone();
+    // The body is read (user code: the handler's `Read`) while it is written: guarded too.
+    let write_timeout = config.write_timeout;
+    let written = panic::catch_unwind(AssertUnwindSafe(|| {
+        tinyhttp::send(request, response, close, write_timeout)
+    }));
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("writing a response: {e}"),
+        Err(payload) => {
+            log::error!(
+                "reading the response body for {method} panicked: {}; response cut",
+                panic_message(payload.as_ref())
+            );
+            panicked = true;
+        }
+    }
+    if close {
+        slot.served_during_drain.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let since_epoch = shared.slots.epoch.elapsed().as_nanos().max(1);
+        slot.last_keep_alive.store(
+            u64::try_from(since_epoch).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        slot.served_before.fetch_add(1, Ordering::Relaxed);
+    }
+    if panicked {
+        slot.panics.fetch_add(1, Ordering::Relaxed);
+    }
+    let current = lock(&slot.current).take();
+    shared.occupancy.end(shared.http.queue());
+    if let (true, Some(c)) = (log::log_enabled!(log::Level::Debug), current) {
+        log::debug!(
+            "{} {} from {}: {status} in {:.1?}{}",
+            c.method,
+            c.url,
+            peer_text(c.peer.as_ref()),
+            started.elapsed(),
+            if close { ", connection closed" } else { "" }
+        );
+    }
+}
+
+/// Runs the handler, or answers in its place: 431 for a head over the limit, 500 for a
+/// panic or a response header that would split the response. Returns whether it panicked.
+fn handle(shared: &Shared, request: &mut Request) -> (ResponseBox, bool) {
+    let max_head = shared.config.max_request_head;
+    let head = tinyhttp::head_size(request);
+    if head > max_head {
+        log::debug!(
+            "{} {}...: request head of {head} bytes over the limit of {max_head}; answered 431",
+            request.method(),
+            request.url().chars().take(64).collect::<String>(),
+        );
+        return (tinyhttp::head_too_large(max_head), false);
+    }
+    match panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(request))) {
+        Ok(response) => match tinyhttp::splitting_header(&response) {
+            None => (response, false),
+            Some(bad) => {
+                log::error!(
+                    "handler for {} {} returned header {:?} holding CR or LF \
+                     (response splitting); answered 500",
+                    request.method(),
+                    request.url(),
+                    bad.field.as_str().as_str()
+                );
+                (tinyhttp::internal_error(), false)
+            }
+        },
+        Err(payload) => {
+            log::error!(
+                "handler panicked on {} {}: {}; answered 500",
+                request.method(),
+                request.url(),
+                panic_message(payload.as_ref())
+            );
+            (tinyhttp::internal_error(), true)
+        }
+    }
+}
+
+/// A client's address for the log.
+pub(crate) fn peer_text(peer: Option<&SocketAddr>) -> String {
+    peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+}
+
+/// Locks a mutex; a panic while it was held cannot leave these plain values half-written.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,209 @@
+//! The seam: everything lameduck does because it serves with tiny_http, and the only place
+//! that touches tiny_http's `Server`. The rest of the crate sees a [`Queue`] of requests, a
+//! listening socket it can close, helper threads it can start and stop, and functions that
+//! write responses; handlers see tiny_http's `Request` and `Response`, which lameduck
+//! re-exports.
+//!
+//! # tiny_http 0.12's quirks, and what lameduck does about each
+//!
+//! | quirk | what lameduck does | where |
+//! |---|---|---|
+//! | Many threads blocking in its one queue; `unblock` wakes one of them, whichever; a timed receive can take the wake-up of a push and leave the request for nobody. | One receiver at a time (a baton passed between workers); waking it is one `unblock`; everybody else waits on lameduck's own channels. | `queue.rs` |
+//! | Its accept loop stops only when its `Server` is dropped, which loses the queued requests. | lameduck keeps a clone of the listening socket, makes it non-blocking and connects once: the loop ends on `WouldBlock`, the socket closes, the queue is still served. | `socket.rs` |
+//! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue, or a ping every 300 ms that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
+//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. | Kicks (connections to itself that close at once) free them: in the background when new connections were seen, and before the socket closes at shutdown, from the OS's connection table where there is one. | `rescue.rs`, `connections.rs` |
+//! | Its queue is unbounded and shows nothing of its length. | While every worker is busy, the shedder becomes the receiver and bounds the waiting requests; 503 beyond. | `shedder.rs` |
+//! | No idle or read timeout: an idle keep-alive connection cannot be closed, and holds a thread. | Every response after the fire says `Connection: close`; the drain waits a keep-alive grace for clients that were mid-loop; after the drain, requests still arriving get `503` + `Connection: close` while the value `run` returned lives. | `late_responder.rs` |
+//! | A `Connection` header a response sets is dropped. | Responses are written on the request's raw writer with `Connection: close` inserted after the status line. | `response.rs` |
+//! | After a write times out, its chunked encoder writes twice more while dropped, each waiting out the timeout. | The writer fails every write after the first failure at once. | `response.rs` |
+//! | A header value holding CR or LF is written as is (response splitting). | Such a response is refused: 500 instead. | `response.rs` |
+//! | No limit on the size of a request head while it is read. | Heads over the limit are answered 431 once read; the memory is freed after. | `response.rs` |
+//! | A body shorter than its `Content-Length` (client gone) reads as a short `Ok`. | [`Body`](crate::Body) and [`read_body`](crate::read_body) return `UnexpectedEof`. | `body.rs` |
+//! | A request line with a version above 1.1 (`PRI * HTTP/2.0`, an h2c prior-knowledge preface) deadlocks its connection's thread writing its own 505; the thread and two descriptors stay until the process exits. Any client can cause it. | Nothing inside tiny_http's API frees them; shield the server behind a proxy that speaks HTTP/1.1 upstream (nginx). | — |
+//! | It logs `Error accepting new client` when its accept loop ends, which lameduck makes it do at every shutdown. | Filter it: `RUST_LOG=info,tiny_http=off`, as the examples do. | — |
+//! | One thread per connection. | Nothing to do without replacing tiny_http; size for it. | — |
+
+mod body;
+mod connections;
+mod late_responder;
+mod queue;
+mod rescue;
+pub(crate) mod response;
+mod shedder;
+mod socket;
+mod supervisor;
+
+pub use body::{read_body, Body};
+pub(crate) use late_responder::LateResponder;
+pub(crate) use queue::Queue;
+pub(crate) use response::{
+    head_size, head_too_large, internal_error, plain, send, splitting_header, unavailable,
+};
+pub(crate) use shedder::{Occupancy, Shedder};
+pub(crate) use supervisor::Supervisor;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tiny_http::Request;
+
+use connections::Table;
+use rescue::Peers;
+use socket::{reach, Socket};
+use supervisor::Watched;
+
+use crate::error::Error;
+
+/// The tiny_http side of one server: its queue, its listening socket, what the rescue
+/// knows of its connections.
+pub(crate) struct Http {
+    queue: Arc<Queue>,
+    socket: Arc<Mutex<Socket>>,
+    peers: Arc<Peers>,
+    /// The OS's table of the connections on the port, where there is one.
+    table: Mutex<Option<Table>>,
+    addr: SocketAddr,
+}
+
+impl Http {
+    /// Starts tiny_http accepting from `listener`, with a waiting room of `max_waiting`
+    /// places; writes to clients block at most `write_timeout` (zero: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Listener`] if the listener could not be set up, [`Error::Start`] if tiny_http
+    /// could not start.
+    pub(crate) fn start(
+        listener: TcpListener,
+        max_waiting: usize,
+        write_timeout: Duration,
+    ) -> Result<Http, Error> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Listener("read the listener's address", e))?;
+        // tiny_http's accept loop ends on the first error: a non-blocking listener (say, one
+        // from socket activation) would end it at once.
+        listener
+            .set_nonblocking(false)
+            .map_err(|e| Error::Listener("make the listener blocking", e))?;
+        if !write_timeout.is_zero() {
+            // Accepted connections inherit it (Linux, and Windows under wine, checked).
+            socket2::SockRef::from(&listener)
+                .set_write_timeout(Some(write_timeout))
+                .map_err(|e| Error::Listener("set the write timeout", e))?;
+        }
+        let clone = listener
+            .try_clone()
+            .map_err(|e| Error::Listener("clone the listener", e))?;
+        let http = tiny_http::Server::from_listener(listener, None).map_err(Error::Start)?;
+        let table = match Table::open(addr) {
+            Ok(table) => Some(table),
+            Err(e) => {
+                log::debug!("no connection table for {addr} ({e}): rescues are timed");
+                None
+            }
+        };
+        Ok(Http {
+            queue: Arc::new(Queue::new(http, max_waiting)),
+            socket: Arc::new(Mutex::new(Socket::new(clone, addr))),
+            peers: Arc::new(Peers::new()),
+            table: Mutex::new(table),
+            addr,
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The queue of requests.
+    pub(crate) fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    /// Notes the client of a request the server took: the rescue tells new connections from
+    /// known ones.
+    pub(crate) fn note(&self, peer: Option<&SocketAddr>) {
+        self.peers.note(peer);
+    }
+
+    /// Starts the supervisor (`supervisor.rs`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if its thread could not be started.
+    pub(crate) fn supervise(&self, retry_after: Duration) -> Result<Supervisor, Error> {
+        Supervisor::start(Watched {
+            queue: Arc::clone(&self.queue),
+            socket: Arc::clone(&self.socket),
+            peers: Arc::clone(&self.peers),
+            addr: reach(self.addr),
+            retry_after,
+        })
+    }
+
+    /// Before the socket closes at shutdown: gets a thread to every connection tiny_http left
+    /// without one, from the connection table's evidence where there is a table, otherwise
+    /// timed, unless no connection arrived since a rescue last found nothing to free. Freed
+    /// requests the timed rescue takes from the queue go to the waiting room (to `shed` if it
+    /// is full). Returns whether a rescue freed (or may have freed) some.
+    pub(crate) fn rescue_before_stop(&self, deadline: Instant, shed: &dyn Fn(Request)) -> bool {
+        let addr = reach(self.addr);
+        let from_table = self
+            .table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(|table| rescue::rescue_from_table(addr, table, deadline));
+        match from_table {
+            Some(Ok(freed)) => return freed > 0,
+            Some(Err(e)) => log::debug!("connection table unreadable ({e}): timed rescue"),
+            None => {}
+        }
+        if !(self.peers.take_seen_new() || self.peers.is_unsure()) {
+            return false;
+        }
+        let Some(lead) = self.queue.lead_until(deadline) else {
+            return true;
+        };
+        let pull = || match lead.try_receive() {
+            Some(request) => {
+                self.peers.note(request.remote_addr());
+                if let Err(request) = self.queue.try_put(request) {
+                    shed(request);
+                }
+                true
+            }
+            None => false,
+        };
+        rescue::rescue_briefly(addr, &self.peers, &pull);
+        true
+    }
+
+    /// Stops accepting: tiny_http's accept loop ends, the socket closes, and this returns
+    /// once a connect to it is refused. `between` runs once the loop has been told to end,
+    /// while the socket closes. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// If the socket could not be made non-blocking, or connects still succeeded after
+    /// 100 ms.
+    pub(crate) fn stop_accepting(&self, between: impl FnOnce()) -> io::Result<()> {
+        self.queue.stopping();
+        let ended = self.queue.current().ended().clone();
+        let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
+        socket.begin_stop()?;
+        between();
+        socket.confirm_stopped(&ended)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.stop_accepting(|| {});
+        self.queue.stop_retired();
+    }
+}

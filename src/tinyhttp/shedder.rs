@@ -1,0 +1,156 @@
+//! The bound on requests waiting for a worker, and `503` at once beyond it.
+//!
+//! tiny_http queues every request it reads, without limit and without telling how many wait.
+//! So while every worker is busy, a shedder thread (`lameduck-shedder-1`) becomes the one
+//! receiver of tiny_http's queue (`queue.rs`) and puts what it receives in the waiting room,
+//! a channel of [`Builder::max_waiting`](crate::Builder::max_waiting) places; when the room is
+//! full it has the request answered `503 Service Unavailable` with `Retry-After` and
+//! `Connection: close` at once. Workers take from the room before they receive again, so
+//! requests keep their order.
+//!
+//! The shedder steps in only on overload: every worker busy, and none freed for
+//! [`SATURATED`] (50 ms). A loaded server with fast handlers has every worker busy much of
+//! the time, but one frees up every few microseconds; relaying its requests would only add a
+//! hop. Otherwise the shedder sleeps, and a request costs the workers two counter updates.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{select, Receiver, Sender};
+use tiny_http::Request;
+
+use super::queue::Queue;
+use crate::error::Error;
+use crate::shutdown::helper::Helper;
+use crate::shutdown::latch::Latch;
+
+/// How long every worker must stay busy, none freed, before the shedder takes requests into
+/// the room.
+const SATURATED: Duration = Duration::from_millis(50);
+
+/// How busy the workers are: what the shedder watches.
+pub(crate) struct Occupancy {
+    workers: usize,
+    /// Workers in a request now.
+    busy: AtomicUsize,
+    /// Times a worker finished while every worker was busy: tells a moment of saturation (a
+    /// worker frees up within microseconds) from an overload (none does).
+    reliefs: AtomicU64,
+    /// The receiver (the shedder, the drain) wants to hear when a worker frees up: a worker
+    /// that does wakes it.
+    wake_on_end: AtomicBool,
+    /// A worker made every worker busy.
+    all_busy_tx: Sender<()>,
+    all_busy_rx: Receiver<()>,
+}
+
+impl Occupancy {
+    /// The occupancy of `workers` workers.
+    pub(crate) fn new(workers: usize) -> Occupancy {
+        let (all_busy_tx, all_busy_rx) = crossbeam_channel::bounded(1);
+        Occupancy {
+            workers,
+            busy: AtomicUsize::new(0),
+            reliefs: AtomicU64::new(0),
+            wake_on_end: AtomicBool::new(false),
+            all_busy_tx,
+            all_busy_rx,
+        }
+    }
+
+    /// A worker starts on a request.
+    pub(crate) fn start(&self) {
+        if self.busy.fetch_add(1, Ordering::SeqCst) + 1 >= self.workers {
+            let _ = self.all_busy_tx.try_send(());
+        }
+    }
+
+    /// A worker is done with a request. If the receiver asked ([`Occupancy::wake_on_end`]),
+    /// it is woken: each side writes, then reads what the other wrote (SeqCst), so at least
+    /// one of them sees the other.
+    pub(crate) fn end(&self, queue: &Queue) {
+        if self.busy.fetch_sub(1, Ordering::SeqCst) >= self.workers {
+            self.reliefs.fetch_add(1, Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+        if self.wake_on_end.load(Ordering::SeqCst) {
+            queue.interrupt();
+        }
+    }
+
+    /// Whether the receiver is to be woken each time a worker frees up.
+    pub(crate) fn wake_on_end(&self, on: bool) {
+        self.wake_on_end.store(on, Ordering::SeqCst);
+    }
+
+    /// Workers in a request now.
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    fn all_busy(&self) -> bool {
+        self.busy() >= self.workers
+    }
+}
+
+/// The running shedder.
+pub(crate) struct Shedder {
+    helper: Helper,
+}
+
+impl Shedder {
+    /// Starts the shedder thread; `shed` answers a request the room has no place for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the thread could not be started.
+    pub(crate) fn start(
+        queue: Arc<Queue>,
+        occupancy: Arc<Occupancy>,
+        shed: impl Fn(Request) + Send + 'static,
+    ) -> Result<Shedder, Error> {
+        let helper = Helper::start("lameduck-shedder", move |stop| {
+            run(&queue, &occupancy, &shed, stop);
+        })?;
+        Ok(Shedder { helper })
+    }
+
+    /// Stops it and waits (boundedly) for it; the queue is interrupted in case it receives.
+    pub(crate) fn stop(self, queue: &Queue) {
+        self.helper.ask_to_stop();
+        queue.interrupt();
+        self.helper.stop(Duration::from_secs(1));
+    }
+}
+
+fn run(queue: &Queue, occupancy: &Occupancy, shed: &dyn Fn(Request), stop: &Latch) {
+    loop {
+        select! {
+            recv(occupancy.all_busy_rx) -> _ => {}
+            recv(stop.receiver()) -> _ => return,
+        }
+        // Every worker busy for a moment is the normal state of a loaded server; overload is
+        // every worker busy, with none freed, for a while.
+        let reliefs = occupancy.reliefs.load(Ordering::Relaxed);
+        if stop.wait_timeout(SATURATED) {
+            return;
+        }
+        if !occupancy.all_busy() || occupancy.reliefs.load(Ordering::Relaxed) != reliefs {
+            continue;
+        }
+        let Some(lead) = queue.lead(stop) else {
+            return;
+        };
+        log::debug!("every worker busy for {SATURATED:?}: bounding the waiting requests");
+        occupancy.wake_on_end(true);
+        while occupancy.all_busy() && !stop.is_open() {
+            if let Some(request) = lead.receive() {
+                if let Err(request) = queue.try_put(request) {
+                    shed(request);
+                }
+            }
+        }
+        occupancy.wake_on_end(false);
+    }
+}
