@@ -156,9 +156,7 @@ impl<'a> Shutdown<'a> {
         let shared = self.shared;
         let queue = shared.http.queue();
         shared.phases.enter(Phase::Draining);
-        let Some(lead) = queue.lead_until(self.deadline) else {
-            return false;
-        };
+        let lead = queue.lead();
         shared.occupancy.wake_on_end(true);
         let drained = loop {
             let request = match lead.try_receive() {

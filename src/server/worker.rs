@@ -198,7 +198,6 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
         return;
     }
     shared.occupancy.start();
-    shared.http.note(request.remote_addr());
     log::trace!(
         "{} {} from {}: received",
         request.method(),

@@ -39,9 +39,7 @@ impl LateResponder {
     ) -> Result<LateResponder, Error> {
         let (backlog_done, backlog) = crossbeam_channel::bounded(1);
         let helper = Helper::start("lameduck-late", move |stop: &Latch| {
-            let Some(lead) = queue.lead(stop) else {
-                return;
-            };
+            let lead = queue.lead();
             while let Some(request) = queue.try_take_waiting().or_else(|| lead.try_receive()) {
                 reject(request);
             }

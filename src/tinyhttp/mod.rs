@@ -26,6 +26,7 @@
 mod body;
 mod connections;
 mod late_responder;
+mod peers;
 mod queue;
 mod rescue;
 pub(crate) mod response;
@@ -50,7 +51,7 @@ use std::time::{Duration, Instant};
 use tiny_http::Request;
 
 use connections::Table;
-use rescue::Peers;
+use peers::Peers;
 use socket::{reach, Socket};
 use supervisor::Watched;
 
@@ -105,10 +106,11 @@ impl Http {
                 None
             }
         };
+        let peers = Arc::new(Peers::new());
         Ok(Http {
-            queue: Arc::new(Queue::new(http, max_waiting)),
+            queue: Arc::new(Queue::new(http, max_waiting, Arc::clone(&peers))),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr))),
-            peers: Arc::new(Peers::new()),
+            peers,
             table: Mutex::new(table),
             addr,
         })
@@ -122,12 +124,6 @@ impl Http {
     /// The queue of requests.
     pub(crate) fn queue(&self) -> &Arc<Queue> {
         &self.queue
-    }
-
-    /// Notes the client of a request the server took: the rescue tells new connections from
-    /// known ones.
-    pub(crate) fn note(&self, peer: Option<&SocketAddr>) {
-        self.peers.note(peer);
     }
 
     /// Starts the supervisor (`supervisor.rs`).
@@ -166,12 +162,9 @@ impl Http {
         if !(self.peers.take_seen_new() || self.peers.is_unsure()) {
             return false;
         }
-        let Some(lead) = self.queue.lead_until(deadline) else {
-            return true;
-        };
+        let lead = self.queue.lead();
         let pull = || match lead.try_receive() {
             Some(request) => {
-                self.peers.note(request.remote_addr());
                 if let Err(request) = self.queue.try_put(request) {
                     shed(request);
                 }

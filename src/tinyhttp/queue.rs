@@ -1,38 +1,34 @@
-//! The requests tiny_http has read, handed to lameduck's threads one receiver at a time.
+//! The requests tiny_http has read, handed to lameduck's threads.
 //!
-//! tiny_http puts every request it reads in one queue, which many threads may block on; its
-//! `unblock` wakes one of them, whichever comes first, and its timed receive can take the
-//! wake-up of a push and leave the request for nobody. Rather than live with that, lameduck
-//! lets **one thread at a time** receive from tiny_http: whoever holds the *baton* (a token
-//! in a channel of one place). A worker that gets the baton receives one request, passes the
-//! baton on at once, and serves the request while the next worker receives (the
-//! leader/follower pattern). So:
-//!
-//! - one `unblock` always wakes the one receiver there is ([`Queue::interrupt`]);
-//! - the receiver can be a worker (while serving), or one thread of lameduck's that takes
-//!   requests for the workers: the shedder when every worker is busy, the drain, the late
-//!   responder ([`Queue::lead`]);
-//! - the other workers wait on the baton *and* on the waiting room, a bounded channel where
-//!   such a thread puts what it took ([`Queue::put`]); waking them all is a broadcast.
-//!
-//! Measured against workers that all block in tiny_http's queue (16 workers, hello world,
-//! keep-alive, wrk, 5 interleaved runs): 1.07× the throughput at 1 connection, 1.3× at 16,
-//! 1.6× at 64 — one receiver on tiny_http's lock instead of sixteen.
+//! While the server serves, every idle worker blocks in tiny_http's own queue: a request
+//! wakes exactly one of them, the cheapest hand-off there is. (Letting one worker at a time
+//! receive, passing a token on after each request, costs a wake-up per request more: 0.70 to
+//! 0.85× the throughput of this in the benchmark, 1.3× the CPU per request.) tiny_http's
+//! queue has traps for more than one receiver: its `unblock` wakes *one* of them, whichever
+//! takes the wake-up first, and its timed receive can take the wake-up of a push and leave
+//! the request for nobody. So when a thread of lameduck's must take the queue over — the
+//! shedder while every worker is busy, the drain (for good: [`Queue::pump_from_now_on`]),
+//! the late responder — it [leads](Queue::lead): workers are turned away from tiny_http's
+//! queue, each worker still inside is woken by an `unblock` of its own (lameduck counts the
+//! threads inside), and the leader receives only once none is left inside, as the one
+//! receiver. What it takes for the workers it puts in the waiting room ([`Queue::put`]),
+//! which idle workers then watch.
 //!
 //! **Generations.** tiny_http's accept loop ends for good on its first error (out of file
 //! descriptors, say); lameduck then starts another tiny_http server on the same socket
-//! (`socket.rs`, `supervisor.rs`). Each is a [`Generation`]; receivers take from the current
+//! (`socket.rs`, `supervisor.rs`). Each is a [`Generation`]; workers receive from the current
 //! one, and a dead one keeps a thread of its own that moves what its old connections still
 //! send into the waiting room.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver, Sender};
 use tiny_http::Request;
 
+use super::peers::Peers;
 use crate::error::Error;
 use crate::shutdown::helper::Helper;
 use crate::shutdown::latch::Latch;
@@ -40,6 +36,15 @@ use crate::shutdown::latch::Latch;
 /// How long a thread moving a dead generation's requests into a full waiting room waits
 /// before it looks whether it must stop.
 const RETIRED_POLL: Duration = Duration::from_millis(100);
+
+/// While a thread of lameduck's leads, how often an idle worker looks whether it has let go
+/// (a shedder lets go as soon as a worker frees up). Only while overloaded or shutting down.
+const LED_POLL: Duration = Duration::from_millis(1);
+
+/// How long a leader waits for the workers inside tiny_http's queue to leave before it
+/// wakes them again. One wake-up each is enough; this only bounds the wait if a worker was
+/// slow to count itself.
+const LEAVE_WAIT: Duration = Duration::from_millis(1);
 
 /// One tiny_http server accepting from the listening socket.
 pub(crate) struct Generation {
@@ -49,6 +54,9 @@ pub(crate) struct Generation {
     ended: Latch,
     /// Its accept loop is known dead (reported once).
     dead: AtomicBool,
+    /// Workers inside its `recv`, or about to enter: counted before they look whether they
+    /// may, so that a leader that turned them away after that sees them and wakes them.
+    inside: AtomicUsize,
 }
 
 impl Generation {
@@ -67,14 +75,22 @@ impl Generation {
 pub(crate) struct Queue {
     gens: Mutex<Vec<Arc<Generation>>>,
     current: AtomicUsize,
-    /// The one token: who holds it may receive from tiny_http.
-    baton_tx: Sender<()>,
-    baton_rx: Receiver<()>,
+    /// What the rescue and the drain know of each client: noted as its requests come out.
+    peers: Arc<Peers>,
+    /// A thread of lameduck's leads: workers keep out of tiny_http's queue.
+    led: AtomicBool,
+    /// One leader at a time.
+    leader: Mutex<()>,
+    /// Leaders waiting for the workers inside tiny_http's queue to leave; the last to leave
+    /// tells them.
+    waiting: AtomicUsize,
+    quiet: Mutex<()>,
+    left: Condvar,
     /// Requests taken from tiny_http by a thread of lameduck's, for the workers.
     room_tx: Sender<Request>,
     room_rx: Receiver<Request>,
-    /// Opens when workers must no longer receive from tiny_http themselves (the drain takes
-    /// over): it wakes the workers waiting for the baton.
+    /// Opens when workers must no longer receive from tiny_http themselves: the drain takes
+    /// over for good.
     pumped: Latch,
     /// Once open, an accept loop's end is lameduck's own doing, not a failure.
     stopping: Latch,
@@ -86,17 +102,20 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// A queue over `http`, the first generation, with a waiting room of `room` places.
-    pub(crate) fn new(http: tiny_http::Server, room: usize) -> Queue {
-        let (baton_tx, baton_rx) = crossbeam_channel::bounded(1);
-        baton_tx.send(()).expect("an empty channel of one place");
+    /// A queue over `http`, the first generation, with a waiting room of `room` places; the
+    /// client of every request that comes out is noted in `peers`.
+    pub(crate) fn new(http: tiny_http::Server, room: usize, peers: Arc<Peers>) -> Queue {
         let (room_tx, room_rx) = crossbeam_channel::bounded(room);
         let (died_tx, died_rx) = crossbeam_channel::unbounded();
         Queue {
             gens: Mutex::new(vec![Arc::new(generation(http, 1))]),
             current: AtomicUsize::new(0),
-            baton_tx,
-            baton_rx,
+            peers,
+            led: AtomicBool::new(false),
+            leader: Mutex::new(()),
+            waiting: AtomicUsize::new(0),
+            quiet: Mutex::new(()),
+            left: Condvar::new(),
             room_tx,
             room_rx,
             pumped: Latch::new(),
@@ -107,8 +126,8 @@ impl Queue {
         }
     }
 
-    /// The next request for a worker: one from the waiting room, or, while workers may
-    /// receive, one from tiny_http. `None` once `stop` is open and the room is empty.
+    /// The next request for a worker: one from the waiting room, or, unless a thread of
+    /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
     pub(crate) fn take(&self, stop: &Latch) -> Option<Request> {
         loop {
             if let Ok(request) = self.room_rx.try_recv() {
@@ -124,44 +143,45 @@ impl Queue {
                 }
                 continue;
             }
-            select! {
-                recv(self.room_rx) -> request => if let Ok(r) = request { return Some(r) },
-                recv(self.baton_rx) -> _ => {
-                    let received = if self.pumped.is_open() { None } else { self.receive_once() };
-                    self.pass_baton();
-                    if received.is_some() {
-                        return received;
-                    }
-                },
-                recv(stop.receiver()) -> _ => {}
-                recv(self.pumped.receiver()) -> _ => {}
+            if self.led.load(Ordering::SeqCst) {
+                select! {
+                    recv(self.room_rx) -> request => if let Ok(r) = request { return Some(r) },
+                    recv(stop.receiver()) -> _ => {}
+                    default(LED_POLL) => {}
+                }
+                continue;
+            }
+            let gen = self.current();
+            gen.inside.fetch_add(1, Ordering::SeqCst);
+            if !self.workers_receive() || gen.number != self.current().number {
+                self.leave(&gen);
+                continue;
+            }
+            let received = gen.http.recv();
+            self.leave(&gen);
+            if let Some(request) = self.received(&gen, received) {
+                return Some(request);
             }
         }
     }
 
-    /// Becomes the one receiver, for a thread that takes requests for the workers; waits for
-    /// the baton until `give_up` opens. The baton goes back when the [`Lead`] is dropped.
-    pub(crate) fn lead(&self, give_up: &Latch) -> Option<Lead<'_>> {
-        select! {
-            recv(self.baton_rx) -> _ => Some(Lead { queue: self }),
-            recv(give_up.receiver()) -> _ => None,
+    /// Becomes the one receiver, for a thread that takes requests for the workers: turns
+    /// the workers away and waits until none is left inside tiny_http's queue. The workers
+    /// receive again when the [`Lead`] is dropped, unless the drain pumps.
+    pub(crate) fn lead(&self) -> Lead<'_> {
+        let one = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        self.led.store(true, Ordering::SeqCst);
+        self.turn_out(&self.current());
+        Lead {
+            queue: self,
+            _one: one,
         }
     }
 
-    /// Like [`Queue::lead`], giving up at `deadline`.
-    pub(crate) fn lead_until(&self, deadline: Instant) -> Option<Lead<'_>> {
-        self.baton_rx
-            .recv_deadline(deadline)
-            .ok()
-            .map(|()| Lead { queue: self })
-    }
-
-    /// From now on only the waiting room feeds the workers: the thread that leads puts what
-    /// it receives there. Wakes the workers waiting for the baton, and the one receiving.
+    /// From now on only the waiting room feeds the workers, for good: the drain leads and
+    /// puts what it receives there.
     pub(crate) fn pump_from_now_on(&self) {
-        if self.pumped.open() {
-            self.interrupt();
-        }
+        self.pumped.open();
     }
 
     /// Puts `request` in the waiting room for the workers, waiting up to `timeout` for a
@@ -189,9 +209,9 @@ impl Queue {
         self.room_rx.is_empty()
     }
 
-    /// Wakes the thread receiving from tiny_http, if one is: it passes the baton on, or looks
-    /// again at what it must do. One wake-up too many is harmless: its receiver finds it and
-    /// looks again.
+    /// Wakes the leader if it is receiving, to look again at what it must do. For a leader
+    /// only: a worker inside tiny_http's queue could take the wake-up instead. One wake-up
+    /// too many is harmless: the leader finds it and looks again.
     pub(crate) fn interrupt(&self) {
         self.current().http.unblock();
     }
@@ -220,9 +240,9 @@ impl Queue {
         }
     }
 
-    /// Makes `http` the current generation. The dead one's receiver is woken (it moves to the
-    /// new one) and a thread of its own, `lameduck-retired-N`, moves the requests its
-    /// remaining connections send into the waiting room.
+    /// Makes `http` the current generation. The workers inside the dead one's queue are woken
+    /// (they move to the new one), and a thread of its own, `lameduck-retired-N`, moves the
+    /// requests its remaining connections send into the waiting room.
     ///
     /// # Errors
     ///
@@ -237,7 +257,9 @@ impl Queue {
             self.current.store(gens.len() - 1, Ordering::SeqCst);
             number
         };
-        old.http.unblock();
+        // The thread that takes the dead generation over receives only once no worker is
+        // left inside its queue.
+        self.turn_out(&old);
         let queue = Arc::clone(self);
         let helper = Helper::start("lameduck-retired", move |stop| {
             queue.move_into_room(&old, stop);
@@ -268,23 +290,57 @@ impl Queue {
         self.gens.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// One receive from the current generation, by the baton's holder.
-    fn receive_once(&self) -> Option<Request> {
-        let gen = self.current();
-        let received = gen.http.recv();
-        self.received(&gen, received)
+    fn workers_receive(&self) -> bool {
+        !self.led.load(Ordering::SeqCst) && !self.pumped.is_open()
     }
 
-    fn pass_baton(&self) {
-        // Never blocks: the channel's one place was emptied when the baton was taken.
-        let _ = self.baton_tx.try_send(());
+    /// A worker leaves `gen`'s queue; the last one tells a leader waiting for that.
+    fn leave(&self, gen: &Generation) {
+        // Both SeqCst: either this sees the leader waiting, or the leader sees this leave.
+        let last = gen.inside.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.waiting.load(Ordering::SeqCst) > 0 {
+            let _quiet = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
+            self.left.notify_all();
+        }
     }
 
-    /// What a receive from `gen` gave: a request, or nothing (woken by `unblock`, or the end
-    /// of the accept loop, which is noted).
+    /// Wakes every worker inside `gen`'s queue (workers are turned away already) and waits
+    /// until none is left inside: one `unblock` for each worker counted inside, which wakes
+    /// one, or, if a request came first, is left for the leader, who finds it harmless.
+    fn turn_out(&self, gen: &Generation) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut quiet = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
+        let mut woken = 0;
+        loop {
+            let inside = gen.inside.load(Ordering::SeqCst);
+            if inside == 0 {
+                break;
+            }
+            for _ in woken..inside {
+                gen.http.unblock();
+            }
+            woken = woken.max(inside);
+            let (guard, waited) = self
+                .left
+                .wait_timeout(quiet, LEAVE_WAIT)
+                .unwrap_or_else(|p| p.into_inner());
+            quiet = guard;
+            if waited.timed_out() {
+                woken = 0; // slow to leave: wake those still inside once more
+            }
+        }
+        drop(quiet);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// What a receive from `gen` gave: a request (its client noted), or nothing (woken by
+    /// `unblock`, or the end of the accept loop, which is noted).
     fn received(&self, gen: &Generation, received: io::Result<Request>) -> Option<Request> {
         match received {
-            Ok(request) => Some(request),
+            Ok(request) => {
+                self.peers.note(request.remote_addr());
+                Some(request)
+            }
             Err(e) if is_unblock(&e) => None,
             Err(e) => {
                 self.accept_loop_ended(gen, e);
@@ -299,7 +355,12 @@ impl Queue {
         received: io::Result<Option<Request>>,
     ) -> Option<Request> {
         match received {
-            Ok(request) => request,
+            Ok(request) => {
+                if let Some(request) = &request {
+                    self.peers.note(request.remote_addr());
+                }
+                request
+            }
             Err(e) => {
                 self.accept_loop_ended(gen, e);
                 None
@@ -329,6 +390,8 @@ impl Queue {
             loop {
                 match self.room_tx.send_timeout(request, RETIRED_POLL) {
                     Ok(()) => {
+                        // A worker blocked in the current generation's queue does not watch
+                        // the room: wake one to look.
                         self.interrupt();
                         break;
                     }
@@ -343,16 +406,20 @@ impl Queue {
     }
 }
 
-/// The right to receive from tiny_http, held by one thread; given back when dropped.
+/// The right to receive from tiny_http, held by one thread; the workers may receive again
+/// when it is dropped (unless the drain pumps).
 pub(crate) struct Lead<'a> {
     queue: &'a Queue,
+    _one: MutexGuard<'a, ()>,
 }
 
 impl Lead<'_> {
     /// Blocks for the next request; `None` if woken ([`Queue::interrupt`]) or if the accept
     /// loop's end came out instead.
     pub(crate) fn receive(&self) -> Option<Request> {
-        self.queue.receive_once()
+        let gen = self.queue.current();
+        let received = gen.http.recv();
+        self.queue.received(&gen, received)
     }
 
     /// Waits up to `timeout` for the next request. With one receiver only, tiny_http's
@@ -373,7 +440,7 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        self.queue.pass_baton();
+        self.queue.led.store(false, Ordering::SeqCst);
     }
 }
 
@@ -383,6 +450,7 @@ fn generation(http: tiny_http::Server, number: usize) -> Generation {
         number,
         ended: Latch::new(),
         dead: AtomicBool::new(false),
+        inside: AtomicUsize::new(0),
     }
 }
 

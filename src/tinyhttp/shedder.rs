@@ -139,9 +139,7 @@ fn run(queue: &Queue, occupancy: &Occupancy, shed: &dyn Fn(Request), stop: &Latc
         if !occupancy.all_busy() || occupancy.reliefs.load(Ordering::Relaxed) != reliefs {
             continue;
         }
-        let Some(lead) = queue.lead(stop) else {
-            return;
-        };
+        let lead = queue.lead();
         log::debug!("every worker busy for {SATURATED:?}: bounding the waiting requests");
         occupancy.wake_on_end(true);
         while occupancy.all_busy() && !stop.is_open() {

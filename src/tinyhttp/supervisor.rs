@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use crossbeam_channel::select;
 
+use super::peers::Peers;
 use super::queue::Queue;
-use super::rescue::{self, Peers, CONNECT_TIMEOUT, RESCUE_WAIT};
+use super::rescue::{self, CONNECT_TIMEOUT, RESCUE_WAIT};
 use super::socket::Socket;
 use crate::error::Error;
 use crate::shutdown::helper::Helper;
