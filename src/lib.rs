@@ -178,10 +178,10 @@ mod tinyhttp;
 pub use error::Error;
 pub use server::archive::{Unserved, Why};
 pub use server::config::{
-    default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_KEEP_ALIVE_GRACE, DEFAULT_MAX_REQUEST_HEAD,
+    default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_IDLE_LINGER, DEFAULT_MAX_REQUEST_HEAD,
     DEFAULT_MAX_WAITING, DEFAULT_RETRY_AFTER, DEFAULT_WRITE_TIMEOUT,
 };
-pub use server::report::{HookOutcome, HookReport, ShutdownReport, Straggler};
+pub use server::report::{ConnectionsLeft, HookOutcome, HookReport, ShutdownReport, Straggler};
 pub use server::stopped::Stopped;
 pub use server::{Handle, Handler, Server};
 pub use shutdown::join::{JoinReport, Panicked};

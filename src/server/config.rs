@@ -20,8 +20,8 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// The `Retry-After` of lameduck's 503 answers when none is set.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// The keep-alive grace when none is set. See [`Builder::keep_alive_grace`].
-pub const DEFAULT_KEEP_ALIVE_GRACE: Duration = Duration::from_millis(20);
+/// The idle linger when none is set. See [`Builder::idle_linger`].
+pub const DEFAULT_IDLE_LINGER: Duration = Duration::from_millis(100);
 
 /// The write timeout when none is set. See [`Builder::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +54,7 @@ pub(crate) struct Config {
     pub(crate) workers: usize,
     pub(crate) deadline: Duration,
     pub(crate) retry_after: Duration,
-    pub(crate) keep_alive_grace: Duration,
+    pub(crate) idle_linger: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) max_request_head: usize,
     pub(crate) max_waiting: usize,
@@ -81,7 +81,7 @@ impl Builder {
                 workers: default_workers(),
                 deadline: DEFAULT_DEADLINE,
                 retry_after: DEFAULT_RETRY_AFTER,
-                keep_alive_grace: DEFAULT_KEEP_ALIVE_GRACE,
+                idle_linger: DEFAULT_IDLE_LINGER,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
                 max_request_head: DEFAULT_MAX_REQUEST_HEAD,
                 max_waiting: DEFAULT_MAX_WAITING,
@@ -115,17 +115,30 @@ impl Builder {
         self
     }
 
-    /// How long the drain keeps serving connections that a keep-alive response left open
-    /// shortly before the fire. Default: [`DEFAULT_KEEP_ALIVE_GRACE`] (20 ms).
+    /// How long after the fire the drain waits for requests on connections that are open
+    /// and idle (between requests, or opened and silent). Default: [`DEFAULT_IDLE_LINGER`]
+    /// (100 ms).
     ///
     /// A client in a request loop sends its next request on the same connection as soon as
-    /// it has read a response. If the fire falls in between, that request reaches the server
-    /// after the drain could have ended, and a server that has exited resets it: lost. So
-    /// the drain lasts until no response without `Connection: close` has been written for
-    /// this long. It costs nothing when the server was idle before the fire; under load it
-    /// adds this much to the shutdown. Zero turns it off.
-    pub fn keep_alive_grace(mut self, grace: Duration) -> Builder {
-        self.config.keep_alive_grace = grace;
+    /// it has read a response; if the fire falls in between, that request arrives after the
+    /// drain could have ended, and a server that has exited resets it: lost. Go's `Shutdown`
+    /// closes idle connections at once and loses it; lameduck serves every request sent on
+    /// an idle connection up to this long after the fire (with `Connection: close`).
+    ///
+    /// What happens to a connection still idle when the linger ends: it stays open, and a
+    /// request on it is answered `503` + `Connection: close` while the [`Stopped`] value
+    /// lives; when the process exits, the kernel closes it (the client sees the end of the
+    /// stream, or a reset if it had sent something). A request on its way (its head or body
+    /// still arriving) is waited for past the linger, up to the deadline: it is not idle.
+    ///
+    /// It costs nothing when no connection is open. Where the connection table cannot be
+    /// read (not Linux), connections are not seen: the drain then waits this long after the
+    /// last response that left a connection open. Zero: idle connections do not hold the
+    /// drain.
+    ///
+    /// [`Stopped`]: crate::Stopped
+    pub fn idle_linger(mut self, linger: Duration) -> Builder {
+        self.config.idle_linger = linger;
         self
     }
 

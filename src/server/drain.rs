@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use super::hooks::{self, Hook};
 use super::phase::Phase;
-use super::report::{HookReport, ShutdownReport};
+use super::report::{ConnectionsLeft, HookReport, ShutdownReport};
 use super::Shared;
 use crate::shutdown::join::JoinReport;
 use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Fired, Listener};
-use crate::tinyhttp::{LateResponder, Shedder};
+use crate::tinyhttp::{Census, LateResponder, Shedder};
 
 /// How long before the end of a lame-duck delay responses start to wait for the socket's
 /// close (see `Phases::close_response`): a client told to close in the last moments would
@@ -79,7 +79,7 @@ impl Helpers {
     }
 }
 
-/// A shutdown under way: the deadline, and the times the report gives.
+/// A shutdown under way: the deadline, and what the report gives.
 pub(super) struct Shutdown<'a> {
     shared: &'a Arc<Shared>,
     fired: Fired,
@@ -88,6 +88,8 @@ pub(super) struct Shutdown<'a> {
     lame_duck: Duration,
     stopped_accepting: Duration,
     drained: Duration,
+    /// The connections as the drain last saw them, where they can be seen.
+    census: Option<Census>,
 }
 
 impl<'a> Shutdown<'a> {
@@ -101,6 +103,7 @@ impl<'a> Shutdown<'a> {
             lame_duck: Duration::ZERO,
             stopped_accepting: Duration::ZERO,
             drained: Duration::ZERO,
+            census: None,
         }
     }
 
@@ -149,19 +152,20 @@ impl<'a> Shutdown<'a> {
     }
 
     /// 2. Drain: requests in handlers finish, queued requests are served (this thread takes
-    ///    them from tiny_http and hands them to the workers), and the drain ends once none
-    ///    is left, no worker is in a handler, and the keep-alive grace is over. Returns
-    ///    `false` if the deadline came first.
+    ///    them from tiny_http and hands them to the workers), requests on their way are
+    ///    waited for, and so, for the idle linger, are idle connections. The drain ends once
+    ///    nothing is left. Returns `false` if the deadline came first.
     pub(super) fn drain(&mut self) -> bool {
         let shared = self.shared;
         let queue = shared.http.queue();
         shared.phases.enter(Phase::Draining);
         let lead = queue.lead();
         shared.occupancy.wake_on_end(true);
+        let linger_end = self.fired.at() + shared.config.idle_linger;
         let drained = loop {
             let request = match lead.try_receive() {
                 Some(request) => request,
-                None if self.nothing_left() => break true,
+                None if self.nothing_left(linger_end) => break true,
                 None => {
                     let left = self.deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -188,17 +192,48 @@ impl<'a> Shutdown<'a> {
         drained
     }
 
-    /// Whether nothing is left to serve: no worker in a handler, no request waiting for
-    /// one, and no connection left open by a keep-alive response moments ago (its client
-    /// may be about to send its next request).
-    fn nothing_left(&self) -> bool {
+    /// Whether nothing is left to serve (tiny_http's queue is empty; the caller looked): no
+    /// worker in a handler, no request waiting for one, no request on its way or unread on
+    /// a connection, and no idle connection unless the linger is over. Where connections
+    /// cannot be seen: no response that left its connection open within the linger.
+    fn nothing_left(&mut self, linger_end: Instant) -> bool {
         let shared = self.shared;
-        shared.occupancy.busy() == 0
-            && shared.http.queue().room_is_empty()
-            && shared
+        if shared.occupancy.busy() > 0 || !shared.http.queue().room_is_empty() {
+            return false;
+        }
+        // Read before the census: what arrived before the linger ended is in it.
+        let lingered = Instant::now() >= linger_end;
+        let Some(census) = shared.http.census() else {
+            return shared
                 .slots
-                .keep_alive_grace_left(shared.config.keep_alive_grace)
-                .is_zero()
+                .keep_alive_linger_left(shared.config.idle_linger)
+                .is_zero();
+        };
+        let left = census.only_waiting() && (lingered || census.is_empty());
+        self.census = Some(census);
+        left
+    }
+
+    /// What the last census saw left open: idle connections, requests stalled on the way,
+    /// bytes no thread read. Stalled connections that never handed a request over are
+    /// named at `warn`, once.
+    fn connections_left(&self) -> ConnectionsLeft {
+        let Some(census) = &self.census else {
+            return ConnectionsLeft::default();
+        };
+        let stuck: Vec<_> = census.stalled.iter().map(|(peer, _)| *peer).collect();
+        for (peer, _) in census.stalled.iter().filter(|(_, served)| !served) {
+            log::warn!(
+                "connection from {peer}: a request began and stopped arriving, and tiny_http \
+                 handed nothing over (an HTTP/2 preface deadlocks its thread); left open"
+            );
+        }
+        ConnectionsLeft {
+            idle: census.new + census.idle,
+            arriving: census.active.clone(),
+            stuck,
+            unread: census.unread.clone(),
+        }
     }
 
     /// 3. Timed join: the workers are joined with the deadline. If some are still running
@@ -244,6 +279,7 @@ impl<'a> Shutdown<'a> {
     /// 6. The report.
     pub(super) fn report(self, workers: JoinReport, hooks: Vec<HookReport>) -> ShutdownReport {
         let shared = self.shared;
+        let connections = self.connections_left();
         let counts = shared.slots.counts();
         ShutdownReport {
             stopped_accepting: self.stopped_accepting,
@@ -261,6 +297,7 @@ impl<'a> Shutdown<'a> {
             stragglers: shared.slots.stragglers(),
             workers,
             fired: self.fired,
+            connections,
         }
     }
 }

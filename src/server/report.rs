@@ -33,6 +33,7 @@ pub struct ShutdownReport {
     pub(crate) lame_duck: Duration,
     pub(crate) health_checks: u64,
     pub(crate) hooks: Vec<HookReport>,
+    pub(crate) connections: ConnectionsLeft,
 }
 
 impl ShutdownReport {
@@ -128,10 +129,18 @@ impl ShutdownReport {
         &self.workers
     }
 
+    /// The connections still open when the drain ended, where the OS lets lameduck see
+    /// them (Linux).
+    pub fn connections_left(&self) -> &ConnectionsLeft {
+        &self.connections
+    }
+
     /// `true` if everything finished before the deadline: every request, every worker,
     /// every shutdown hook.
     pub fn is_complete(&self) -> bool {
-        self.stragglers.is_empty()
+        self.connections.unread.is_empty()
+            && self.connections.arriving.is_empty()
+            && self.stragglers.is_empty()
             && self.workers.is_complete()
             && self
                 .hooks
@@ -156,6 +165,25 @@ impl fmt::Display for ShutdownReport {
         if self.shed > 0 {
             write!(f, "; {} shed with 503 while overloaded", self.shed)?;
         }
+        let left = &self.connections;
+        if left.idle > 0 {
+            write!(f, "; {} idle connections left open", left.idle)?;
+        }
+        for peer in &left.arriving {
+            write!(f, "\n  arriving: a request from {peer} still on its way")?;
+        }
+        for peer in &left.stuck {
+            write!(
+                f,
+                "\n  stuck: a request from {peer} began and stopped arriving"
+            )?;
+        }
+        for peer in &left.unread {
+            write!(
+                f,
+                "\n  unread: a request from {peer} that no thread read (tiny_http)"
+            )?;
+        }
         for straggler in &self.stragglers {
             write!(f, "\n  unfinished: {straggler}")?;
         }
@@ -165,6 +193,43 @@ impl fmt::Display for ShutdownReport {
             }
         }
         Ok(())
+    }
+}
+
+/// The connections still open when the drain ended, as the OS's connection table showed
+/// them (Linux; elsewhere empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionsLeft {
+    pub(crate) idle: usize,
+    pub(crate) arriving: Vec<SocketAddr>,
+    pub(crate) stuck: Vec<SocketAddr>,
+    pub(crate) unread: Vec<SocketAddr>,
+}
+
+impl ConnectionsLeft {
+    /// Connections open and idle (between requests, or opened and silent) past the idle
+    /// linger. The kernel closes them when the process exits; a request on one meanwhile is
+    /// answered `503` while the [`Stopped`](crate::Stopped) value lives.
+    pub fn idle(&self) -> usize {
+        self.idle
+    }
+
+    /// Clients whose request was still arriving when the deadline passed (a head or a small
+    /// body not yet whole, data still coming). The report is then incomplete.
+    pub fn arriving(&self) -> &[SocketAddr] {
+        &self.arriving
+    }
+
+    /// Clients whose request began to arrive and then stopped for a second or more: a slow
+    /// or stuck client, or one tiny_http deadlocked (a request line with HTTP/2.0).
+    pub fn stuck(&self) -> &[SocketAddr] {
+        &self.stuck
+    }
+
+    /// Clients whose request reached the server but was never read: no thread of tiny_http
+    /// took the connection before the deadline. The report is then incomplete.
+    pub fn unread(&self) -> &[SocketAddr] {
+        &self.unread
     }
 }
 

@@ -101,13 +101,11 @@ impl Slots {
             })
     }
 
-    /// How long until no connection that a keep-alive response left open can still be about
-    /// to send its next request, given `grace`; zero once that is so.
-    ///
-    /// A client that got a keep-alive response just before the fire sends its next request
-    /// microseconds later, on that connection; the drain waits for it rather than end under
-    /// it. A connection idle for longer than the grace is taken to stay idle.
-    pub(crate) fn keep_alive_grace_left(&self, grace: Duration) -> Duration {
+    /// How long until `linger` has passed since the last response that left its connection
+    /// open; zero once it has. Where connections cannot be seen, this is what the drain
+    /// waits on instead: a client that got a keep-alive response just before the fire sends
+    /// its next request microseconds later, on that connection.
+    pub(crate) fn keep_alive_linger_left(&self, linger: Duration) -> Duration {
         let last = lock(&self.slots)
             .iter()
             .map(|s| s.last_keep_alive.load(Ordering::Relaxed))
@@ -116,7 +114,7 @@ impl Slots {
         if last == 0 {
             return Duration::ZERO;
         }
-        let until = self.epoch + Duration::from_nanos(last) + grace;
+        let until = self.epoch + Duration::from_nanos(last) + linger;
         until.saturating_duration_since(Instant::now())
     }
 
@@ -185,11 +183,8 @@ fn work(shared: &Shared, slot: &Slot) {
 /// Serves one request and counts it.
 fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
     let config = &shared.config;
-    if let Some(response) =
-        config
-            .health
-            .answer(&request, shared.phases.is_fired(), config.retry_after)
-    {
+    let fired = shared.phases.is_fired();
+    if let Some(response) = config.health.answer(&request, fired, config.retry_after) {
         slot.health_checks.fetch_add(1, Ordering::Relaxed);
         let close = shared.phases.close_response();
         if let Err(e) = tinyhttp::send(request, response, close, config.write_timeout) {
@@ -198,6 +193,48 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
         return;
     }
     shared.occupancy.start();
+    let started = begin(shared, slot, &request);
+    let handled = handle(shared, &mut request);
+    let during_drain = shared.phases.close_response();
+    let close = during_drain || handled.refused;
+    let status = handled.response.status_code().0;
+    let method = request.method().clone();
+    let logged = log::log_enabled!(log::Level::Debug)
+        .then(|| (request.url().to_owned(), request.remote_addr().copied()));
+    // The body is read (user code: the handler's `Read`) while it is written: guarded too.
+    let write_timeout = config.write_timeout;
+    let response = handled.response;
+    let written = panic::catch_unwind(AssertUnwindSafe(|| {
+        tinyhttp::send(request, response, close, write_timeout)
+    }));
+    let panicked = match written {
+        Ok(Ok(())) => handled.panicked,
+        Ok(Err(e)) => {
+            log::debug!("writing a response: {e}");
+            handled.panicked
+        }
+        Err(payload) => {
+            log::error!(
+                "reading the response body for {method} panicked: {}; response cut",
+                panic_message(payload.as_ref())
+            );
+            true
+        }
+    };
+    finish(shared, slot, during_drain, close, panicked);
+    shared.occupancy.end(shared.http.queue());
+    if let Some((url, peer)) = logged {
+        log::debug!(
+            "{method} {url} from {}: {status} in {:.1?}{}",
+            peer_text(peer.as_ref()),
+            started.elapsed(),
+            if close { ", connection closed" } else { "" }
+        );
+    }
+}
+
+/// Notes the request `slot`'s worker starts on, for the report should the deadline cut it.
+fn begin(shared: &Shared, slot: &Slot, request: &Request) -> Instant {
     log::trace!(
         "{} {} from {}: received",
         request.method(),
@@ -216,57 +253,61 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
         peer: request.remote_addr().copied(),
         started,
     });
+    started
+}
 
-    let (response, mut panicked) = handle(shared, &mut request);
-    let close = shared.phases.close_response();
-    let status = response.status_code().0;
-    let method = request.method().clone();
-    // The body is read (user code: the handler's `Read`) while it is written: guarded too.
-    let write_timeout = config.write_timeout;
-    let written = panic::catch_unwind(AssertUnwindSafe(|| {
-        tinyhttp::send(request, response, close, write_timeout)
-    }));
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::debug!("writing a response: {e}"),
-        Err(payload) => {
-            log::error!(
-                "reading the response body for {method} panicked: {}; response cut",
-                panic_message(payload.as_ref())
-            );
-            panicked = true;
-        }
-    }
-    if close {
+/// Counts a request `slot`'s worker is done with.
+fn finish(shared: &Shared, slot: &Slot, during_drain: bool, close: bool, panicked: bool) {
+    if during_drain {
         slot.served_during_drain.fetch_add(1, Ordering::Relaxed);
     } else {
+        slot.served_before.fetch_add(1, Ordering::Relaxed);
+    }
+    if !close {
         let since_epoch = shared.slots.epoch.elapsed().as_nanos().max(1);
         slot.last_keep_alive.store(
             u64::try_from(since_epoch).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        slot.served_before.fetch_add(1, Ordering::Relaxed);
     }
     if panicked {
         slot.panics.fetch_add(1, Ordering::Relaxed);
     }
-    let current = lock(&slot.current).take();
-    shared.occupancy.end(shared.http.queue());
-    if let (true, Some(c)) = (log::log_enabled!(log::Level::Debug), current) {
-        log::debug!(
-            "{} {} from {}: {status} in {:.1?}{}",
-            c.method,
-            c.url,
-            peer_text(c.peer.as_ref()),
-            started.elapsed(),
-            if close { ", connection closed" } else { "" }
-        );
+    lock(&slot.current).take();
+}
+
+/// What [`handle`] answered.
+struct Handled {
+    response: ResponseBox,
+    /// The handler panicked.
+    panicked: bool,
+    /// lameduck refused the request: the connection must close.
+    refused: bool,
+}
+
+/// Runs the handler, or answers in its place: 400 or 501 for a request whose framing
+/// could smuggle another (and whatever follows on its connection), 431 for a head over the
+/// limit, 500 for a panic or a response header that would split the response.
+fn handle(shared: &Shared, request: &mut Request) -> Handled {
+    let (response, panicked, refused) = answer(shared, request);
+    Handled {
+        response,
+        panicked,
+        refused,
     }
 }
 
-/// Runs the handler, or answers in its place: 431 for a head over the limit, 500 for a
-/// panic or a response header that would split the response. Returns whether it panicked.
-fn handle(shared: &Shared, request: &mut Request) -> (ResponseBox, bool) {
+fn answer(shared: &Shared, request: &mut Request) -> (ResponseBox, bool, bool) {
+    if let Some(refusal) = shared.http.refusal(request) {
+        log::debug!(
+            "{} {} from {}: {}, refused (request framing)",
+            request.method(),
+            request.url(),
+            peer_text(request.remote_addr()),
+            refusal.status_code().0
+        );
+        return (refusal, false, true);
+    }
     let max_head = shared.config.max_request_head;
     let head = tinyhttp::head_size(request);
     if head > max_head {
@@ -275,11 +316,11 @@ fn handle(shared: &Shared, request: &mut Request) -> (ResponseBox, bool) {
             request.method(),
             request.url().chars().take(64).collect::<String>(),
         );
-        return (tinyhttp::head_too_large(max_head), false);
+        return (tinyhttp::head_too_large(max_head), false, false);
     }
     match panic::catch_unwind(AssertUnwindSafe(|| shared.handler.handle(request))) {
         Ok(response) => match tinyhttp::splitting_header(&response) {
-            None => (response, false),
+            None => (response, false, false),
             Some(bad) => {
                 log::error!(
                     "handler for {} {} returned header {:?} holding CR or LF \
@@ -288,7 +329,7 @@ fn handle(shared: &Shared, request: &mut Request) -> (ResponseBox, bool) {
                     request.url(),
                     bad.field.as_str().as_str()
                 );
-                (tinyhttp::internal_error(), false)
+                (tinyhttp::internal_error(), false, false)
             }
         },
         Err(payload) => {
@@ -298,7 +339,7 @@ fn handle(shared: &Shared, request: &mut Request) -> (ResponseBox, bool) {
                 request.url(),
                 panic_message(payload.as_ref())
             );
-            (tinyhttp::internal_error(), true)
+            (tinyhttp::internal_error(), true, false)
         }
     }
 }

@@ -11,6 +11,21 @@
 //! | bytes waiting unread, and they stay | a connection tiny_http left without a thread (its thread pool miscounts in a burst): it needs a rescue |
 //! | established, not yet accepted (no socket of the process's) | in the listening socket's backlog: tiny_http's accept loop is about to take it |
 //!
+//! Held against the time the last request of each client came out of tiny_http's queue
+//! (`peers.rs`), it also gives the states Go's `net/http` keeps for the connections it owns
+//! ([`Census`]), which the drain waits on:
+//!
+//! | state | Go | what the table shows | the drain |
+//! |---|---|---|---|
+//! | new | `StateNew` | nothing received yet | waits for it up to the idle linger |
+//! | active | `StateActive` | data received after the connection's last request came out: a request on its way, its head or small body not yet whole | waits for it (up to the deadline) |
+//! | idle | `StateIdle` | nothing received since its last request came out | waits up to the idle linger: a request sent by then is served |
+//! | unread | — | bytes waiting that no thread has read | waits for it (up to the deadline) |
+//! | stalled | — | a request began and nothing more came for a second | waits up to the idle linger; named in the report |
+//!
+//! The kernel gives the time of the last data in ticks ([`TICK`]): data that came within a
+//! tick of a request counts as that request's, not as the next one's.
+//!
 //! Where it comes from, per OS:
 //!
 //! - **Linux**: `sock_diag` over netlink (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY`), one
@@ -20,22 +35,105 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
-#[path = "connections/linux.rs"]
-mod os;
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
 
 /// One TCP connection on the server's port, as the kernel sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Connection {
     /// The client's address.
     pub(crate) peer: SocketAddr,
-    /// Established (not closing).
+    /// Established; otherwise the client has closed its side (`CLOSE_WAIT`).
     pub(crate) established: bool,
     /// Accepted: the process has a socket for it. `false` while it waits in the backlog.
     pub(crate) accepted: bool,
     /// Bytes received and not yet read by the process.
     pub(crate) unread: u32,
+    /// Bytes received since the connection opened, where the OS says.
+    pub(crate) received: Option<u64>,
+    /// How long ago data last arrived (or, if none ever did, the connection opened), in
+    /// whole milliseconds counted in the kernel's ticks, where the OS says.
+    pub(crate) quiet_for: Option<Duration>,
+}
+
+/// The kernel's clock for the time of a connection's last data: 4 ms here (HZ=250), 10 ms
+/// at the coarsest (HZ=100). Measured by reading a connection's `tcpi_last_data_recv`
+/// every few microseconds for 60 ms: it steps by 4 ms.
+const TICK: Duration = Duration::from_millis(10);
+
+/// A request that began and got nothing more for this long is stalled: it no longer holds
+/// the drain past the idle linger. Slow clients send a head or a small body in pieces a few
+/// milliseconds to a few hundred apart; a connection that tiny_http deadlocked (a request
+/// line with HTTP/2.0) stays so forever.
+const STALL: Duration = Duration::from_secs(1);
+
+/// The connections on the port, counted by state (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Census {
+    pub(crate) new: usize,
+    pub(crate) active: Vec<SocketAddr>,
+    pub(crate) idle: usize,
+    pub(crate) unread: Vec<SocketAddr>,
+    /// Stalled connections, and whether a request of theirs ever came out.
+    pub(crate) stalled: Vec<(SocketAddr, bool)>,
+}
+
+impl Census {
+    /// Counts `connections`, given when the last request of each came out (`last_request`).
+    pub(crate) fn take(
+        connections: &[Connection],
+        last_request: impl Fn(&SocketAddr) -> Option<Instant>,
+        now: Instant,
+    ) -> Census {
+        let mut census = Census::default();
+        for c in connections.iter().filter(|c| c.accepted) {
+            if c.unread > 0 {
+                census.unread.push(c.peer);
+                continue;
+            }
+            if !c.established {
+                continue; // the client closed: nothing more can come
+            }
+            let (Some(received), Some(quiet)) = (c.received, c.quiet_for) else {
+                census.idle += 1; // no clock: only the linger holds it
+                continue;
+            };
+            let last = last_request(&c.peer);
+            // The last data came no earlier than this (the kernel's clock is a tick coarse).
+            let data_after = now.checked_sub(quiet + TICK);
+            let on_its_way = match last {
+                None => received > 0,
+                Some(last) => data_after.is_some_and(|data| data > last),
+            };
+            if !on_its_way {
+                if received == 0 {
+                    census.new += 1;
+                } else {
+                    census.idle += 1;
+                }
+            } else if quiet >= STALL {
+                census.stalled.push((c.peer, last.is_some()));
+            } else {
+                census.active.push(c.peer);
+            }
+        }
+        census
+    }
+
+    /// Whether nothing holds the drain beyond the idle linger: nothing on its way, nothing
+    /// unread.
+    pub(crate) fn only_waiting(&self) -> bool {
+        self.active.is_empty() && self.unread.is_empty()
+    }
+
+    /// Whether no connection is left that the idle linger would wait for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.only_waiting() && self.new == 0 && self.idle == 0 && self.stalled.is_empty()
+    }
 }
 
 /// A reader of the connection table for one listening address.
@@ -123,7 +221,14 @@ mod tests {
 
             let mut buf = [0u8; 16];
             std::io::Read::read_exact(&mut server, &mut buf).unwrap();
-            assert_eq!(find(&mut table, peer, |c| c.unread == 0).unread, 0);
+            let read = find(&mut table, peer, |c| c.unread == 0);
+            assert_eq!(read.received, Some(16));
+            let quiet = read.quiet_for.unwrap();
+            let later = find(&mut table, peer, |c| {
+                c.quiet_for.unwrap() >= quiet + Duration::from_millis(20)
+            });
+            assert_eq!(later.received, Some(16));
+            eprintln!("quiet_for steps: {:?} then {:?}", quiet, later.quiet_for);
 
             // Another port's connections are not in the table.
             let other = TcpListener::bind(local).unwrap();

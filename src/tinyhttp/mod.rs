@@ -25,6 +25,7 @@
 
 mod body;
 mod connections;
+mod framing;
 mod late_responder;
 mod peers;
 mod queue;
@@ -48,8 +49,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tiny_http::Request;
+use tiny_http::{Request, ResponseBox};
 
+pub(crate) use connections::Census;
 use connections::Table;
 use peers::Peers;
 use socket::{reach, Socket};
@@ -174,6 +176,44 @@ impl Http {
         };
         rescue::rescue_briefly(addr, &self.peers, &pull);
         true
+    }
+
+    /// The answer to a request lameduck refuses to serve, if it does: a framing that could
+    /// smuggle a second request past a proxy (`framing.rs`), and from then on anything else
+    /// on that connection.
+    pub(crate) fn refusal(&self, request: &Request) -> Option<ResponseBox> {
+        let peer = request.remote_addr();
+        if self.peers.is_refused(peer) {
+            return Some(response::plain(
+                400,
+                "400 Bad Request: this connection sent a request that was refused\n",
+            ));
+        }
+        let refusal = framing::refusal(request)?;
+        self.peers.refuse(peer);
+        Some(refusal)
+    }
+
+    /// The connections on the port by state, from the OS's table and what is known of each
+    /// client (`connections.rs`); `None` where there is no table to read.
+    pub(crate) fn census(&self) -> Option<Census> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let connections = match table.as_mut()?.read() {
+            Ok(connections) => connections,
+            Err(e) => {
+                log::warn!("connection table unreadable ({e}): the drain goes on without it");
+                *table = None;
+                return None;
+            }
+        };
+        drop(table);
+        self.peers
+            .forget_all_but(connections.iter().map(|c| c.peer));
+        Some(Census::take(
+            &connections,
+            |peer| self.peers.last_request(peer),
+            Instant::now(),
+        ))
     }
 
     /// Stops accepting: tiny_http's accept loop ends, the socket closes, and this returns

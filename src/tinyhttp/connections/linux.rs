@@ -3,9 +3,11 @@
 //! One request dumps the TCP sockets of one address family whose local port is the server's
 //! (the kernel filters on `idiag_sport`); each answer is an `inet_diag_msg`: state, both
 //! ends, the receive queue (bytes not yet read) and the inode (0 while the connection waits
-//! in the backlog, without a socket of the process's). The socket is a plain `socket2`
-//! socket; the messages are read and written as bytes, so no `unsafe` is needed. Layouts:
-//! `linux/netlink.h`, `linux/sock_diag.h`, `linux/inet_diag.h`.
+//! in the backlog, without a socket of the process's), followed by the connection's
+//! `tcp_info` (`INET_DIAG_INFO`): the bytes received since it opened, and how long ago data
+//! last arrived. The socket is a plain `socket2` socket; the messages are read and written
+//! as bytes, so no `unsafe` is needed. Layouts: `linux/netlink.h`, `linux/sock_diag.h`,
+//! `linux/inet_diag.h`, `linux/tcp.h`.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,6 +31,13 @@ const NLM_F_DUMP: u16 = 0x300;
 
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSE_WAIT: u8 = 8;
+
+/// `INET_DIAG_INFO`: the attribute that carries `tcp_info`; asked for as bit `1 << (2 - 1)`.
+const INET_DIAG_INFO: u16 = 2;
+/// Offsets in `tcp_info`: `tcpi_last_data_recv` (u32, ms) and `tcpi_bytes_received` (u64,
+/// since Linux 4.1).
+const LAST_DATA_RECV: usize = 52;
+const BYTES_RECEIVED: usize = 128;
 
 /// Sizes: `nlmsghdr`, `inet_diag_req_v2`, `inet_diag_msg`.
 const NLMSG_HDR: usize = 16;
@@ -113,7 +122,7 @@ fn request(local: SocketAddr, seq: u32) -> Vec<u8> {
     m.extend_from_slice(&0u32.to_ne_bytes()); // to the kernel
     m.push(family(&local));
     m.push(IPPROTO_TCP);
-    m.push(0); // no extensions
+    m.push(1 << (INET_DIAG_INFO - 1)); // tcp_info
     m.push(0);
     let states: u32 = (1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT);
     m.extend_from_slice(&states.to_ne_bytes());
@@ -137,12 +146,39 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
     if sport != local.port() || !(local.ip().is_unspecified() || same_ip(src, local.ip())) {
         return None;
     }
+    let info = attribute(&msg[DIAG_MSG..], INET_DIAG_INFO);
     Some(Connection {
         peer: SocketAddr::new(dst, dport),
         established: state == TCP_ESTABLISHED,
         accepted: u32_at(msg, 68) != 0,
         unread: u32_at(msg, 56),
+        received: info.filter(|i| i.len() >= BYTES_RECEIVED + 8).map(|i| {
+            u64::from_ne_bytes(
+                i[BYTES_RECEIVED..BYTES_RECEIVED + 8]
+                    .try_into()
+                    .unwrap_or([0; 8]),
+            )
+        }),
+        quiet_for: info
+            .filter(|i| i.len() >= LAST_DATA_RECV + 4)
+            .map(|i| Duration::from_millis(u64::from(u32_at(i, LAST_DATA_RECV)))),
     })
+}
+
+/// The payload of the netlink attribute `kind` among `attrs` (`rtattr`s: u16 length, u16
+/// type, payload, padded to 4 bytes).
+fn attribute(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = usize::from(u16_at(attrs, 0));
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if u16_at(attrs, 2) == kind {
+            return Some(&attrs[4..len]);
+        }
+        attrs = &attrs[align(len).min(attrs.len())..];
+    }
+    None
 }
 
 fn family(addr: &SocketAddr) -> u8 {
