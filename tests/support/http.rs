@@ -82,6 +82,13 @@ impl Conn {
         stream.flush()
     }
 
+    /// Writes `bytes` as they are: a part of a request, a request the client frames itself.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
+    }
+
     /// Reads one whole response.
     pub fn read_response(&mut self, head: bool) -> io::Result<Response> {
         let status_line = self.line()?;
