@@ -1,8 +1,9 @@
 //! A rolling restart behind a real nginx is invisible to clients. nginx (Debian's
 //! `nginx-light`) runs on loopback with a generated config and a prefix of its own, in front
-//! of two lameduck servers (this test binary run again as each). Under a steady load through
-//! nginx, each server is sent SIGTERM in turn, drains, and is started again; the clients see
-//! no failed request.
+//! of two lameduck servers (this test binary run again as each), keeping idle connections to
+//! them (`keepalive 16`, HTTP/1.1 upstream). Under a steady load through nginx, half of it
+//! POSTs (which nginx never retries once sent upstream), each server is sent SIGTERM in turn,
+//! drains, and is started again; the clients see no failed request.
 //!
 //! `.ci/run` installs nginx-light, and there (`CI` set) a missing nginx fails the test. On a
 //! machine without nginx and without `CI`, the test is reported `ignored` with the reason,
@@ -77,7 +78,12 @@ mod linux {
             .readiness("/readyz")
             .lame_duck(Duration::from_millis(300))
             .deadline(Duration::from_secs(5))
-            .build(move |_: &mut Request| {
+            .build(move |request: &mut Request| {
+                if let Err(e) = lameduck::read_body(request, 1024) {
+                    return Response::from_string(format!("body: {e}"))
+                        .with_status_code(400)
+                        .boxed();
+                }
                 // Streamed in three chunks over ~15 ms: a response cut half-way is a failure
                 // nginx cannot retry (it has already passed the head on).
                 let body = Trickle {
@@ -159,11 +165,14 @@ http {{
     upstream app {{
         server 127.0.0.1:{a} max_fails=1 fail_timeout=1s;
         server 127.0.0.1:{b} max_fails=1 fail_timeout=1s;
+        keepalive 16;
     }}
     server {{
         listen 127.0.0.1:{listen};
         location / {{
             proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
             proxy_next_upstream error timeout http_503;
             proxy_next_upstream_tries 3;
             proxy_connect_timeout 1s;
@@ -207,7 +216,14 @@ http {{
                     }
                 },
             };
-            match c.request("GET", "/") {
+            // Every other request a POST, which nginx never retries once sent upstream.
+            let post = tally.ok.load(Ordering::Relaxed) % 2 == 0;
+            let sent = if post {
+                c.send("POST", "/", &[], b"order=42")
+            } else {
+                c.send("GET", "/", &[], b"")
+            };
+            match sent.and_then(|()| c.read_response(false)) {
                 Ok(r) if r.status == 200 && r.text().starts_with("hello from ") => {
                     tally.ok.fetch_add(1, Ordering::Relaxed);
                     if r.closes() {
