@@ -303,6 +303,24 @@ http {{
         eprintln!("rolling restart behind nginx: {ok} requests ok, {failed} failed");
         assert_eq!(failed, 0);
         assert!(ok > 100, "too little load to tell: {ok}");
+
+        // An HTTP/2 prior-knowledge preface deadlocks a thread of tiny_http's for good when
+        // it reaches lameduck directly. Through nginx, which speaks HTTP/1.1 upstream, it
+        // reaches no upstream: nginx answers it itself, and the upstreams' drains find no
+        // stuck connection.
+        for _ in 0..20 {
+            let mut conn = Conn::open(front).unwrap();
+            conn.write_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+            let answer = conn.read_response(false).unwrap();
+            assert_eq!(answer.status, 400, "nginx answers the preface");
+        }
+        for upstream in &mut upstreams {
+            upstream.signal("TERM");
+            let report = upstream.wait_line("report: shutdown (signal)", BOUND);
+            assert_eq!(upstream.wait_exit(BOUND).code(), Some(0), "{}", upstream.output());
+            assert!(!upstream.output().contains("stuck:"), "{report}");
+        }
+
         // A graceful stop: the master reaps its workers before it exits. (If the test fails
         // before this, dropping `nginx` kills its whole process group.)
         nginx.signal("QUIT");
