@@ -210,6 +210,7 @@ impl<'a> Shutdown<'a> {
                 .is_zero();
         };
         let left = census.only_waiting() && (lingered || census.is_empty());
+        log::trace!("census: {census:?}, left: {left}");
         self.census = Some(census);
         left
     }

@@ -17,9 +17,10 @@ use std::time::Duration;
 use crate::shutdown::latch::Latch;
 use crate::shutdown::trigger::Listener;
 
-/// The longest a response written after the fire waits for the listening socket to close
-/// (it normally takes microseconds; see [`Phases::close_response`]).
-const CLOSED_WAIT: Duration = Duration::from_millis(200);
+/// The longest a response written after the fire waits for the listening socket to close:
+/// longer than the rescue before the stop may take (500 ms at most, when connections wait
+/// for a thread); the close itself takes a millisecond. See [`Phases::close_response`].
+const CLOSED_WAIT: Duration = Duration::from_secs(1);
 
 /// A phase of the server's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

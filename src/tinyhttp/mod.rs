@@ -207,6 +207,16 @@ impl Http {
             }
         };
         drop(table);
+        // The connection that woke the accept loop is lameduck's own.
+        let wake = self
+            .socket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wake_peer();
+        let connections: Vec<_> = connections
+            .into_iter()
+            .filter(|c| Some(c.peer) != wake)
+            .collect();
         self.peers
             .forget_all_but(connections.iter().map(|c| c.peer));
         Some(Census::take(

@@ -119,16 +119,21 @@ const TABLE_POLL: Duration = Duration::from_micros(500);
 /// While some accepted connection has had bytes waiting unread for [`STARVED_AFTER`] (no
 /// thread reads it), it kicks once for each, minus the kicks of the last [`KICK_EXPIRY`]
 /// still taking effect; it also waits for the connections that were in the listening
-/// socket's backlog at the start to be accepted. No kick at all while no connection has
-/// bytes unread. Returns how many waiting connections it saw read at last, or the table's
-/// error (the caller then falls back to the timed rescue). Bounded by
-/// [`TABLE_RESCUE_BOUND`] and `until`.
+/// socket's backlog at the start to be accepted. Every connection with bytes unread at the
+/// start must be seen read, and it looks for [`STARVED_AFTER`] at least after the last
+/// connection it saw newly accepted (only a connection being accepted can be left without a
+/// thread); bytes that arrive later on a connection accepted before, and are read within
+/// [`STARVED_AFTER`] (a loaded server's ordinary traffic), hold nothing.
+/// No kick at all while no connection has bytes unread that long. Returns how many waiting
+/// connections it saw read at last, or the table's error (the caller then falls back to the
+/// timed rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
 pub(crate) fn rescue_from_table(
     addr: SocketAddr,
     table: &mut Table,
     until: Instant,
 ) -> io::Result<usize> {
-    let until = until.min(Instant::now() + TABLE_RESCUE_BOUND);
+    let start = Instant::now();
+    let until = until.min(start + TABLE_RESCUE_BOUND);
     let mut conns = table.read()?;
     let backlog: Vec<SocketAddr> = conns
         .iter()
@@ -136,33 +141,53 @@ pub(crate) fn rescue_from_table(
         .map(|c| c.peer)
         .collect();
     let mut waiting_since = std::collections::HashMap::<SocketAddr, Instant>::new();
+    let mut accepted: std::collections::HashSet<SocketAddr> = conns
+        .iter()
+        .filter(|c| c.accepted)
+        .map(|c| c.peer)
+        .collect();
+    // Unread at the first look: each must be seen read (or kicked for, then read).
+    let suspects: std::collections::HashSet<SocketAddr> =
+        conns.iter().filter(|c| unread(c)).map(|c| c.peer).collect();
+    let mut last_accept = Instant::now();
     let mut recent_kicks = std::collections::VecDeque::<Instant>::new();
     let (mut kicks, mut freed) = (0usize, 0usize);
     loop {
         let now = Instant::now();
         let before = waiting_since.len();
-        waiting_since.retain(|peer, _| conns.iter().any(|c| c.peer == *peer && unread(c)));
+        // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
+        waiting_since.retain(|peer, _| conns.iter().find(|c| c.peer == *peer).map_or(true, unread));
         freed += before - waiting_since.len();
         for c in conns.iter().filter(|c| unread(c)) {
             waiting_since.entry(c.peer).or_insert(now);
         }
+        for c in conns.iter().filter(|c| c.accepted) {
+            if accepted.insert(c.peer) {
+                last_accept = now;
+            }
+        }
         let accepting = conns
             .iter()
             .any(|c| in_backlog(c) && backlog.contains(&c.peer));
-        if waiting_since.is_empty() && !accepting {
-            break;
-        }
-        if now >= until || kicks >= MAX_KICKS {
-            log::warn!(
-                "rescue: {} connections still wait for a thread after {kicks} kicks",
-                waiting_since.len()
-            );
-            break;
-        }
         let starved = waiting_since
             .values()
             .filter(|&&at| now - at >= STARVED_AFTER)
             .count();
+        let suspected = waiting_since.keys().any(|peer| suspects.contains(peer));
+        if starved == 0 && !suspected && !accepting && now - last_accept >= STARVED_AFTER {
+            log::trace!(
+                "rescue ends after {:?}: {} unread, {} accepted, {} connections",
+                now - start,
+                waiting_since.len(),
+                accepted.len(),
+                conns.len()
+            );
+            break;
+        }
+        if now >= until || kicks >= MAX_KICKS {
+            log::warn!("rescue: {starved} connections still wait for a thread after {kicks} kicks");
+            break;
+        }
         while recent_kicks
             .front()
             .is_some_and(|&at| now - at >= KICK_EXPIRY)

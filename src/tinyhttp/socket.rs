@@ -63,6 +63,8 @@ pub(crate) struct Socket {
     spare: Option<File>,
     /// A connect was seen refused: the stop is complete.
     refused: bool,
+    /// The socket drops new connections (Linux): the stop is complete once begun.
+    sealed: bool,
     /// The connection that woke the accept loop, held open until the loop has ended.
     wake: Option<TcpStream>,
 }
@@ -75,6 +77,7 @@ impl Socket {
             addr,
             spare: open_spare(),
             refused: false,
+            sealed: false,
             wake: None,
         }
     }
@@ -91,15 +94,31 @@ impl Socket {
             return Ok(());
         };
         self.spare = None;
+        let target = reach(self.addr);
+        let wake = wake_socket(target);
+        // Linux: from now on the socket drops new connections, but for the wake-up; those
+        // already in its backlog are still accepted, below, and served.
+        self.sealed = matches!(&wake, Ok((Some(_), port)) if seal(&clone, *port).is_ok());
         clone.set_nonblocking(true)?;
         // Connect: tiny_http accepts it (or not: either way its next accept is
-        // non-blocking). The connection is closed only once the loop has ended: the thread
-        // tiny_http gives it would otherwise go idle just as the loop drops its thread pool,
-        // and tiny_http can then lose the pool's last wake-up and leave that thread waiting
-        // for good.
-        self.wake = TcpStream::connect_timeout(&reach(self.addr), WAKE_TIMEOUT).ok();
+        // non-blocking; it takes what is left in the backlog, then ends). The connection is
+        // closed only once the loop has ended: the thread tiny_http gives it would otherwise
+        // go idle just as the loop drops its thread pool, and tiny_http can then lose the
+        // pool's last wake-up and leave that thread waiting for good.
+        self.wake = match wake {
+            Ok((Some(socket), _)) => socket
+                .connect_timeout(&target.into(), WAKE_TIMEOUT)
+                .ok()
+                .map(|()| socket.into()),
+            _ => TcpStream::connect_timeout(&target, WAKE_TIMEOUT).ok(),
+        };
         drop(clone);
         Ok(())
+    }
+
+    /// The client address of the connection that woke the accept loop, while it is open.
+    pub(crate) fn wake_peer(&self) -> Option<SocketAddr> {
+        self.wake.as_ref().and_then(|w| w.local_addr().ok())
     }
 
     /// Ends the stop: returns once a connect to the socket is refused, from when on no client
@@ -113,7 +132,8 @@ impl Socket {
     ///
     /// If connects still succeeded after [`CONFIRM_TIMEOUT`].
     pub(crate) fn confirm_stopped(&mut self, ended: &Latch) -> io::Result<()> {
-        if self.refused {
+        if self.refused || self.sealed {
+            // Sealed: no new connection can get in; the wake-up is closed with the socket.
             return Ok(());
         }
         let confirmed = self.confirm(ended);
@@ -198,6 +218,63 @@ impl Socket {
     }
 }
 
+/// The socket the wake-up connects from, bound to loopback (so that its port is known
+/// before it connects), where the listening socket can be sealed; `None` elsewhere.
+fn wake_socket(target: SocketAddr) -> io::Result<(Option<socket2::Socket>, u16)> {
+    if !cfg!(target_os = "linux") {
+        return Ok((None, 0));
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    let any = SocketAddr::new(target.ip(), 0);
+    socket.bind(&any.into())?;
+    let port = socket
+        .local_addr()?
+        .as_socket()
+        .map_or(0, |addr| addr.port());
+    Ok((Some(socket), port))
+}
+
+/// Seals the listening socket: a filter of its own drops every new connection's first
+/// packet (a SYN without ACK) but the one from `wake_port`. The client's SYN is retried after
+/// a second and then refused, once the socket is closed. A connection whose handshake
+/// completed before stays in the backlog, where the accept loop still takes it. (Closing
+/// the socket instead resets the backlog: a client that had connected and sent its request
+/// moments before loses it, as with Go's `Shutdown`.)
+///
+/// The filter (classic BPF, run on each packet for the socket with the TCP header at
+/// offset 0): `flags & (SYN|ACK) == SYN && source port != wake_port` → drop, else keep.
+#[cfg(target_os = "linux")]
+fn seal(listener: &TcpListener, wake_port: u16) -> io::Result<()> {
+    use socket2::SockFilter;
+    const LD_B_ABS: u16 = 0x30; // A = packet[k] (byte)
+    const LD_H_ABS: u16 = 0x28; // A = packet[k..k+2] (half word)
+    const AND_K: u16 = 0x54; // A &= k
+    const JEQ_K: u16 = 0x15; // if A == k goto +jt else goto +jf
+    const RET_K: u16 = 0x06; // return k bytes of the packet (0: drop)
+    let program = [
+        SockFilter::new(LD_B_ABS, 0, 0, 13), // the TCP flags
+        SockFilter::new(AND_K, 0, 0, 0x12),  // SYN and ACK
+        SockFilter::new(JEQ_K, 0, 2, 0x02),  // a first packet? else keep
+        SockFilter::new(LD_H_ABS, 0, 0, 0),  // the source port
+        SockFilter::new(JEQ_K, 0, 1, u32::from(wake_port)), // the wake-up? keep, else drop
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+        SockFilter::new(RET_K, 0, 0, 0),
+    ];
+    socket2::SockRef::from(listener).attach_filter(&program)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn seal(_listener: &TcpListener, _wake_port: u16) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "sealing is Linux only",
+    ))
+}
+
 /// Answers a connection lameduck accepted itself with a `503` and closes it.
 fn refuse(stream: TcpStream, retry_after: Duration) {
     let _ = stream.set_nonblocking(false);
@@ -237,4 +314,35 @@ pub(crate) fn reach(addr: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, addr.port())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A sealed socket still hands out a connection made before, takes the wake-up, and
+    /// drops every other new connection's first packet (the connect times out).
+    #[test]
+    fn a_sealed_socket_keeps_its_backlog_and_takes_only_the_wake_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut before = TcpStream::connect(addr).unwrap();
+        before.write_all(b"sent before the seal").unwrap();
+        let (Some(wake), port) = wake_socket(addr).unwrap() else {
+            panic!("no wake-up socket on Linux");
+        };
+        seal(&listener, port).unwrap();
+
+        let refused = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        assert!(refused.is_err(), "a new connection got in");
+        wake.connect_timeout(&addr.into(), WAKE_TIMEOUT).unwrap();
+
+        let (mut first, _) = listener.accept().unwrap();
+        let mut got = [0u8; 20];
+        first.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"sent before the seal");
+        let (_, from) = listener.accept().unwrap();
+        assert_eq!(from.port(), port);
+    }
 }

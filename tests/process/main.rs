@@ -31,6 +31,7 @@ mod support;
 mod emfile;
 mod examples;
 mod hello;
+mod python;
 mod rolling;
 mod signals;
 mod triggers;
@@ -57,6 +58,7 @@ fn main() {
         emfile::trials(),
         examples::trials(),
         hello::trials(),
+        python::trials(),
         rolling::trials(),
         signals::trials(),
         triggers::trials(),

@@ -317,7 +317,12 @@ http {{
         for upstream in &mut upstreams {
             upstream.signal("TERM");
             let report = upstream.wait_line("report: shutdown (signal)", BOUND);
-            assert_eq!(upstream.wait_exit(BOUND).code(), Some(0), "{}", upstream.output());
+            assert_eq!(
+                upstream.wait_exit(BOUND).code(),
+                Some(0),
+                "{}",
+                upstream.output()
+            );
             assert!(!upstream.output().contains("stuck:"), "{report}");
         }
 
