@@ -90,6 +90,8 @@ pub(super) struct Shutdown<'a> {
     drained: Duration,
     /// The connections as the drain last saw them, where they can be seen.
     census: Option<Census>,
+    /// The last census found nothing left to wait for.
+    was_left: bool,
 }
 
 impl<'a> Shutdown<'a> {
@@ -104,6 +106,7 @@ impl<'a> Shutdown<'a> {
             stopped_accepting: Duration::ZERO,
             drained: Duration::ZERO,
             census: None,
+            was_left: false,
         }
     }
 
@@ -127,10 +130,10 @@ impl<'a> Shutdown<'a> {
         self.lame_duck = t0.elapsed();
     }
 
-    /// 1. Stop accepting: the helpers stop; every connection accepted so far gets a thread
-    ///    (tiny_http leaves some without one in a burst); the socket closes, and this returns
-    ///    once connects are refused. Meanwhile the workers are told to take what is left from
-    ///    the drain only.
+    /// 1. Stop accepting: the helpers stop, and no new connection gets in from now on (the
+    ///    socket is sealed, or, where it cannot be, closed once every connection accepted so
+    ///    far has a thread). Meanwhile the workers are told to take what is left from the
+    ///    drain only.
     pub(super) fn stop_accepting(&mut self, helpers: Helpers) {
         let shared = self.shared;
         log::info!(
@@ -140,11 +143,12 @@ impl<'a> Shutdown<'a> {
         );
         shared.phases.enter(Phase::Stopping);
         helpers.stop(shared);
-        shared
-            .http
-            .rescue_before_stop(self.deadline, &|request| shared.shed(request));
         let queue = shared.http.queue();
-        if let Err(e) = shared.http.stop_accepting(|| queue.pump_from_now_on()) {
+        let shed = |request| shared.shed(request);
+        if let Err(e) = shared
+            .http
+            .stop_accepting(self.deadline, &shed, || queue.pump_from_now_on())
+        {
             log::warn!("stop accepting on {}: {e}", shared.http.local_addr());
         }
         shared.phases.socket_closed();
@@ -159,6 +163,9 @@ impl<'a> Shutdown<'a> {
         let shared = self.shared;
         let queue = shared.http.queue();
         shared.phases.enter(Phase::Draining);
+        if self.idle() {
+            return true;
+        }
         let lead = queue.lead();
         shared.occupancy.wake_on_end(true);
         let linger_end = self.fired.at() + shared.config.idle_linger;
@@ -192,6 +199,26 @@ impl<'a> Shutdown<'a> {
         drained
     }
 
+    /// The idle server's drain: no connection is open and none can come (the stop found
+    /// none), no worker is in a request, and every worker waits in tiny_http's queue, which
+    /// is then empty. The workers are told to stop and woken once, to end; nothing more is
+    /// looked at. (A worker a request reaches meanwhile serves it first.)
+    fn idle(&mut self) -> bool {
+        let shared = self.shared;
+        let queue = shared.http.queue();
+        let idle = shared.http.none_left()
+            && shared.occupancy.busy() == 0
+            && queue.room_is_empty()
+            && queue.waiting_workers() == shared.config.workers;
+        if idle {
+            shared.phases.stop_taking().open();
+            queue.wake_workers();
+            self.census = Some(Census::default());
+            self.drained = self.fired.elapsed();
+        }
+        idle
+    }
+
     /// Whether nothing is left to serve (tiny_http's queue is empty; the caller looked): no
     /// worker in a handler, no request waiting for one, no request on its way or unread on
     /// a connection, and no idle connection unless the linger is over. Where connections
@@ -211,8 +238,12 @@ impl<'a> Shutdown<'a> {
         };
         let left = census.only_waiting() && (lingered || census.is_empty());
         log::trace!("census: {census:?}, left: {left}");
+        // A dump of the table can skip a connection: with connections about, two censuses
+        // in a row must agree. None at all is the idle server's case, which must stay fast.
+        let confirmed = left && (census.seen == 0 || self.was_left);
+        self.was_left = left;
         self.census = Some(census);
-        left
+        confirmed
     }
 
     /// What the last census saw left open: idle connections, requests stalled on the way,
@@ -237,11 +268,12 @@ impl<'a> Shutdown<'a> {
         }
     }
 
-    /// 3. Timed join: the workers are joined with the deadline. If some are still running
-    ///    then, the server is overdue: workers stop taking requests (what waits is answered
-    ///    503), and those still running after a moment are in a handler; the report names
-    ///    them.
+    /// 3. Timed join: the accept loop ends for good, and the workers are joined with the
+    ///    deadline. If some are still running then, the server is overdue: workers stop
+    ///    taking requests (what waits is answered 503), and those still running after a
+    ///    moment are in a handler; the report names them.
     pub(super) fn join(&mut self, mut pool: Pool) -> JoinReport {
+        self.shared.http.end_accept_loop();
         let mut workers = pool.join_deadline(self.deadline);
         if !workers.is_complete() {
             self.shared.phases.enter(Phase::Overdue);

@@ -47,8 +47,11 @@ use linux as os;
 pub(crate) struct Connection {
     /// The client's address.
     pub(crate) peer: SocketAddr,
-    /// Established; otherwise the client has closed its side (`CLOSE_WAIT`).
+    /// Established.
     pub(crate) established: bool,
+    /// Still in its handshake: the client's SYN came and was answered. (Neither this nor
+    /// established: the client has closed its side, `CLOSE_WAIT`.)
+    pub(crate) opening: bool,
     /// Accepted: the process has a socket for it. `false` while it waits in the backlog.
     pub(crate) accepted: bool,
     /// Bytes received and not yet read by the process.
@@ -74,6 +77,10 @@ const STALL: Duration = Duration::from_secs(1);
 /// The connections on the port, counted by state (see the module doc).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Census {
+    /// Connections seen at all (accepted, open).
+    pub(crate) seen: usize,
+    /// Connections in the listening socket's backlog, not yet accepted.
+    pub(crate) backlog: usize,
     pub(crate) new: usize,
     pub(crate) active: Vec<SocketAddr>,
     pub(crate) idle: usize,
@@ -89,8 +96,15 @@ impl Census {
         last_request: impl Fn(&SocketAddr) -> Option<Instant>,
         now: Instant,
     ) -> Census {
-        let mut census = Census::default();
+        let mut census = Census {
+            backlog: connections
+                .iter()
+                .filter(|c| (c.established || c.opening) && !c.accepted)
+                .count(),
+            ..Census::default()
+        };
         for c in connections.iter().filter(|c| c.accepted) {
+            census.seen += 1;
             if c.unread > 0 {
                 census.unread.push(c.peer);
                 continue;
@@ -162,6 +176,19 @@ impl Table {
                 "the connection table is read on Linux only",
             ))
         }
+    }
+
+    /// The connections on the port now, from one dump of the kernel's table, which may
+    /// skip a connection (see [`Table::read`]).
+    ///
+    /// # Errors
+    ///
+    /// If the OS did not answer (within a second).
+    pub(crate) fn read_once(&mut self) -> io::Result<Vec<Connection>> {
+        #[cfg(target_os = "linux")]
+        return self.os.read();
+        #[cfg(not(target_os = "linux"))]
+        Ok(Vec::new())
     }
 
     /// The connections on the port now.

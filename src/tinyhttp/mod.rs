@@ -66,7 +66,9 @@ pub(crate) struct Http {
     socket: Arc<Mutex<Socket>>,
     peers: Arc<Peers>,
     /// The OS's table of the connections on the port, where there is one.
-    table: Mutex<Option<Table>>,
+    table: Arc<Mutex<Option<Table>>>,
+    /// The stop found no connection, and none can come: the drain need not look.
+    none_left: std::sync::atomic::AtomicBool,
     addr: SocketAddr,
 }
 
@@ -113,7 +115,8 @@ impl Http {
             queue: Arc::new(Queue::new(http, max_waiting, Arc::clone(&peers))),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr))),
             peers,
-            table: Mutex::new(table),
+            table: Arc::new(Mutex::new(table)),
+            none_left: std::sync::atomic::AtomicBool::new(false),
             addr,
         })
     }
@@ -138,31 +141,73 @@ impl Http {
             queue: Arc::clone(&self.queue),
             socket: Arc::clone(&self.socket),
             peers: Arc::clone(&self.peers),
+            table: Arc::clone(&self.table),
             addr: reach(self.addr),
             retry_after,
         })
     }
 
-    /// Before the socket closes at shutdown: gets a thread to every connection tiny_http left
-    /// without one, from the connection table's evidence where there is a table, otherwise
-    /// timed, unless no connection arrived since a rescue last found nothing to free. Freed
-    /// requests the timed rescue takes from the queue go to the waiting room (to `shed` if it
-    /// is full). Returns whether a rescue freed (or may have freed) some.
-    pub(crate) fn rescue_before_stop(&self, deadline: Instant, shed: &dyn Fn(Request)) -> bool {
+    /// Stops accepting, and returns once no new connection can get in; `between` runs once
+    /// the accept loop has been told to end, while the socket closes.
+    ///
+    /// Where the socket can be sealed (Linux), that is at once: a connection in its backlog
+    /// is still accepted (served, not reset as closing the socket would), and one left
+    /// without a thread is kicked for through the seal; then the accept loop ends and the
+    /// socket closes. Elsewhere: every connection accepted so far first gets a thread
+    /// (from the connection table's evidence where there is one, otherwise timed, unless no
+    /// connection arrived since a rescue last found nothing to free; freed requests the timed
+    /// rescue takes from the queue go to the waiting room, or to `shed` if it is full); then
+    /// the socket closes, and this returns once a connect to it is refused.
+    ///
+    /// # Errors
+    ///
+    /// If the socket could not be made non-blocking, or connects still succeeded after
+    /// 100 ms.
+    pub(crate) fn stop_accepting(
+        &self,
+        deadline: Instant,
+        shed: &dyn Fn(Request),
+        between: impl FnOnce(),
+    ) -> io::Result<()> {
+        self.queue.stopping();
+        if lock(&self.socket).seal() {
+            between();
+            self.rescue_sealed(deadline);
+            self.end_accept_loop();
+            return Ok(());
+        }
+        self.rescue_before_stop(deadline, shed);
+        let ended = self.queue.current().ended().clone();
+        let mut socket = lock(&self.socket);
+        socket.begin_stop()?;
+        between();
+        socket.confirm_stopped(&ended)
+    }
+
+    /// Ends tiny_http's accept loop for good, and closes the socket (idempotent).
+    pub(crate) fn end_accept_loop(&self) {
+        let ended = self.queue.current().ended().clone();
+        let mut socket = lock(&self.socket);
+        if let Err(e) = socket
+            .begin_stop()
+            .and_then(|()| socket.confirm_stopped(&ended))
+        {
+            log::warn!("stop accepting on {}: {e}", self.addr);
+        }
+    }
+
+    fn rescue_before_stop(&self, deadline: Instant, shed: &dyn Fn(Request)) {
         let addr = reach(self.addr);
-        let from_table = self
-            .table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-            .map(|table| rescue::rescue_from_table(addr, table, deadline));
+        let from_table = lock(&self.table).as_mut().map(|table| {
+            rescue::rescue_from_table(table, deadline, &mut |n| rescue::kicks(addr, n))
+        });
         match from_table {
-            Some(Ok(freed)) => return freed > 0,
+            Some(Ok(_)) => return,
             Some(Err(e)) => log::debug!("connection table unreadable ({e}): timed rescue"),
             None => {}
         }
         if !(self.peers.take_seen_new() || self.peers.is_unsure()) {
-            return false;
+            return;
         }
         let lead = self.queue.lead();
         let pull = || match lead.try_receive() {
@@ -175,7 +220,6 @@ impl Http {
             None => false,
         };
         rescue::rescue_briefly(addr, &self.peers, &pull);
-        true
     }
 
     /// The answer to a request lameduck refuses to serve, if it does: a framing that could
@@ -195,10 +239,27 @@ impl Http {
     }
 
     /// The connections on the port by state, from the OS's table and what is known of each
-    /// client (`connections.rs`); `None` where there is no table to read.
+    /// client (`connections.rs`); `None` where there is no table to read. One dump of the
+    /// table, which may skip a connection: act on two in a row.
+    ///
+    /// Where the stop found no connection at all, none can come any more (the socket was
+    /// sealed, its backlog empty): nothing is read then.
     pub(crate) fn census(&self) -> Option<Census> {
+        if self.none_left() {
+            return Some(Census::default());
+        }
+        self.read_census()
+    }
+
+    /// The stop found no connection open, and none can come: the server holds nothing but
+    /// what is already in tiny_http's queue.
+    pub(crate) fn none_left(&self) -> bool {
+        self.none_left.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn read_census(&self) -> Option<Census> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let connections = match table.as_mut()?.read() {
+        let connections = match table.as_mut()?.read_once() {
             Ok(connections) => connections,
             Err(e) => {
                 log::warn!("connection table unreadable ({e}): the drain goes on without it");
@@ -219,34 +280,38 @@ impl Http {
             .collect();
         self.peers
             .forget_all_but(connections.iter().map(|c| c.peer));
+        let now = Instant::now();
         Some(Census::take(
             &connections,
             |peer| self.peers.last_request(peer),
-            Instant::now(),
+            now,
         ))
     }
 
-    /// Stops accepting: tiny_http's accept loop ends, the socket closes, and this returns
-    /// once a connect to it is refused. `between` runs once the loop has been told to end,
-    /// while the socket closes. Idempotent.
-    ///
-    /// # Errors
-    ///
-    /// If the socket could not be made non-blocking, or connects still succeeded after
-    /// 100 ms.
-    pub(crate) fn stop_accepting(&self, between: impl FnOnce()) -> io::Result<()> {
-        self.queue.stopping();
-        let ended = self.queue.current().ended().clone();
-        let mut socket = self.socket.lock().unwrap_or_else(|p| p.into_inner());
-        socket.begin_stop()?;
-        between();
-        socket.confirm_stopped(&ended)
+    /// After the seal, before the accept loop ends: lets the loop take the backlog, and
+    /// kicks through the seal for every connection left without a thread (`rescue.rs`).
+    /// Notes whether no connection is open at all: then none can come any more.
+    fn rescue_sealed(&self, deadline: Instant) {
+        let mut table = lock(&self.table);
+        let Some(table) = table.as_mut() else {
+            return;
+        };
+        let mut kick = |n| lock(&self.socket).kick_through_seal(n);
+        if let Ok(rescued) = rescue::rescue_from_table(table, deadline, &mut kick) {
+            self.none_left
+                .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Http {
     fn drop(&mut self) {
-        let _ = self.stop_accepting(|| {});
+        self.queue.stopping();
+        self.end_accept_loop();
         self.queue.stop_retired();
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -178,6 +178,21 @@ impl Queue {
         }
     }
 
+    /// How many workers wait inside the current generation's queue. When that is every
+    /// worker and none is in a request, the queue is empty (each would have taken one).
+    pub(crate) fn waiting_workers(&self) -> usize {
+        self.current().inside.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every worker waiting inside the current generation's queue, once each (they
+    /// then look at what they must do), without waiting for them.
+    pub(crate) fn wake_workers(&self) {
+        let gen = self.current();
+        for _ in 0..gen.inside.load(Ordering::SeqCst) {
+            gen.http.unblock();
+        }
+    }
+
     /// From now on only the waiting room feeds the workers, for good: the drain leads and
     /// puts what it receives there.
     pub(crate) fn pump_from_now_on(&self) {

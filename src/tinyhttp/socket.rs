@@ -63,10 +63,17 @@ pub(crate) struct Socket {
     spare: Option<File>,
     /// A connect was seen refused: the stop is complete.
     refused: bool,
-    /// The socket drops new connections (Linux): the stop is complete once begun.
-    sealed: bool,
+    /// The socket drops new connections but lameduck's own (Linux): nothing new gets in,
+    /// and the accept loop lives on for the backlog and for kicks (see [`Socket::seal`]).
+    sealed: Option<Sealed>,
     /// The connection that woke the accept loop, held open until the loop has ended.
     wake: Option<TcpStream>,
+}
+
+/// What the seal lets through: the wake-up, bound before the seal, and kicks.
+struct Sealed {
+    wake: socket2::Socket,
+    wake_port: u16,
 }
 
 impl Socket {
@@ -77,7 +84,7 @@ impl Socket {
             addr,
             spare: open_spare(),
             refused: false,
-            sealed: false,
+            sealed: None,
             wake: None,
         }
     }
@@ -95,25 +102,69 @@ impl Socket {
         };
         self.spare = None;
         let target = reach(self.addr);
-        let wake = wake_socket(target);
-        // Linux: from now on the socket drops new connections, but for the wake-up; those
-        // already in its backlog are still accepted, below, and served.
-        self.sealed = matches!(&wake, Ok((Some(_), port)) if seal(&clone, *port).is_ok());
         clone.set_nonblocking(true)?;
         // Connect: tiny_http accepts it (or not: either way its next accept is
         // non-blocking; it takes what is left in the backlog, then ends). The connection is
         // closed only once the loop has ended: the thread tiny_http gives it would otherwise
         // go idle just as the loop drops its thread pool, and tiny_http can then lose the
         // pool's last wake-up and leave that thread waiting for good.
-        self.wake = match wake {
-            Ok((Some(socket), _)) => socket
+        self.wake = match self.sealed.take() {
+            Some(sealed) => sealed
+                .wake
                 .connect_timeout(&target.into(), WAKE_TIMEOUT)
                 .ok()
-                .map(|()| socket.into()),
-            _ => TcpStream::connect_timeout(&target, WAKE_TIMEOUT).ok(),
+                .map(|()| sealed.wake.into()),
+            None => TcpStream::connect_timeout(&target, WAKE_TIMEOUT).ok(),
         };
         drop(clone);
         Ok(())
+    }
+
+    /// Seals the socket (Linux): from now on a filter of its own drops the first packet of
+    /// every new connection but lameduck's own. Nothing new gets in, at once, while the
+    /// accept loop lives on: it takes what is left in the backlog (closing the socket would
+    /// reset those, losing a request a client sent moments before), and it accepts the
+    /// kicks that free connections tiny_http leaves without a thread. [`Socket::begin_stop`]
+    /// ends it later. Returns `false` where the socket cannot be sealed: stop it then.
+    pub(crate) fn seal(&mut self) -> bool {
+        let Some(clone) = &self.clone else {
+            return false;
+        };
+        if self.sealed.is_some() {
+            return true;
+        }
+        let Ok(Some((wake, wake_port))) = bound_socket(reach(self.addr)) else {
+            return false;
+        };
+        if let Err(e) = filter_new_connections(clone, &[wake_port]) {
+            log::debug!("cannot seal {}: {e}; closing it instead", self.addr);
+            return false;
+        }
+        self.refused = true; // nothing new can get in: no need to look for a refused connect
+        self.sealed = Some(Sealed { wake, wake_port });
+        true
+    }
+
+    /// Kicks `count` times through the seal: connections to the socket that close at once,
+    /// each of which lets tiny_http's pool run a connection it left without a thread.
+    /// Returns how many went through.
+    pub(crate) fn kick_through_seal(&mut self, count: usize) -> usize {
+        let (Some(clone), Some(sealed)) = (&self.clone, &self.sealed) else {
+            return 0;
+        };
+        let target = reach(self.addr);
+        let kicks: Vec<_> = (0..count)
+            .filter_map(|_| bound_socket(target).ok().flatten())
+            .collect();
+        let mut ports: Vec<u16> = kicks.iter().map(|(_, port)| *port).collect();
+        ports.push(sealed.wake_port);
+        if filter_new_connections(clone, &ports).is_err() {
+            return 0;
+        }
+        kicks
+            .into_iter()
+            .filter(|(kick, _)| kick.connect_timeout(&target.into(), WAKE_TIMEOUT).is_ok())
+            .count()
     }
 
     /// The client address of the connection that woke the accept loop, while it is open.
@@ -132,8 +183,7 @@ impl Socket {
     ///
     /// If connects still succeeded after [`CONFIRM_TIMEOUT`].
     pub(crate) fn confirm_stopped(&mut self, ended: &Latch) -> io::Result<()> {
-        if self.refused || self.sealed {
-            // Sealed: no new connection can get in; the wake-up is closed with the socket.
+        if self.refused {
             return Ok(());
         }
         let confirmed = self.confirm(ended);
@@ -218,11 +268,11 @@ impl Socket {
     }
 }
 
-/// The socket the wake-up connects from, bound to loopback (so that its port is known
-/// before it connects), where the listening socket can be sealed; `None` elsewhere.
-fn wake_socket(target: SocketAddr) -> io::Result<(Option<socket2::Socket>, u16)> {
+/// A socket to connect to `target` from, bound first so that its port is known to the seal's
+/// filter; `None` where the socket cannot be sealed.
+fn bound_socket(target: SocketAddr) -> io::Result<Option<(socket2::Socket, u16)>> {
     if !cfg!(target_os = "linux") {
-        return Ok((None, 0));
+        return Ok(None);
     }
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(target),
@@ -235,40 +285,46 @@ fn wake_socket(target: SocketAddr) -> io::Result<(Option<socket2::Socket>, u16)>
         .local_addr()?
         .as_socket()
         .map_or(0, |addr| addr.port());
-    Ok((Some(socket), port))
+    Ok(Some((socket, port)))
 }
 
-/// Seals the listening socket: a filter of its own drops every new connection's first
-/// packet (a SYN without ACK) but the one from `wake_port`. The client's SYN is retried after
-/// a second and then refused, once the socket is closed. A connection whose handshake
-/// completed before stays in the backlog, where the accept loop still takes it. (Closing
-/// the socket instead resets the backlog: a client that had connected and sent its request
-/// moments before loses it, as with Go's `Shutdown`.)
+/// A filter of the listening socket's own that drops every new connection's first packet
+/// (a SYN without ACK) but those from the ports `allowed` (lameduck's own). The client's
+/// SYN is retried after a second, and then refused once the socket is closed. A connection
+/// whose handshake completed before stays in the backlog, where the accept loop still
+/// takes it. Attaching it again replaces it.
 ///
-/// The filter (classic BPF, run on each packet for the socket with the TCP header at
-/// offset 0): `flags & (SYN|ACK) == SYN && source port != wake_port` → drop, else keep.
+/// Classic BPF, run on each packet for the socket with the TCP header at offset 0:
+/// `flags & (SYN|ACK) == SYN && source port not in allowed` → drop, else keep.
 #[cfg(target_os = "linux")]
-fn seal(listener: &TcpListener, wake_port: u16) -> io::Result<()> {
+fn filter_new_connections(listener: &TcpListener, allowed: &[u16]) -> io::Result<()> {
     use socket2::SockFilter;
     const LD_B_ABS: u16 = 0x30; // A = packet[k] (byte)
     const LD_H_ABS: u16 = 0x28; // A = packet[k..k+2] (half word)
     const AND_K: u16 = 0x54; // A &= k
     const JEQ_K: u16 = 0x15; // if A == k goto +jt else goto +jf
     const RET_K: u16 = 0x06; // return k bytes of the packet (0: drop)
-    let program = [
-        SockFilter::new(LD_B_ABS, 0, 0, 13), // the TCP flags
-        SockFilter::new(AND_K, 0, 0, 0x12),  // SYN and ACK
-        SockFilter::new(JEQ_K, 0, 2, 0x02),  // a first packet? else keep
-        SockFilter::new(LD_H_ABS, 0, 0, 0),  // the source port
-        SockFilter::new(JEQ_K, 0, 1, u32::from(wake_port)), // the wake-up? keep, else drop
-        SockFilter::new(RET_K, 0, 0, u32::MAX),
-        SockFilter::new(RET_K, 0, 0, 0),
+    let allowed = &allowed[..allowed.len().min(250)]; // jump offsets are 8 bits
+    let n = allowed.len() as u8;
+    // 0 flags, 1 SYN|ACK, 2 first packet?, 3 source port, 4.. one test a port, then drop,
+    // then keep (at 5 + n).
+    let mut program = vec![
+        SockFilter::new(LD_B_ABS, 0, 0, 13),
+        SockFilter::new(AND_K, 0, 0, 0x12),
+        SockFilter::new(JEQ_K, 0, n + 2, 0x02), // not a first packet: keep
+        SockFilter::new(LD_H_ABS, 0, 0, 0),
     ];
+    for (i, port) in allowed.iter().enumerate() {
+        // One of ours: keep; else the next test, after the last of which comes the drop.
+        program.push(SockFilter::new(JEQ_K, n - i as u8, 0, u32::from(*port)));
+    }
+    program.push(SockFilter::new(RET_K, 0, 0, 0));
+    program.push(SockFilter::new(RET_K, 0, 0, u32::MAX));
     socket2::SockRef::from(listener).attach_filter(&program)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn seal(_listener: &TcpListener, _wake_port: u16) -> io::Result<()> {
+fn filter_new_connections(_listener: &TcpListener, _allowed: &[u16]) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "sealing is Linux only",
@@ -321,18 +377,18 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// A sealed socket still hands out a connection made before, takes the wake-up, and
-    /// drops every other new connection's first packet (the connect times out).
+    /// A sealed socket still hands out a connection made before, takes lameduck's own
+    /// connections (the wake-up, a kick), and drops every other new connection's first
+    /// packet (the connect times out).
     #[test]
     fn a_sealed_socket_keeps_its_backlog_and_takes_only_the_wake_up() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut before = TcpStream::connect(addr).unwrap();
         before.write_all(b"sent before the seal").unwrap();
-        let (Some(wake), port) = wake_socket(addr).unwrap() else {
-            panic!("no wake-up socket on Linux");
-        };
-        seal(&listener, port).unwrap();
+        let (wake, port) = bound_socket(addr).unwrap().expect("bound on Linux");
+        let (kick, kick_port) = bound_socket(addr).unwrap().expect("bound on Linux");
+        filter_new_connections(&listener, &[kick_port, port]).unwrap();
 
         let refused = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
         assert!(refused.is_err(), "a new connection got in");
@@ -344,5 +400,8 @@ mod tests {
         assert_eq!(&got, b"sent before the seal");
         let (_, from) = listener.accept().unwrap();
         assert_eq!(from.port(), port);
+        kick.connect_timeout(&addr.into(), WAKE_TIMEOUT).unwrap();
+        let (_, from) = listener.accept().unwrap();
+        assert_eq!(from.port(), kick_port);
     }
 }

@@ -30,7 +30,9 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 
 const TCP_ESTABLISHED: u8 = 1;
+const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_NEW_SYN_RECV: u8 = 12;
 
 /// `INET_DIAG_INFO`: the attribute that carries `tcp_info`; asked for as bit `1 << (2 - 1)`.
 const INET_DIAG_INFO: u16 = 2;
@@ -111,8 +113,8 @@ impl SockDiag {
     }
 }
 
-/// A dump request for the TCP sockets of `local`'s family on `local`'s port, established or
-/// closing by the client (`CLOSE_WAIT`).
+/// A dump request for the TCP sockets of `local`'s family on `local`'s port: established,
+/// closing by the client (`CLOSE_WAIT`), or still in their handshake (`SYN_RECV`).
 fn request(local: SocketAddr, seq: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(NLMSG_HDR + REQ_V2);
     m.extend_from_slice(&((NLMSG_HDR + REQ_V2) as u32).to_ne_bytes());
@@ -124,7 +126,10 @@ fn request(local: SocketAddr, seq: u32) -> Vec<u8> {
     m.push(IPPROTO_TCP);
     m.push(1 << (INET_DIAG_INFO - 1)); // tcp_info
     m.push(0);
-    let states: u32 = (1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT);
+    let states: u32 = (1 << TCP_ESTABLISHED)
+        | (1 << TCP_CLOSE_WAIT)
+        | (1 << TCP_SYN_RECV)
+        | (1 << TCP_NEW_SYN_RECV);
     m.extend_from_slice(&states.to_ne_bytes());
     // inet_diag_sockid: the kernel keeps the sockets whose local port is this one.
     m.extend_from_slice(&local.port().to_be_bytes());
@@ -150,6 +155,7 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
     Some(Connection {
         peer: SocketAddr::new(dst, dport),
         established: state == TCP_ESTABLISHED,
+        opening: state == TCP_SYN_RECV || state == TCP_NEW_SYN_RECV,
         accepted: u32_at(msg, 68) != 0,
         unread: u32_at(msg, 56),
         received: info.filter(|i| i.len() >= BYTES_RECEIVED + 8).map(|i| {
