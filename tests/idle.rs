@@ -1,6 +1,9 @@
 //! 1 000 idle keep-alive connections hold 1 000 of tiny_http's threads, but do not stop a
-//! new client from being served promptly, and do not delay the shutdown. The server is the
-//! seed program (`examples/hello`) as a child process, stopped with a real SIGINT.
+//! new client from being served, and do not hold the shutdown: the drain does not wait for
+//! them to close (they never would), it tells them to and reports them. The server is the
+//! seed program (`examples/hello`) as a child process, stopped with a real SIGINT. How long
+//! each step takes is measured by the benchmark (`cargo bench --bench shutdown -- --only
+//! idle`), side by side with plain tiny_http.
 //!
 //! Both processes need more than 1 024 file descriptors (tiny_http takes two per
 //! connection): if the soft limit is lower, the test runs itself again under a shell that
@@ -12,7 +15,7 @@ mod support;
 #[cfg(target_os = "linux")]
 mod linux {
     use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::support::http::Conn;
     use super::support::{rerun, serve_example, Proc, BOUND};
@@ -47,7 +50,9 @@ mod linux {
         }
         assert!(fd_limit() >= NEEDED, "could not raise the descriptor limit");
 
-        let (mut hello, addr) = serve_example("hello", &["--delay-ms", "0"]);
+        // A deadline that the drain would reach if it waited for the idle connections.
+        let (mut hello, addr) =
+            serve_example("hello", &["--delay-ms", "0", "--timeout-ms", "5000"]);
         let mut idle: Vec<Conn> = Vec::with_capacity(1000);
         for _ in 0..1000 {
             let mut conn = Conn::open(addr).unwrap();
@@ -63,7 +68,7 @@ mod linux {
 
         let sent = Instant::now();
         hello.signal("INT");
-        hello.wait_line("shutdown (signal) took", BOUND);
+        let report = hello.wait_line("shutdown (signal) took", BOUND);
         let drained = Instant::now();
         let status = hello.wait_exit(BOUND);
         let (to_report, report_to_exit) = (drained - sent, drained.elapsed());
@@ -71,18 +76,17 @@ mod linux {
             "1000 idle connections: new client served in {new_client:.1?}; signal -> report \
              {to_report:.1?}; report -> exit {report_to_exit:.1?}"
         );
+        // Exit code 0: drained before the deadline, which waiting for the idle connections
+        // would have reached. They are named in the report, still open.
         assert_eq!(status.code(), Some(0), "{}", hello.output());
-        assert!(new_client < Duration::from_millis(100), "{new_client:?}");
-        assert!(to_report < Duration::from_millis(200), "{to_report:?}");
-        // After the report, exiting is mostly the kernel ending the 1000 connection threads
-        // and closing their sockets: a plain tiny_http process with 1000 idle connections,
-        // killed outright, takes 23 to 47 ms here depending on the day (the benchmark,
-        // `-- --only idle`, measures both side by side against the 50 ms target). The bound
-        // here catches what lameduck could add, such as waiting on a connection thread.
         assert!(
-            report_to_exit < Duration::from_millis(100),
-            "{report_to_exit:?}"
+            report.contains("1000 idle connections left open"),
+            "{report}"
         );
-        drop(idle);
+        // Each is closed with the process: the end of the stream, and no response it did not
+        // ask for.
+        for conn in &mut idle {
+            assert!(conn.read_response(false).is_err());
+        }
     }
 }

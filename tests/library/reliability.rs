@@ -169,7 +169,8 @@ fn a_slow_sender_holds_no_worker_and_the_shutdown_only_to_the_deadline() {
         Ok(stopped) if !cfg!(target_os = "linux") => stopped.report().clone(),
         other => panic!("unexpected outcome: {other:?}"),
     };
-    assert!(took < deadline + Duration::from_millis(300), "{took:?}");
+    // The trickle stops only once the server has returned: that it returned at all shows
+    // the deadline, not the client, ended the wait.
     assert_eq!(report.served_before(), 5);
 }
 
@@ -237,18 +238,21 @@ fn a_panic_storm_keeps_every_worker_alive_and_answering() {
 }
 
 /// Under overload (handlers slower than arrivals), at most `max_waiting` requests wait for a
-/// worker; the others are answered 503 with Retry-After at once.
+/// worker; the others are answered 503 with Retry-After at once: while every handler is
+/// still busy.
 #[test]
 fn beyond_the_waiting_room_requests_get_503_at_once() {
+    // `/slow` handlers are held until `release` is dropped.
+    let (release, held) = crossbeam_channel::bounded::<()>(0);
     let s = Running::start(
         |b| {
             b.workers(2)
                 .max_waiting(3)
                 .retry_after(Duration::from_secs(2))
         },
-        |request: &mut Request| -> ResponseBox {
+        move |request: &mut Request| -> ResponseBox {
             if request.url() == "/slow" {
-                thread::sleep(Duration::from_millis(400));
+                let _ = held.recv();
             }
             Response::from_string("done").boxed()
         },
@@ -259,42 +263,30 @@ fn beyond_the_waiting_room_requests_get_503_at_once() {
         assert_eq!(conn.request("GET", "/fast").unwrap().status, 200);
     }
     // Then all twelve at once: 2 in the handlers, 3 waiting, 7 turned away.
-    let sent = Instant::now();
     for conn in &mut conns {
         conn.send("GET", "/slow", &[], b"").unwrap();
     }
-    let readers: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            thread::spawn(move || {
-                let response = conn.read_response(false).unwrap();
-                (response, sent.elapsed())
-            })
-        })
-        .collect();
-    let mut served = 0;
-    let mut shed = 0;
-    for reader in readers {
-        let (response, arrived) = reader.join().unwrap();
-        match response.status {
-            200 => served += 1,
-            503 => {
-                assert!(
-                    arrived < Duration::from_millis(300),
-                    "a 503 came after {arrived:?}, not at once"
-                );
-                assert_eq!(response.header("Retry-After"), Some("2"));
-                assert!(
-                    response.text().contains("overloaded"),
-                    "{}",
-                    response.text()
-                );
-                shed += 1;
-            }
-            other => panic!("status {other}"),
-        }
+    let (responses, arrived) = crossbeam_channel::unbounded();
+    for mut conn in conns {
+        let responses = responses.clone();
+        thread::spawn(move || responses.send(conn.read_response(false)));
     }
-    assert_eq!((served, shed), (5, 7));
+    // The seven 503s come while both handlers are still held.
+    for _ in 0..7 {
+        let response = arrived.recv_timeout(BOUND).expect("no 503").unwrap();
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.header("Retry-After"), Some("2"));
+        assert!(
+            response.text().contains("overloaded"),
+            "{}",
+            response.text()
+        );
+    }
+    drop(release);
+    for _ in 0..5 {
+        let response = arrived.recv_timeout(BOUND).expect("no 200").unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
     let report = s.shut_down();
     assert_eq!(report.shed(), 7, "{report}");
     assert_eq!(report.served_before(), 12 + 5);

@@ -65,6 +65,7 @@ mod linux {
     /// The child: one upstream server on `port`, with a lame-duck delay, stopped by SIGTERM.
     pub fn upstream(port: &str) -> ! {
         env_logger::Builder::new()
+            .format_timestamp_millis()
             .filter_level(log::LevelFilter::Info)
             .filter_module("lameduck::server::worker", log::LevelFilter::Trace)
             .filter_module("tiny_http", log::LevelFilter::Off)
@@ -244,6 +245,16 @@ http {{
         }
     }
 
+    /// An upstream's output without its per-request lines.
+    fn story(upstream: &mut Proc) -> String {
+        let output = upstream.output();
+        let lines: Vec<_> = output
+            .lines()
+            .filter(|l| !(l.contains(": 200 in ") || l.ends_with(": received")))
+            .collect();
+        lines.join("\n")
+    }
+
     fn a_rolling_restart_behind_nginx_fails_no_request(nginx: &str) {
         let ports = [free_port(), free_port()];
         let mut upstreams = [start_upstream(ports[0]), start_upstream(ports[1])];
@@ -264,6 +275,8 @@ http {{
             thread::sleep(Duration::from_millis(20)); // nginx prints no readiness line
         }
 
+        // What each stopped upstream said, to explain a failure.
+        let mut stopped = Vec::new();
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
         // The clients stop when the test ends, however it ends.
@@ -284,6 +297,7 @@ http {{
             upstreams[i].wait_line("report: shutdown (signal)", BOUND);
             let status = upstreams[i].wait_exit(BOUND);
             assert_eq!(status.code(), Some(0), "{}", upstreams[i].output());
+            stopped.push(story(&mut upstreams[i]));
             upstreams[i] = start_upstream(port);
             // nginx tries the new instance again after fail_timeout: wait for its traffic.
             upstreams[i].wait_line("GET / from", BOUND);
@@ -301,7 +315,20 @@ http {{
             tally.failed.load(Ordering::Relaxed),
         );
         eprintln!("rolling restart behind nginx: {ok} requests ok, {failed} failed");
-        assert_eq!(failed, 0);
+        if failed > 0 {
+            stopped.extend(upstreams.iter_mut().map(story));
+            let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            let errors: Vec<_> = errors
+                .lines()
+                .filter(|l| !l.contains("no live upstreams"))
+                .collect();
+            panic!(
+                "{failed} requests failed\n-- upstreams, in the order they stopped:\n{}\n\
+                 -- nginx's errors (without \"no live upstreams\"):\n{}",
+                stopped.join("\n--\n"),
+                errors.join("\n")
+            );
+        }
         assert!(ok > 100, "too little load to tell: {ok}");
 
         // An HTTP/2 prior-knowledge preface deadlocks a thread of tiny_http's for good when

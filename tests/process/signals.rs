@@ -7,12 +7,10 @@
 //! Ctrl+C path is checked end to end from the Linux side by `.ci/run`, which sends SIGINT to
 //! the wine process of an example. Installing twice is checked on both.
 
-use std::io::BufRead;
 #[cfg(unix)]
-use std::time::{Duration, Instant};
-
 use lameduck::{Error, Reason, SecondSignal, Signals};
 use libtest_mimic::Trial;
+use std::io::BufRead;
 
 use crate::support::{self, Proc, BOUND};
 
@@ -130,7 +128,7 @@ mod unix {
             sigint_fires_once_and_the_child_exits_0,
             sigterm_fires_once_and_the_child_exits_0,
             sighup_fires_once_and_the_child_exits_0,
-            a_second_signal_forces_exit_130_within_200ms,
+            a_second_signal_forces_exit_130_before_the_cleanup_ends,
             a_signal_before_the_server_starts_shuts_it_down_right_after_start,
             a_hundred_signals_fire_once_and_clean_up_once,
             with_forcing_off_the_child_survives_a_second_signal,
@@ -160,18 +158,22 @@ mod unix {
         fires_once_then_exits_cleanly("HUP");
     }
 
-    fn a_second_signal_forces_exit_130_within_200ms() {
+    /// The cleanup waits for stdin to close, which the test never does: only the forced
+    /// exit can end the child.
+    fn a_second_signal_forces_exit_130_before_the_cleanup_ends() {
         for second in ["INT", "TERM"] {
             let mut child = start("slow-cleanup");
             child.signal("TERM");
             child.wait_line("fired reason=signal", BOUND);
-            let sent = Instant::now();
             child.signal(second);
             let status = child.wait_exit(BOUND);
-            let took = sent.elapsed();
             assert_eq!(status.code(), Some(130), "{}", child.output());
-            assert!(took < Duration::from_millis(200), "exit took {took:?}");
             child.wait_line("forcing exit with code 130", BOUND);
+            assert!(
+                !child.output().contains("cleanup done"),
+                "{}",
+                child.output()
+            );
         }
     }
 
@@ -179,15 +181,9 @@ mod unix {
         let mut child = start("early");
         child.signal("TERM");
         child.wait_line(lameduck::signal::FIRST_SIGNAL_LINE, BOUND);
-        let sent = Instant::now();
         child.send_line("go");
         child.wait_line("report: shutdown (signal)", BOUND);
         assert_eq!(child.wait_exit(BOUND).code(), Some(0), "{}", child.output());
-        assert!(
-            sent.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            sent.elapsed()
-        );
     }
 
     /// 100 signals in quick succession (one `kill` sending them back to back): one fire,
