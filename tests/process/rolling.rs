@@ -148,6 +148,11 @@ mod linux {
             .map(str::to_owned)
     }
 
+    /// nginx's config, as the README recommends it. `proxy_connect_timeout` is above one
+    /// second: a connect that reaches an upstream in the milliseconds its socket is sealed
+    /// (Linux; see the crate doc, "Stop accepting") is retried by the kernel after a second,
+    /// and then reaches the restarted instance or is refused. With a timeout of exactly one
+    /// second nginx gives up on it at that very moment and marks the address failed.
     fn nginx_config(dir: &std::path::Path, listen: u16, upstreams: [u16; 2]) -> String {
         let d = dir.display();
         format!(
@@ -176,7 +181,7 @@ http {{
             proxy_set_header Connection \"\";
             proxy_next_upstream error timeout http_503;
             proxy_next_upstream_tries 3;
-            proxy_connect_timeout 1s;
+            proxy_connect_timeout 2s;
             proxy_read_timeout 5s;
         }}
     }}
@@ -299,8 +304,12 @@ http {{
             assert_eq!(status.code(), Some(0), "{}", upstreams[i].output());
             stopped.push(story(&mut upstreams[i]));
             upstreams[i] = start_upstream(port);
-            // nginx tries the new instance again after fail_timeout: wait for its traffic.
-            upstreams[i].wait_line("GET / from", BOUND);
+            // nginx takes the address out for `fail_timeout` (counted in whole seconds: one
+            // to two) after the connect it saw refused between the old instance's close and
+            // the new one's bind; then it sends it its share again. A few requests can reach
+            // the new instance before that, on connects that were waiting out a second in
+            // the old socket's sealed milliseconds: wait for more than those.
+            upstreams[i].wait_lines(": received", 100, BOUND);
             eprintln!(
                 "instance {port} restarted; {} requests served through nginx meanwhile",
                 tally.ok.load(Ordering::Relaxed) - before

@@ -123,6 +123,29 @@ impl Proc {
         }
     }
 
+    /// Waits until `count` lines containing `needle` have appeared on stdout or stderr.
+    #[track_caller]
+    pub fn wait_lines(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let mut found = self.seen.iter().filter(|l| l.contains(needle)).count();
+        let deadline = Instant::now() + timeout;
+        while found < count {
+            match self.next_event(deadline) {
+                Some(Event::Line(_, line)) => found += usize::from(line.contains(needle)),
+                Some(Event::Eof(_)) if self.open_streams == 0 => {
+                    panic!(
+                        "child ended after {found} of {count} lines with {needle:?}; output:\n{}",
+                        self.output()
+                    )
+                }
+                Some(Event::Eof(_)) => {}
+                None => panic!(
+                    "{found} of {count} lines with {needle:?} within {timeout:?}; output:\n{}",
+                    self.output()
+                ),
+            }
+        }
+    }
+
     /// Every line printed so far, stdout and stderr interleaved as they arrived.
     pub fn output(&mut self) -> String {
         while let Ok(event) = self.events.try_recv() {
