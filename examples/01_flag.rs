@@ -9,7 +9,7 @@
 //! **You will see:**
 //! ```text
 //! working; press Ctrl+C to stop (pid 4242)
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  01_flag] stopped after 37 rounds, none cut short; cleaning up
 //! ```
 //! Press Ctrl+C twice quickly and the process exits at once with code 130 instead.

@@ -12,7 +12,7 @@
 //! although their timers tick every 1, 2, 3 and 4 seconds:
 //! ```text
 //! 4 threads waiting; press Ctrl+C (pid 4242)
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  02_broadcast] ticker-3 woke 61µs after the signal, after 2 ticks
 //! ...
 //! ```

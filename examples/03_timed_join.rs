@@ -10,7 +10,7 @@
 //! **You will see**, 2 seconds after Ctrl+C:
 //! ```text
 //! 4 workers started; press Ctrl+C (pid 4242)
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  03_timed_join] finished: ["lameduck-worker-1", "lameduck-worker-2"]
 //! WARN  03_timed_join] lameduck-worker-3 panicked: lost its database connection
 //! WARN  03_timed_join] still running at the deadline: ["lameduck-worker-4"]

@@ -11,7 +11,7 @@
 //! **You will see:**
 //! ```text
 //! listening on http://127.0.0.1:8080
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  04_server] served 3 requests; shutdown took 1.2ms
 //! ```
 

@@ -14,8 +14,8 @@
 //! **You will see** `200 200` lines, then `503 200` for three seconds after Ctrl+C, then
 //! `000 000` (connection refused), and in the server's log:
 //! ```text
-//! INFO  lameduck::server] shutdown (signal): lame duck for 3s: readiness 503, still serving (deadline 10s)
-//! INFO  lameduck::server] shutdown (signal): stop accepting, drain (deadline 10s)
+//! INFO  lameduck::server::drain] shutdown (signal): lame duck for 3s: readiness 503, still serving (deadline 10s)
+//! INFO  lameduck::server::drain] shutdown (signal): stop accepting, drain (deadline 10s)
 //! ```
 //! Options: `--addr ADDR`, `--lame-duck-ms N`.
 

@@ -13,9 +13,9 @@
 //!
 //! **You will see:**
 //! ```text
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
-//! INFO  lameduck::server] shutdown (signal): stop accepting, drain (deadline 60s)
-//! WARN  lameduck::signal] signal received again: forcing exit with code 130
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::server::drain] shutdown (signal): stop accepting, drain (deadline 60s)
+//! WARN  lameduck::shutdown::signal] signal received again: forcing exit with code 130
 //! $ echo $?
 //! 130
 //! ```

@@ -16,8 +16,9 @@
 //! **You will see:**
 //! ```text
 //! listening on http://127.0.0.1:8080
-//! INFO  lameduck::signal] shutting down gracefully, press Ctrl+C again to force stop
-//! INFO  lameduck::server] shutdown (signal): stop accepting, drain (deadline 10s)
+//! INFO  lameduck::server] serving http://127.0.0.1:8080 with 16 workers
+//! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
+//! INFO  lameduck::server::drain] shutdown (signal): stop accepting, drain (deadline 10s)
 //! INFO  lameduck::server] shutdown (signal) took 2.1s: served 0 before and 1 during the drain, ...
 //! INFO  hello] graceful shutdown finished.
 //! ```

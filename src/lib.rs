@@ -39,12 +39,18 @@
 //! 3. **Broadcast.** Firing drops the only sender of a `crossbeam-channel`: every thread in
 //!    [`Listener::wait`], [`Listener::sleep`] or a `select!` on [`Listener::receiver`] wakes
 //!    at once; a listener that asks later sees it at once.
-//! 4. **Stop accepting.** The listening socket is closed first: new connects are refused,
-//!    within milliseconds. Connections already open stay open. (Behind a load balancer, a
-//!    [lame-duck delay](Builder::lame_duck) comes before: readiness says 503 while the
-//!    server goes on serving.)
+//! 4. **Stop accepting.** Nothing new gets in, first. On Linux the listening socket is
+//!    *sealed*: a filter of its own drops the first packet of every new connection, while
+//!    the accept loop takes what the kernel's backlog already holds, so that a connection
+//!    whose handshake completed is served, not reset; then the socket closes and connects
+//!    are refused, all within milliseconds. Connections already open stay open. (Behind a
+//!    load balancer, a [lame-duck delay](Builder::lame_duck) comes before: readiness says
+//!    503 while the server goes on serving.)
 //! 5. **Drain.** Requests in handlers finish, queued requests are served, and every response
-//!    from now on carries `Connection: close`, so keep-alive clients go elsewhere.
+//!    from now on carries `Connection: close`, so keep-alive clients go elsewhere. The drain
+//!    sees the connections (below): it waits for requests on their way, and for the
+//!    [idle linger](Builder::idle_linger) (100 ms) for a request on an idle keep-alive
+//!    connection; then it ends, without waiting on connections that stay idle.
 //! 6. **Deadline.** At [`Builder::deadline`] (10 s by default, counted from the fire)
 //!    requests still queued are answered `503` with `Retry-After`; handlers still running
 //!    are named.
@@ -59,6 +65,32 @@
 //!
 //! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
 //! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).
+//!
+//! # Connections: what Go tracks, and what lameduck sees
+//!
+//! Go's `http.Server` owns its connections and keeps a state for each: `StateNew` (accepted,
+//! no request yet), `StateActive` (a request is being read or served), `StateIdle` (between
+//! requests on a keep-alive connection). `Shutdown` closes the listeners, closes idle
+//! connections at once, and waits until every active one has gone idle.
+//!
+//! tiny_http hides its connections: lameduck sees a request only once tiny_http has read it
+//! whole. On Linux it reads the kernel's table of the TCP connections on its port instead
+//! (`sock_diag`), which gives each connection's peer, TCP state, bytes received and not yet
+//! read, and the time of its last data; held against the time each client's last request
+//! came out of tiny_http, that gives Go's states and two more. What the drain does with
+//! each:
+//!
+//! | state | Go | lameduck sees | the drain |
+//! |---|---|---|---|
+//! | new | `StateNew` | open, nothing received | waits up to the idle linger |
+//! | active | `StateActive` | a request in a handler or waiting for a worker, or data received after the connection's last request: a head or body on its way | waits for it, up to the deadline |
+//! | idle | `StateIdle` | nothing received since its last request | waits up to the idle linger: a request sent by then is served, `Connection: close` |
+//! | unread | — | bytes waiting that no thread reads (tiny_http's pool left the connection without one) | frees it (a rescue), waits for it |
+//! | stuck | — | a request began, then nothing for a second (a slow client, or tiny_http's HTTP/2.0 deadlock) | no longer waits; named in the report ([`ConnectionsLeft`]) |
+//!
+//! Where the table cannot be read (not Linux), the drain sees only requests: it waits the
+//! idle linger after the last response that left a connection open, and does not see a
+//! request on its way.
 //!
 //! # Anatomy
 //!
@@ -88,11 +120,14 @@
 //!   ([`ShutdownReport`], [`Straggler`]).
 //!
 //! **`tinyhttp/`** — the seam.
-//! - `queue.rs` — the requests tiny_http read, handed out one receiver at a time.
-//! - `socket.rs` — stopping tiny_http's accept loop while its queue is still served; a new
-//!   one when it died.
-//! - `supervisor.rs`, `rescue.rs`, `connections.rs` — connections tiny_http leaves without a
-//!   thread, and the OS's table of connections that shows them.
+//! - `queue.rs` — the requests tiny_http read: workers take them from its queue, and the
+//!   drain takes it over.
+//! - `socket.rs` — sealing the socket, stopping tiny_http's accept loop while its queue is
+//!   still served; a new one when it died.
+//! - `connections.rs` (`connections/linux.rs`), `peers.rs` — the OS's table of connections
+//!   and what lameduck knows of each client: the states above.
+//! - `supervisor.rs`, `rescue.rs` — connections tiny_http leaves without a thread, freed.
+//! - `framing.rs` — requests whose framing is ambiguous (request smuggling), refused.
 //! - `shedder.rs` — the bound on waiting requests; `late_responder.rs` — the 503 after the
 //!   drain.
 //! - `response.rs` — writing responses (`Connection: close`, 503, 500, 431); `body.rs` —
@@ -106,16 +141,21 @@
 //!   a thread. 1 000 idle connections cost about 1 000 threads and 25 MiB.
 //! - **Idle keep-alive connections cannot be closed** by the server (tiny_http has no API
 //!   for it): after the drain, a request on one is answered `503` + `Connection: close`
-//!   while the [`Stopped`] value lives; once the process has exited the client sees a
-//!   reset, which HTTP clients retry for idempotent requests.
-//! - **A request still arriving** when the drain ends (its head or a small body not yet
-//!   whole) is only seen once tiny_http has read it whole.
-//! - **Connections in the kernel's backlog** at the instant the socket closes are reset by
-//!   the OS, as with Go's `Shutdown`.
+//!   while the [`Stopped`] value lives; once the process has exited the client sees the end
+//!   of the stream (or a reset, if it had sent something), which HTTP clients retry for
+//!   idempotent requests.
+//! - **Connections are seen on Linux only.** Elsewhere a request still arriving when the
+//!   drain ends (its head or a small body not yet whole) is not waited for, and connections
+//!   in the kernel's backlog at the instant the socket closes are reset by the OS, as with
+//!   Go's `Shutdown`.
+//! - **A connect in the sealed milliseconds waits a second** (Linux): its first packet is
+//!   dropped, and the client's kernel sends it again after a second (TCP's initial
+//!   retransmission timeout), to be refused or to reach the restarted server. A load
+//!   balancer's connect timeout should be above a second.
 //! - **A request line with HTTP/2.0** (an h2c prior-knowledge preface) makes tiny_http
 //!   deadlock that connection's thread for the life of the process; any client can do it.
-//!   Put the server behind a proxy that speaks HTTP/1.1 upstream (nginx) where clients are
-//!   not trusted.
+//!   The drain names it stuck and does not wait for it; put the server behind a proxy that
+//!   speaks HTTP/1.1 upstream (nginx) where clients are not trusted.
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
 //!
@@ -136,7 +176,11 @@
 //!   keep-alive connections: keep it until the process exits.
 //! - **A keep-alive client pool in front** (nginx `keepalive`, a load balancer): its idle
 //!   connections to the server see `Connection: close` only on their next response; the
-//!   drain's keep-alive grace covers a client in a request loop, not one idle for longer.
+//!   idle linger covers a request sent just after the fire, not one sent after the drain.
+//!   Give the server a [lame-duck delay](Builder::lame_duck) longer than the pool's pace,
+//!   so that every pooled connection is told to close while the server still serves.
+//! - **A load balancer's connect timeout of a second or less**: see the limitation above;
+//!   nginx's `proxy_connect_timeout 2s` is enough.
 //!
 //! # Log levels
 //!
@@ -160,8 +204,10 @@
 //!
 //! Linux, macOS and Windows alike; the differences, and what each OS delivers, are in
 //! [`signal`]. Windows: closing the console window fires shutdown but Windows ends the
-//! process moments later. The connection table that lets the rescue act on evidence is read
-//! on Linux; elsewhere the rescue is timed.
+//! process moments later. The connection table (the drain's view of connections, and the
+//! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
+//! after the last keep-alive response, the rescue is timed, and the socket is closed once
+//! every connection accepted so far has a thread.
 //!
 //! # Safety
 //!

@@ -27,7 +27,7 @@ use crate::tinyhttp::{Census, LateResponder, Shedder};
 /// otherwise reconnect into the closing socket.
 const STOPPING_LEAD: Duration = Duration::from_millis(5);
 
-/// How often the drain looks again while a worker is in a handler or the keep-alive grace
+/// How often the drain looks again while a worker is in a handler or the idle linger
 /// runs, when nothing else wakes it (a worker that finishes does).
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 

@@ -1,5 +1,16 @@
-//! The listening socket: stopping tiny_http's accept loop early (while its queued requests
-//! are still received), and starting a new one when it has died.
+//! The listening socket: sealing it, stopping tiny_http's accept loop early (while its
+//! queued requests are still received), and starting a new one when it has died.
+//!
+//! **Seal** (Linux). Closing a listening socket resets the connections in its backlog:
+//! clients whose handshake completed, who may have sent their request. So the stop first
+//! attaches a classic BPF filter to the socket ([`Socket::seal`]) that drops the first
+//! packet (a SYN) of every new connection but lameduck's own; the accept loop lives on and
+//! takes what the backlog holds, and only then is the socket closed. A client whose SYN was
+//! dropped sends it again after a second (TCP's initial retransmission timeout) and is
+//! refused, or reaches a restarted server on the same port. The socket stays sealed for a
+//! few milliseconds. Where it cannot be sealed, it is closed once every connection accepted
+//! so far has a thread, and the backlog's connections at that instant are reset, as with
+//! Go's `Shutdown`.
 //!
 //! **Stop.** tiny_http stops accepting only when its `Server` is dropped, and dropping it
 //! would lose the requests it has queued. Its accept loop, though, ends on the first error
