@@ -7,10 +7,10 @@
 //! Ctrl+C path is checked end to end from the Linux side by `.ci/run`, which sends SIGINT to
 //! the wine process of an example. Installing twice is checked on both.
 
-#[cfg(unix)]
+use std::io::BufRead;
+
 use lameduck::{Error, Reason, SecondSignal, Signals};
 use libtest_mimic::Trial;
-use std::io::BufRead;
 
 use crate::support::{self, Proc, BOUND};
 
