@@ -1,7 +1,9 @@
 //! Nothing lost under keep-alive load from Python's `http.client`, which sends on a kept
 //! connection without looking whether the server closed it, and from a client that looks
 //! first (as urllib3 does): 32 clients against the seed program, SIGTERM mid-run, handler
-//! 0 ms and 50 ms. Every request written gets its whole response.
+//! 0 ms and 50 ms. Every request written gets its whole response. `.ci/run` runs them again
+//! against the Windows build under wine, where the connection table is not read: the drain's
+//! fallback (the idle linger after the last keep-alive response) is what they check there.
 //!
 //! Rounds per case: `LAMEDUCK_PYTHON_ROUNDS` (2 by default; the README quotes a run of 50).
 //! Where `python3` is missing the cases are reported `ignored` with the reason, or fail when
@@ -80,7 +82,9 @@ mod unix {
         ]);
         let mut client = Proc::spawn(client);
         client.wait_line("responses 200", BOUND);
-        hello.signal("TERM");
+        // Under wine (`.ci/run`'s Windows pass) only SIGINT arrives, as CTRL_C_EVENT.
+        let under_wine = std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_some();
+        hello.signal(if under_wine { "INT" } else { "TERM" });
         assert_eq!(hello.wait_exit(BOUND).code(), Some(0), "{}", hello.output());
         client.close_stdin();
         let tally = client.wait_line("tally ", BOUND);
