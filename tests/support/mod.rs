@@ -109,8 +109,9 @@ impl Proc {
                     }
                 }
                 Some(Event::Eof(_)) if self.open_streams == 0 => {
+                    let status = self.child.wait();
                     panic!(
-                        "child ended before printing {needle:?}; output:\n{}",
+                        "child ended ({status:?}) before printing {needle:?}; output:\n{}",
                         self.output()
                     )
                 }
