@@ -7,25 +7,17 @@
 //! named.
 //!
 //! **Run:** `cargo run --example hello`, then in another terminal `curl 127.0.0.1:8080`, and
-//! press Ctrl+C in the first while curl waits.
-//!
-//! Options (for tests and benchmarks): `--addr` (default `127.0.0.1:8080`; port 0 picks a
-//! free one), `--delay-ms` (handler sleep, default 3000), `--timeout-ms` (shutdown deadline,
-//! default 10000), `--workers` (default: 8 per CPU).
-//!
-//! **You will see:**
+//! press Ctrl+C in the first while curl waits. **You will see** curl get `Hello World` and:
 //! ```text
-//! listening on http://127.0.0.1:8080
-//! INFO  lameduck::server] serving http://127.0.0.1:8080 with 16 workers
 //! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  lameduck::server::drain] shutdown (signal): stop accepting, drain (deadline 10s)
 //! INFO  lameduck::server] shutdown (signal) took 2.1s: served 0 before and 1 during the drain, ...
 //! INFO  hello] graceful shutdown finished.
 //! ```
-//! curl gets `Hello World`. With `--timeout-ms 1000` the deadline cuts the request instead:
-//! `ERROR hello] shutdown deadline of 1s exceeded: ... unfinished: GET / from 127.0.0.1:...`
-//! and the exit code is 1. Exit codes: 0 drained, 1 deadline exceeded (or bad arguments),
-//! 130 forced by a second signal.
+//! With `--timeout-ms 1000` the deadline cuts the request instead (`ERROR hello] cut by the
+//! deadline: GET / from 127.0.0.1:...`). Exit codes: 0 drained, 1 deadline exceeded (or bad
+//! arguments), 130 forced by a second signal. Options: `--addr` (port 0 picks a free one),
+//! `--delay-ms` (handler sleep, 3000), `--timeout-ms` (deadline, 10000), `--workers`.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -33,16 +25,8 @@ use std::time::Duration;
 use lameduck::tiny_http::{Request, Response};
 use lameduck::{Error, Server};
 
-struct Args {
-    addr: String,
-    delay: Duration,
-    timeout: Duration,
-    workers: Option<usize>,
-}
-
 fn main() {
-    // tiny_http logs an error when its accept loop ends, and lameduck ends it on purpose at
-    // every shutdown: keep it quiet unless RUST_LOG asks for it.
+    // tiny_http logs an error when lameduck ends its accept loop, on purpose: quiet it.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("info,tiny_http=off"),
     )
@@ -59,21 +43,33 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn StdError>> {
-    let args = parse_args(std::env::args().skip(1))?;
+    let (mut addr, mut delay_ms, mut timeout_ms, mut workers) =
+        ("127.0.0.1:8080".to_owned(), 3000, 10_000, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number = || value.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--addr" => addr = value,
+            "--delay-ms" => delay_ms = number()?,
+            "--timeout-ms" => timeout_ms = number()?,
+            "--workers" => workers = Some(number()? as usize),
+            other => return Err(format!("unknown argument {other}; see the file's header").into()),
+        }
+    }
 
     // Ctrl+C / SIGTERM fire the trigger; a second one exits with code 130.
     let (trigger, _listener) = lameduck::trigger();
     lameduck::signal::install(&trigger)?;
 
-    let delay = args.delay;
-    let mut builder = Server::bind(args.addr.as_str())
+    let mut builder = Server::bind(addr.as_str())
         .trigger(trigger)
-        .deadline(args.timeout);
-    if let Some(workers) = args.workers {
-        builder = builder.workers(workers);
+        .deadline(Duration::from_millis(timeout_ms));
+    if let Some(workers) = workers {
+        builder = builder.workers(workers); // by default, 8 per CPU
     }
     let server = builder.build(move |_request: &mut Request| {
-        std::thread::sleep(delay);
+        std::thread::sleep(Duration::from_millis(delay_ms));
         Response::from_string("Hello World").boxed()
     })?;
     println!("listening on http://{}", server.local_addr());
@@ -81,37 +77,4 @@ fn run() -> Result<(), Box<dyn StdError>> {
     server.run()?;
     log::info!("graceful shutdown finished.");
     Ok(())
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        addr: "127.0.0.1:8080".to_owned(),
-        delay: Duration::from_millis(3000),
-        timeout: Duration::from_millis(10_000),
-        workers: None,
-    };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        let millis = |v: String| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|e| format!("{flag} {v}: {e}"))
-        };
-        match flag.as_str() {
-            "--addr" => parsed.addr = value()?,
-            "--delay-ms" => parsed.delay = millis(value()?)?,
-            "--timeout-ms" => parsed.timeout = millis(value()?)?,
-            "--workers" => {
-                let v = value()?;
-                parsed.workers = Some(v.parse().map_err(|e| format!("--workers {v}: {e}"))?);
-            }
-            other => {
-                return Err(format!(
-                    "unknown argument {other}; usage: hello [--addr ADDR] [--delay-ms N] \
-                     [--timeout-ms N] [--workers N]"
-                ))
-            }
-        }
-    }
-    Ok(parsed)
 }

@@ -354,8 +354,14 @@ pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, Str
             let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
             one_request(&server)?;
             thread::sleep(idle_pause(round));
-            let (ms, status) = signal_to_exit(signaller, &mut server, EXIT_BOUND)?
-                .ok_or_else(|| format!("{} did not exit in {EXIT_BOUND:?}", kind.name()))?;
+            let (ms, status) =
+                signal_to_exit(signaller, &mut server, EXIT_BOUND)?.ok_or_else(|| {
+                    format!(
+                        "{} did not exit in {EXIT_BOUND:?} (SIGINT ignored? a background job of a \
+                         non-interactive shell starts with SIGINT ignored, and its children too)",
+                        kind.name()
+                    )
+                })?;
             result.ms.entry(kind).or_default().push(ms);
             let statuses = result.statuses.entry(kind).or_default();
             statuses.push(status_text(status));

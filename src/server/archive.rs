@@ -71,6 +71,47 @@ impl Unserved {
         &self.why
     }
 
+    /// The request as an HTTP/1.1 client sends it, ready to be stored and sent again as it is:
+    /// the request line, the headers (less those that frame the message or manage the
+    /// connection: `Connection`, `Keep-Alive`, `Content-Length`, `Transfer-Encoding`, `TE`,
+    /// `Upgrade`), then `Content-Length` for the body lameduck holds, `Connection: close`
+    /// and the body.
+    ///
+    /// A [`Why::Cut`] request's body stays with its handler: its bytes carry an empty body.
+    /// Look at [`body`](Unserved::body) before replaying a request that had one.
+    ///
+    /// ```
+    /// # use lameduck::Unserved;
+    /// fn archive(unserved: Unserved) {
+    ///     let bytes = unserved.to_http();
+    ///     assert!(bytes.ends_with(unserved.body().unwrap_or_default()));
+    ///     // write `bytes` to a retry queue; replaying is writing them to a new connection
+    /// }
+    /// ```
+    pub fn to_http(&self) -> Vec<u8> {
+        const DROPPED: [&str; 6] = [
+            "connection",
+            "keep-alive",
+            "content-length",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ];
+        let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.url);
+        for header in &self.headers {
+            let name = header.field.as_str().as_str();
+            if !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                head.push_str(&format!("{name}: {}\r\n", header.value));
+            }
+        }
+        let body = self.body().unwrap_or_default();
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        [head.as_bytes(), body].concat()
+    }
+
     /// Takes what a rejected request holds (its body too, read here).
     pub(crate) fn rejected(request: &mut Request) -> Unserved {
         let body = if request.body_length() == Some(0) {

@@ -250,7 +250,7 @@ impl Builder {
     /// answered `503` during shutdown (with their body, up to 1 MiB) and requests whose handler
     /// the deadline cut (without it). For a retry queue or a log: the evidence for later
     /// repair. Called from lameduck's threads, one call at a time; a panic in it is caught
-    /// and logged. See `examples/08_report_archive.rs`.
+    /// and logged. See `examples/09_archive.rs` and `10_replay.rs`.
     pub fn on_unserved(mut self, archive: impl FnMut(Unserved) + Send + 'static) -> Builder {
         self.archive = Some(Mutex::new(Box::new(archive)));
         self

@@ -173,5 +173,23 @@ fn the_archive_gets_what_was_rejected_whole_and_what_was_cut() {
     assert_eq!(got[1].body(), None);
     assert!(matches!(got[1].why(), Why::Cut(age) if *age >= Duration::from_millis(300)));
     assert_eq!(job(&got[1]).as_deref(), Some("42"));
+
+    // As bytes to replay: framed anew, once, with the body held (none for the cut one).
+    let http = |u: &lameduck::Unserved| String::from_utf8(u.to_http()).unwrap();
+    let queued = http(&got[0]);
+    assert!(
+        queued.starts_with("POST /queued?n=1 HTTP/1.1\r\n"),
+        "{queued}"
+    );
+    assert!(queued.contains("\r\nX-Job: 43\r\n"), "{queued}");
+    assert_eq!(queued.matches("Content-Length").count(), 1, "{queued}");
+    let end = "\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload";
+    assert!(queued.ends_with(end), "{queued}");
+    let cut = http(&got[1]);
+    assert!(cut.starts_with("GET /stuck HTTP/1.1\r\n"), "{cut}");
+    assert!(
+        cut.ends_with("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        "{cut}"
+    );
     drop(release);
 }

@@ -28,10 +28,10 @@ mod unix {
             example_03_timed_join_names_the_stuck_worker,
             example_04_server_routes_and_reports,
             example_05_cuts_the_slow_route_and_answers_the_queue_503,
-            example_05_polite_route_stops_early,
-            example_06_readiness_flips_and_the_lame_duck_serves,
-            example_07_a_second_signal_exits_130,
-            example_08_archives_what_the_deadline_cut_and_replays_it,
+            example_06_a_listening_handler_stops_early,
+            example_07_readiness_flips_and_the_lame_duck_serves,
+            example_08_a_second_signal_exits_130,
+            example_09_archives_what_the_deadline_cut_and_10_replays_it,
         ]
     }
 
@@ -92,7 +92,7 @@ mod unix {
     }
 
     fn example_05_cuts_the_slow_route_and_answers_the_queue_503() {
-        let (mut p, addr) = serve_example("05_drain_deadline", &[]);
+        let (mut p, addr) = serve_example("05_deadline", &[]);
         let mut slow = Conn::open(addr).unwrap();
         slow.send("GET", "/slow", &[], b"").unwrap();
         p.wait_line("/slow from", BOUND);
@@ -107,21 +107,25 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
     }
 
-    fn example_05_polite_route_stops_early() {
-        let (mut p, addr) = serve_example("05_drain_deadline", &[]);
-        let mut polite = Conn::open(addr).unwrap();
-        polite.send("GET", "/polite", &[], b"").unwrap();
-        p.wait_line("/polite from", BOUND);
+    fn example_06_a_listening_handler_stops_early() {
+        let (mut p, addr) = serve_example("06_listening_handler", &[]);
+        let mut work = Conn::open(addr).unwrap();
+        work.send("GET", "/work", &[], b"").unwrap();
+        p.wait_line("/work from", BOUND);
         p.signal("INT");
-        let response = polite.read_response(false).unwrap();
-        assert_eq!(response.text(), "stopped early: shutting down\n");
+        let response = work.read_response(false).unwrap();
+        assert!(
+            response.text().starts_with("stopped early at step "),
+            "{}",
+            response.text()
+        );
         assert!(response.closes());
         p.wait_line("drained in time", BOUND);
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    fn example_06_readiness_flips_and_the_lame_duck_serves() {
-        let (mut p, addr) = serve_example("06_health", &["--lame-duck-ms", "500"]);
+    fn example_07_readiness_flips_and_the_lame_duck_serves() {
+        let (mut p, addr) = serve_example("07_health", &["--lame-duck-ms", "500"]);
         assert_eq!(get(addr, "/readyz").unwrap().status, 200);
         p.signal("INT");
         p.wait_line("lame duck for 500ms", BOUND);
@@ -140,8 +144,8 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
-    fn example_07_a_second_signal_exits_130() {
-        let (mut p, addr) = serve_example("07_force_exit", &[]);
+    fn example_08_a_second_signal_exits_130() {
+        let (mut p, addr) = serve_example("08_force_exit", &[]);
         let mut slow = Conn::open(addr).unwrap();
         slow.send("GET", "/", &[], b"").unwrap();
         p.wait_line("GET / from", BOUND);
@@ -152,56 +156,61 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(130), "{}", p.output());
     }
 
-    fn example_08_archives_what_the_deadline_cut_and_replays_it() {
-        // The example runs in a scratch folder and is given a relative path: the same for a
+    fn example_09_archives_what_the_deadline_cut_and_10_replays_it() {
+        // The examples run in a scratch folder and are given a relative path: the same for a
         // Windows program under wine.
         let dir = scratch_dir("archive");
-        let archive = "archive.jsonl";
-        let (mut p, addr) =
-            serve_example_in("08_report_archive", &["--archive", archive], Some(&dir));
+        let (mut p, addr) = serve_example_in("09_archive", &["--archive", "retry"], Some(&dir));
         let mut slow = Conn::open(addr).unwrap();
         slow.send("POST", "/slow", &[], b"order=42").unwrap();
-        p.wait_line("/slow from", BOUND);
+        p.wait_line("/slow: order=42", BOUND);
         let mut queued = Conn::open(addr).unwrap();
         queued
             .send("POST", "/pay", &["X-Order: 43"], b"order=43")
             .unwrap();
         p.signal("INT");
         assert_eq!(queued.read_response(false).unwrap().status, 503);
-        p.wait_line("archived: POST /pay (rejected)", BOUND);
-        p.wait_line("archived: POST /slow (cut)", BOUND);
+        p.wait_line("archived: POST /pay (rejected) in ", BOUND);
+        p.wait_line("archived: POST /slow (cut) in ", BOUND);
         assert_eq!(p.wait_exit(BOUND).code(), Some(1), "{}", p.output());
 
-        let lines = std::fs::read_to_string(dir.join(archive)).unwrap();
-        let pay = lines
-            .lines()
-            .find(|l| l.contains(r#""url":"/pay""#))
-            .unwrap();
-        assert!(pay.contains(r#""why":"rejected""#), "{pay}");
-        assert!(pay.contains(r#""body":"b3JkZXI9NDM=""#), "{pay}"); // order=43
-        assert!(pay.contains(r#"["X-Order","43"]"#), "{pay}");
-        let cut = lines
-            .lines()
-            .find(|l| l.contains(r#""url":"/slow""#))
-            .unwrap();
+        let archived = |why: &str| -> String {
+            let mut found = std::fs::read_dir(dir.join("retry"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.to_string_lossy().ends_with(&format!("-{why}.http")));
+            let file = found.next().expect(why);
+            assert!(found.next().is_none(), "one {why} request only");
+            String::from_utf8(std::fs::read(file).unwrap()).unwrap()
+        };
+        let pay = archived("rejected");
+        assert!(pay.starts_with("POST /pay HTTP/1.1\r\n"), "{pay}");
+        assert!(pay.contains("\r\nX-Order: 43\r\n"), "{pay}");
         assert!(
-            cut.contains(r#""why":"cut""#) && cut.contains(r#""body":null"#),
+            pay.ends_with("\r\nContent-Length: 8\r\nConnection: close\r\n\r\norder=43"),
+            "{pay}"
+        );
+        let cut = archived("cut");
+        assert!(cut.starts_with("POST /slow HTTP/1.1\r\n"), "{cut}");
+        assert!(
+            cut.ends_with("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             "{cut}"
         );
 
-        // A fresh server receives them again.
+        // A fresh server receives them again, and the queue empties.
         let (mut fresh, fresh_addr) = serve_example_in(
-            "08_report_archive",
-            &["--archive", "fresh.jsonl", "--slow-ms", "0"],
+            "09_archive",
+            &["--archive", "fresh", "--slow-ms", "0"],
             Some(&dir),
         );
         // The replay is only a client: the native build, beside the server under test.
-        let mut replay = native_example("08_report_archive");
+        let mut replay = native_example("10_replay");
         replay.current_dir(&dir);
-        replay.args(["--replay", archive, "--to", &fresh_addr.to_string()]);
+        replay.args(["--from", "retry", "--to", &fresh_addr.to_string()]);
         let mut replay = Proc::spawn(replay);
         replay.wait_line("POST /pay -> 200", BOUND);
         replay.wait_line("POST /slow -> 200", BOUND);
+        replay.wait_line("replayed 2, 0 left in retry", BOUND);
         assert_eq!(
             replay.wait_exit(BOUND).code(),
             Some(0),
@@ -211,6 +220,7 @@ mod unix {
         fresh.wait_line("POST /pay: order=43", BOUND);
         fresh.signal("INT");
         assert_eq!(fresh.wait_exit(BOUND).code(), Some(0), "{}", fresh.output());
+        assert_eq!(std::fs::read_dir(dir.join("retry")).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,26 +1,26 @@
-//! # 05 — the drain, its deadline, and the report
+//! # 05 — the deadline, and what it cut
 //!
-//! **Teaches:** what happens to requests when shutdown fires. One worker, a 1-second
-//! deadline, three routes:
+//! **Teaches:** the drain is bounded. One worker, a 1-second deadline, and `/slow`, which
+//! works for 5 s and ignores shutdown. When the deadline passes:
 //!
-//! - `/slow` works for 5 s and ignores shutdown: the deadline cuts it, and the report names
-//!   it (method, path, client, age, worker) so it can be logged or retried;
-//! - `/polite` works for 5 s but listens: `listener.sleep` returns early when shutdown
-//!   fires, and the handler answers at once;
-//! - a request queued behind a busy worker is answered `503` with `Retry-After` and
-//!   `Connection: close` once the deadline has passed.
+//! - the handler still running is **cut**: the process will not wait for it, and the report
+//!   names it (method, path, client, age, worker) so it can be logged or retried;
+//! - a request still queued behind the busy worker is answered `503` with `Retry-After` and
+//!   `Connection: close`, so its client knows to come back;
+//! - `run` returns `Error::DeadlineExceeded`, which carries the report.
 //!
-//! **Run:** `cargo run --example 05_drain_deadline`, then
+//! **Run:** `cargo run --example 05_deadline`, then
 //! `curl -i 127.0.0.1:8080/slow & sleep 0.2; curl -i 127.0.0.1:8080/ &` and Ctrl+C.
 //!
 //! **You will see** the queued curl get `503 Service Unavailable` and `Retry-After: 5`
 //! about a second after Ctrl+C, and:
 //! ```text
-//! WARN  lameduck::server] deadline of 1s exceeded: shutdown (signal) took 1.0s: ...
-//! ERROR 05_drain_deadline] cut by the deadline: GET /slow from 127.0.0.1:50422, in its handler for 1.3s on lameduck-worker-1
-//! INFO  05_drain_deadline] answered 503 instead: 1
+//! WARN  lameduck::server::drain] deadline of 1s exceeded: shutdown (signal) took 1.0s: ...
+//! ERROR 05_deadline] cut by the deadline: GET /slow from 127.0.0.1:50422, in its handler for 1.3s on lameduck-worker-1
+//! INFO  05_deadline] answered 503 instead: 1
 //! ```
 //! The process then exits with code 1, taking the cut handler with it.
+//! Options: `--addr ADDR`.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ fn run() -> Result<(), Error> {
         _ => "127.0.0.1:8080".to_owned(),
     };
 
-    let (trigger, listener) = lameduck::trigger();
+    let (trigger, _) = lameduck::trigger();
     lameduck::signal::install(&trigger)?;
 
     let server = Server::bind(addr.as_str())
@@ -52,18 +52,11 @@ fn run() -> Result<(), Error> {
         .workers(1)
         .deadline(Duration::from_secs(1))
         .retry_after(Duration::from_secs(5))
-        .build(move |request: &mut Request| -> ResponseBox {
-            match request.url() {
-                "/slow" => {
-                    std::thread::sleep(Duration::from_secs(5));
-                    Response::from_string("slow work done\n").boxed()
-                }
-                "/polite" => match listener.sleep(Duration::from_secs(5)) {
-                    Ok(()) => Response::from_string("polite work done\n").boxed(),
-                    Err(_) => Response::from_string("stopped early: shutting down\n").boxed(),
-                },
-                _ => Response::from_string("quick\n").boxed(),
+        .build(|request: &mut Request| -> ResponseBox {
+            if request.url() == "/slow" {
+                std::thread::sleep(Duration::from_secs(5));
             }
+            Response::from_string("done\n").boxed()
         })?;
     println!("listening on http://{}", server.local_addr());
 

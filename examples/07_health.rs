@@ -1,4 +1,4 @@
-//! # 06 — readiness flips at once, the lame duck keeps serving
+//! # 07 — readiness flips at once, the lame duck keeps serving
 //!
 //! **Teaches:** shutting down behind a load balancer. Readiness (`/readyz`) tells the
 //! balancer whether to send traffic: it answers `503` the moment Ctrl+C or SIGTERM arrives.
@@ -7,7 +7,7 @@
 //! only then stops accepting and drains. Liveness (`/livez`) stays `200` throughout: the
 //! process is healthy, just leaving.
 //!
-//! **Run:** `cargo run --example 06_health`, then in another terminal
+//! **Run:** `cargo run --example 07_health`, then in another terminal
 //! `while sleep 0.5; do curl -s -o /dev/null -w '%{http_code} ' 127.0.0.1:8080/readyz;
 //! curl -s -o /dev/null -w '%{http_code}\n' 127.0.0.1:8080/; done`, and Ctrl+C in the first.
 //!

@@ -1,4 +1,4 @@
-//! # 07 — the second Ctrl+C, and why 130
+//! # 08 — the second Ctrl+C, and why 130
 //!
 //! **Teaches:** a graceful shutdown can take long: here a request takes 30 s and the
 //! deadline is a minute. An operator who does not want to wait presses Ctrl+C again: the
@@ -8,7 +8,7 @@
 //! stop". `Signals::new().on_second(SecondSignal::Ignore)` turns it off;
 //! `SecondSignal::Run(..)` runs your own action instead.
 //!
-//! **Run:** `cargo run --example 07_force_exit`, then `curl 127.0.0.1:8080 &` in another
+//! **Run:** `cargo run --example 08_force_exit`, then `curl 127.0.0.1:8080 &` in another
 //! terminal, then Ctrl+C twice in the first, then `echo $?`.
 //!
 //! **You will see:**
