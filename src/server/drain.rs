@@ -90,8 +90,6 @@ pub(super) struct Shutdown<'a> {
     drained: Duration,
     /// The connections as the drain last saw them, where they can be seen.
     census: Option<Census>,
-    /// The last census found nothing left to wait for.
-    was_left: bool,
 }
 
 impl<'a> Shutdown<'a> {
@@ -106,7 +104,6 @@ impl<'a> Shutdown<'a> {
             stopped_accepting: Duration::ZERO,
             drained: Duration::ZERO,
             census: None,
-            was_left: false,
         }
     }
 
@@ -174,11 +171,18 @@ impl<'a> Shutdown<'a> {
                 Some(request) => request,
                 None if self.nothing_left(linger_end) => break true,
                 None => {
-                    let left = self.deadline.saturating_duration_since(Instant::now());
+                    let now = Instant::now();
+                    let left = self.deadline.saturating_duration_since(now);
                     if left.is_zero() {
                         break false;
                     }
-                    match lead.receive_timeout(left.min(DRAIN_POLL)) {
+                    // Look again in a moment, or as the linger ends if that comes first.
+                    let mut wait = left.min(DRAIN_POLL);
+                    let linger_left = linger_end.saturating_duration_since(now);
+                    if !linger_left.is_zero() {
+                        wait = wait.min(linger_left);
+                    }
+                    match lead.receive_timeout(wait) {
                         Some(request) => request,
                         None => continue,
                     }
@@ -230,18 +234,27 @@ impl<'a> Shutdown<'a> {
         }
         // Read before the census: what arrived before the linger ended is in it.
         let lingered = Instant::now() >= linger_end;
-        let Some(census) = shared.http.census() else {
+        let left = |census: &Census| census.only_waiting() && (lingered || census.is_empty());
+        let Some(mut census) = shared.http.census() else {
             return shared
                 .slots
                 .keep_alive_linger_left(shared.config.idle_linger)
                 .is_zero();
         };
-        let left = census.only_waiting() && (lingered || census.is_empty());
-        log::trace!("census: {census:?}, left: {left}");
-        // A dump of the table can skip a connection: with connections about, two censuses
-        // in a row must agree. None at all is the idle server's case, which must stay fast.
-        let confirmed = left && (census.seen == 0 || self.was_left);
-        self.was_left = left;
+        let mut confirmed = left(&census);
+        // A dump of the table can skip a connection: with connections about, a second dump,
+        // taken at once, must agree. None at all is the idle server's case, which must stay
+        // fast.
+        if confirmed && census.seen > 0 {
+            match shared.http.census() {
+                Some(again) => {
+                    confirmed = left(&again);
+                    census = again;
+                }
+                None => confirmed = false,
+            }
+        }
+        log::trace!("census: {census:?}, left: {confirmed}");
         self.census = Some(census);
         confirmed
     }
