@@ -147,7 +147,12 @@
 //! - **Connections are seen on Linux only.** Elsewhere a request still arriving when the
 //!   drain ends (its head or a small body not yet whole) is not waited for, and connections
 //!   in the kernel's backlog at the instant the socket closes are reset by the OS, as with
-//!   Go's `Shutdown`.
+//!   Go's `Shutdown`. Windows has a table of connections (`GetExtendedTcpTable`, which works
+//!   under wine too: `bash .ci/windows tcptable`), but a row holds state and endpoints
+//!   only, not the bytes waiting unread nor the time of the last data, without which an
+//!   idle connection and a request on its way look alike; its per-connection statistics
+//!   need administrator rights (and wine lacks them). The drain there waits the idle linger
+//!   after the last response that left a connection open, and rescues on timers.
 //! - **A connect in the sealed milliseconds waits a second** (Linux): its first packet is
 //!   dropped, and the client's kernel sends it again after a second (TCP's initial
 //!   retransmission timeout), to be refused or to reach the restarted server. A load

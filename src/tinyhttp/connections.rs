@@ -30,8 +30,17 @@
 //!
 //! - **Linux**: `sock_diag` over netlink (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY`), one
 //!   dump per look, filtered by port in the kernel; through `socket2`, without `unsafe`.
-//! - **Elsewhere**: not read yet; lameduck falls back to what it did without a table (see
-//!   each user).
+//! - **Windows**: not read. `GetExtendedTcpTable` (iphlpapi) lists each connection's state,
+//!   endpoints and owner, and works under wine 8 (`bash .ci/windows tcptable` shows it;
+//!   wine reports owner pid 0 for the server's sockets), but not the bytes unread nor the
+//!   time of the last data: it cannot tell idle from active or find unread bytes.
+//!   `GetPerTcpConnectionEStats` has bytes received, once enabled with administrator
+//!   rights; wine 8 does not implement it.
+//! - **Elsewhere** (macOS: `proc_pidfdinfo` has no time of last data either): not read.
+//!
+//! Without a table, lameduck falls back to what it did before it had one (see each user):
+//! the drain waits the idle linger after the last response that left a connection open,
+//! and the supervisor rescues on timers.
 
 use std::io;
 use std::net::SocketAddr;
