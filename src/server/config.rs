@@ -15,15 +15,23 @@ use crate::shutdown::trigger::Trigger;
 use crate::tinyhttp::Http;
 
 /// The shutdown deadline when none is set: 10 seconds, as in the Go program lameduck ports.
+/// A convention, not a measurement; `run` returns 9.5 ms past a 1 s deadline (`cargo bench
+/// --bench shutdown -- --only deadline`, 2026-12-02).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The `Retry-After` of lameduck's 503 answers when none is set.
+/// The `Retry-After` of lameduck's 503 answers when none is set. A hint to clients, chosen
+/// without a measurement: nothing in lameduck waits on it.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// The idle linger when none is set. See [`Builder::idle_linger`].
+/// The idle linger when none is set. See [`Builder::idle_linger`]. Not from a measurement;
+/// its cost and gain are: 1 000 idle connections exit at linger + 43 ms (`cargo bench
+/// --bench shutdown -- --only idle`, 2026-12-02); requests sent on idle connections within
+/// 100 ms of the signal: 398 of 398 served, Go 1 of 399 (`cargo bench --bench versus_go`).
 pub const DEFAULT_IDLE_LINGER: Duration = Duration::from_millis(100);
 
-/// The write timeout when none is set. See [`Builder::write_timeout`].
+/// The write timeout when none is set. See [`Builder::write_timeout`]. Not from a
+/// measurement; measured is how late a stalled write frees its worker: about 1.2× the
+/// timeout on Linux, 2× under wine (`tests/library/reliability.rs`).
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest request head (request line and headers) served when no limit is set. See

@@ -7,7 +7,9 @@ use super::report::{HookOutcome, HookReport};
 use crate::shutdown::pool::Pool;
 
 /// Every hook is waited for at least this long, even when an earlier one used up the
-/// deadline: one that returns at once is then reported as finished, not as cut.
+/// deadline: one that returns at once is then reported as finished, not as cut. A floor,
+/// not a tuning; a hook's start and join are not timed. The nearest measured: waking and
+/// joining all 32 workers of an idle shutdown takes about 2.3 ms on 2 cores (README).
 const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// A hook and its name.

@@ -74,13 +74,16 @@ pub(crate) struct Connection {
 
 /// The kernel's clock for the time of a connection's last data: 4 ms here (HZ=250), 10 ms
 /// at the coarsest (HZ=100). Measured by reading a connection's `tcpi_last_data_recv`
-/// every few microseconds for 60 ms: it steps by 4 ms.
+/// every few microseconds for 60 ms: it steps by 4 ms. The coarsest is taken, so that data
+/// within a tick of a request counts as that request's on any kernel.
 const TICK: Duration = Duration::from_millis(10);
 
 /// A request that began and got nothing more for this long is stalled: it no longer holds
 /// the drain past the idle linger. Slow clients send a head or a small body in pieces a few
 /// milliseconds to a few hundred apart; a connection that tiny_http deadlocked (a request
-/// line with HTTP/2.0) stays so forever.
+/// line with HTTP/2.0) stays so forever. Not measured: the slowest senders tested pause
+/// 100 ms (a head in two writes) and 50 ms (a body byte by byte, `cargo bench --bench
+/// versus_go`); a deadlocked connection holds the drain this long at most.
 const STALL: Duration = Duration::from_secs(1);
 
 /// The connections on the port, counted by state (see the module doc).

@@ -17,7 +17,8 @@ use crate::shutdown::helper::Helper;
 use crate::shutdown::latch::Latch;
 
 /// How long stopping waits for the thread to end. It only waits longer than an instant if
-/// it is writing a 503 to a client that does not read.
+/// it is writing a 503 to a client that does not read. A bound; its usual stop is not
+/// timed alone.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The running late responder.

@@ -34,16 +34,20 @@ use crate::shutdown::helper::Helper;
 use crate::shutdown::latch::Latch;
 
 /// How long a thread moving a dead generation's requests into a full waiting room waits
-/// before it looks whether it must stop.
+/// before it looks whether it must stop. A bound, not measured: it only delays that
+/// thread's stop, and only while the room is full after an accept loop died.
 const RETIRED_POLL: Duration = Duration::from_millis(100);
 
 /// While a thread of lameduck's leads, how often an idle worker looks whether it has let go
 /// (a shedder lets go as soon as a worker frees up). Only while overloaded or shutting down.
+/// Not measured: each idle worker wakes once a millisecond, and goes back to tiny_http's
+/// queue up to that late once let go.
 const LED_POLL: Duration = Duration::from_millis(1);
 
 /// How long a leader waits for the workers inside tiny_http's queue to leave before it
 /// wakes them again. One wake-up each is enough; this only bounds the wait if a worker was
-/// slow to count itself.
+/// slow to count itself. A bound; how long workers take to leave is not measured alone
+/// (waking and joining 32 idle workers at shutdown: about 2.3 ms on 2 cores, README).
 const LEAVE_WAIT: Duration = Duration::from_millis(1);
 
 /// One tiny_http server accepting from the listening socket.

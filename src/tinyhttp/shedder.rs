@@ -26,7 +26,9 @@ use crate::shutdown::helper::Helper;
 use crate::shutdown::latch::Latch;
 
 /// How long every worker must stay busy, none freed, before the shedder takes requests into
-/// the room.
+/// the room. Set with `cargo bench --bench shutdown` (2026-11-24), but no figure for it
+/// alone was kept. Its other side: 2 held workers, room of 3, 12 requests at once: 7 × 503
+/// while both are still held (`tests/library/reliability.rs`).
 const SATURATED: Duration = Duration::from_millis(50);
 
 /// How busy the workers are: what the shedder watches.

@@ -39,22 +39,30 @@ use std::time::{Duration, Instant};
 use crate::shutdown::latch::Latch;
 
 /// How long the wake-up connect may take. On loopback it takes microseconds; it can only
-/// be slow if the backlog is full, and then tiny_http is about to `accept` anyway.
+/// be slow if the backlog is full, and then tiny_http is about to `accept` anyway. A bound,
+/// not a tuning: a new connection and a whole request take about 0.3 ms beside 1 000 idle
+/// connections (`tests/idle.rs`).
 const WAKE_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// How long `stop` checks that connects are refused before it gives up and says so.
+/// How long `stop` checks that connects are refused before it gives up and says so. A
+/// bound: stopping the accept loop and seeing connects refused took about 1.0 ms (32
+/// workers, 30 shutdowns, Linux before the seal; README, Performance).
 const CONFIRM_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// One check. A listening socket completes a loopback handshake in microseconds; a closed
 /// one is refused at once (Linux, macOS), or retried by the OS for seconds (Windows), which
-/// this timeout turns into an answer.
+/// this timeout turns into an answer. A bound, not a tuning: a connect and a whole request
+/// take about 0.3 ms beside 1 000 idle connections (`tests/idle.rs`).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// The first pause between checks, doubled after each one up to [`MAX_PAUSE`]. A check that
 /// connects is itself a connection for tiny_http to accept: checking without pauses could
 /// keep a slow accept loop (wine's takes about a millisecond per connection) from ever
-/// finding its backlog empty.
+/// finding its backlog empty: checks every 100 µs did so (`tests/process/hello.rs` under
+/// wine, 2026-11-24). Halved to 50 µs with other steps of the shutdown, not measured alone.
 const FIRST_PAUSE: Duration = Duration::from_micros(50);
+/// The longest pause; not measured: ten times the millisecond wine's accept loop takes per
+/// connection.
 const MAX_PAUSE: Duration = Duration::from_millis(10);
 
 /// At most this many backlog connections are shed per call.
