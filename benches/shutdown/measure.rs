@@ -84,7 +84,8 @@ fn progress(what: &str, round: usize, rounds: usize) {
 /// How long a server stays idle before the signal in `round`: [`IDLE_BEFORE_SIGNAL`] plus a
 /// fraction of [`IDLE_SPREAD`] (golden-ratio steps, the same for the three servers of a
 /// round), so that signals fall at unrelated moments of the servers' own timers (lameduck's
-/// supervisor wakes every 100 ms from the start).
+/// supervisor wakes every 20 ms while connections arrive, and every 100 ms where it cannot
+/// read the connection table).
 fn idle_pause(round: usize) -> Duration {
     let fraction = (round as f64 * 0.618_033_988_75).fract();
     IDLE_BEFORE_SIGNAL + IDLE_SPREAD.mul_f64(fraction)

@@ -23,6 +23,7 @@
 //! otherwise timed ([`rescue_briefly`]: it kicks even while connections come and go, and
 //! takes freed requests from the queue itself). Kicks never reach a handler.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -161,55 +162,21 @@ pub(crate) fn rescue_from_table(
             none_open: !conns.iter().any(|c| c.accepted),
         });
     }
-    let backlog: Vec<SocketAddr> = conns
-        .iter()
-        .filter(|c| in_backlog(c))
-        .map(|c| c.peer)
-        .collect();
-    let mut waiting_since = std::collections::HashMap::<SocketAddr, Instant>::new();
-    let mut accepted: std::collections::HashSet<SocketAddr> = conns
-        .iter()
-        .filter(|c| c.accepted)
-        .map(|c| c.peer)
-        .collect();
-    // Unread at the first look: each must be seen read (or kicked for, then read).
-    let suspects: std::collections::HashSet<SocketAddr> =
-        conns.iter().filter(|c| unread(c)).map(|c| c.peer).collect();
-    let mut last_accept = Instant::now();
+    let mut watch = Watch::new(&conns);
     let mut recent_kicks = std::collections::VecDeque::<Instant>::new();
-    let (mut kicks, mut freed) = (0usize, 0usize);
+    let mut kicks = 0usize;
     loop {
         let now = Instant::now();
-        let before = waiting_since.len();
-        // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
-        waiting_since.retain(|peer, _| conns.iter().find(|c| c.peer == *peer).map_or(true, unread));
-        freed += before - waiting_since.len();
-        for c in conns.iter().filter(|c| unread(c)) {
-            waiting_since.entry(c.peer).or_insert(now);
-        }
-        for c in conns.iter().filter(|c| c.accepted) {
-            if accepted.insert(c.peer) {
-                last_accept = now;
-            }
-        }
-        let accepting = conns
-            .iter()
-            .any(|c| in_backlog(c) && backlog.contains(&c.peer));
-        let starved = waiting_since
-            .values()
-            .filter(|&&at| now - at >= STARVED_AFTER)
-            .count();
-        let suspected = waiting_since.keys().any(|peer| suspects.contains(peer));
-        if starved == 0 && !suspected && !accepting && now - last_accept >= STARVED_AFTER {
+        let Some(starved) = watch.look(&conns, now) else {
             log::trace!(
                 "rescue ends after {:?}: {} unread, {} accepted, {} connections",
                 now - start,
-                waiting_since.len(),
-                accepted.len(),
+                watch.waiting_since.len(),
+                watch.accepted.len(),
                 conns.len()
             );
             break;
-        }
+        };
         if now >= until || kicks >= MAX_KICKS {
             log::warn!("rescue: {starved} connections still wait for a thread after {kicks} kicks");
             break;
@@ -228,10 +195,78 @@ pub(crate) fn rescue_from_table(
     }
     if kicks > 0 {
         log::debug!(
-            "rescue: {freed} connections were waiting for a thread (tiny_http); {kicks} kicks"
+            "rescue: {} connections were waiting for a thread (tiny_http); {kicks} kicks",
+            watch.freed
         );
     }
     Ok(Rescued { none_open: false })
+}
+
+/// What a rescue from the table keeps from one look to the next.
+struct Watch {
+    /// In the listening socket's backlog at the first look: the rescue waits until they are
+    /// accepted.
+    backlog: Vec<SocketAddr>,
+    /// Unread at the first look: each must be seen read (or kicked for, then read).
+    suspects: HashSet<SocketAddr>,
+    /// Every connection seen accepted.
+    accepted: HashSet<SocketAddr>,
+    /// The connections with bytes unread, since when.
+    waiting_since: HashMap<SocketAddr, Instant>,
+    /// When a connection was last seen accepted for the first time.
+    last_accept: Instant,
+    /// Connections seen waiting, then read (or gone).
+    freed: usize,
+}
+
+impl Watch {
+    fn new(first: &[Connection]) -> Watch {
+        let peers =
+            |keep: fn(&Connection) -> bool| first.iter().filter(move |c| keep(c)).map(|c| c.peer);
+        Watch {
+            backlog: peers(in_backlog).collect(),
+            suspects: peers(unread).collect(),
+            accepted: peers(|c| c.accepted).collect(),
+            waiting_since: HashMap::new(),
+            last_accept: Instant::now(),
+            freed: 0,
+        }
+    }
+
+    /// Takes in one look at the table: how many connections are starved (bytes unread for
+    /// [`STARVED_AFTER`]), or `None` once nothing is left to rescue: none starved, none of
+    /// the first look's unread still waiting, the first look's backlog accepted, and no
+    /// connection accepted for [`STARVED_AFTER`].
+    fn look(&mut self, conns: &[Connection], now: Instant) -> Option<usize> {
+        let before = self.waiting_since.len();
+        // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
+        self.waiting_since
+            .retain(|peer, _| conns.iter().find(|c| c.peer == *peer).map_or(true, unread));
+        self.freed += before - self.waiting_since.len();
+        for c in conns.iter().filter(|c| unread(c)) {
+            self.waiting_since.entry(c.peer).or_insert(now);
+        }
+        for c in conns.iter().filter(|c| c.accepted) {
+            if self.accepted.insert(c.peer) {
+                self.last_accept = now;
+            }
+        }
+        let accepting = conns
+            .iter()
+            .any(|c| in_backlog(c) && self.backlog.contains(&c.peer));
+        let starved = self
+            .waiting_since
+            .values()
+            .filter(|&&at| now - at >= STARVED_AFTER)
+            .count();
+        let suspected = self.waiting_since.keys().any(|p| self.suspects.contains(p));
+        let settled = now - self.last_accept >= STARVED_AFTER;
+        if starved == 0 && !suspected && !accepting && settled {
+            None
+        } else {
+            Some(starved)
+        }
+    }
 }
 
 /// What a rescue from the table saw.

@@ -9,7 +9,7 @@
 //! thread, and the rescue kicks for it (`rescue.rs`). No kick while none waits. Elsewhere,
 //! timed: every [`INTERVAL`] when new connections were seen, and every tenth round anyway.
 //!
-//! **A live accept loop.** Every [`PING_EVERY`] rounds it sends a bad request line, which
+//! **A live accept loop.** Every [`PING_INTERVAL`] it sends a bad request line, which
 //! tiny_http answers `400` at once; a loop that died without a word (tiny_http's accept
 //! thread can panic when the process is out of descriptors) answers nothing, even after a
 //! rescue. A dead loop, found so or reported by the error it left in the queue, is replaced
