@@ -390,3 +390,77 @@ fn freed_within(peers: &Peers, wait: Duration, pull: &dyn Fn() -> bool) -> bool 
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+
+    /// Waits (bounded) until the table shows `peer` accepted with `unread` bytes unread.
+    fn shown(table: &mut Table, peer: SocketAddr, unread: u32) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !table
+            .read()
+            .unwrap()
+            .iter()
+            .any(|c| c.peer == peer && c.accepted && c.unread == unread)
+        {
+            assert!(
+                Instant::now() < until,
+                "{peer} never shown with {unread} unread"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The evidence rule: no kick while no accepted connection has bytes unread; kicks while
+    /// one has, until its bytes are read (as a thread freed by a kick reads them).
+    #[test]
+    fn kicks_only_while_an_accepted_connection_has_bytes_unread() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut table = Table::open(addr).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+
+        // Served: its request read. Nothing to rescue.
+        let mut served = TcpStream::connect(addr).unwrap();
+        let (mut reader, _) = listener.accept().unwrap();
+        served.write_all(REQUEST).unwrap();
+        reader.read_exact(&mut [0; REQUEST.len()]).unwrap();
+        shown(&mut table, served.local_addr().unwrap(), 0);
+        let mut asked = Vec::new();
+        rescue_from_table(&mut table, until, &mut |n| {
+            asked.push(n);
+            0
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            Vec::<usize>::new(),
+            "kicks asked with nothing unread"
+        );
+
+        // Starved: accepted, its request left unread.
+        let mut starved = TcpStream::connect(addr).unwrap();
+        let (mut left, _) = listener.accept().unwrap();
+        starved.write_all(REQUEST).unwrap();
+        shown(
+            &mut table,
+            starved.local_addr().unwrap(),
+            REQUEST.len() as u32,
+        );
+        let mut kicked = 0;
+        rescue_from_table(&mut table, until, &mut |n| {
+            if n > 0 && kicked == 0 {
+                left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+            }
+            kicked += n;
+            n
+        })
+        .unwrap();
+        assert_eq!(kicked, 1, "one kick for one starved connection");
+    }
+}
