@@ -76,15 +76,15 @@
 //! tiny_http hides its connections: lameduck sees a request only once tiny_http has read it
 //! whole. On Linux it reads the kernel's table of the TCP connections on its port instead
 //! (`sock_diag`), which gives each connection's peer, TCP state, bytes received and not yet
-//! read, and the time of its last data; held against the time each client's last request
-//! came out of tiny_http, that gives Go's states and two more. What the drain does with
+//! read, and the times of its last data received and sent; held against whether a request
+//! of each client came out of tiny_http, that gives Go's states and two more. What the drain does with
 //! each:
 //!
 //! | state | Go | lameduck sees | the drain |
 //! |---|---|---|---|
 //! | new | `StateNew` | open, nothing received | waits up to the idle linger |
-//! | active | `StateActive` | a request in a handler or waiting for a worker, or data received after the connection's last request: a head or body on its way | waits for it, up to the deadline |
-//! | idle | `StateIdle` | nothing received since its last request | waits up to the idle linger: a request sent by then is served, `Connection: close` |
+//! | active | `StateActive` | a request in a handler or waiting for a worker, or data received after the connection's last response went out: a head or body on its way | waits for it, up to the deadline |
+//! | idle | `StateIdle` | nothing received since its last response went out | waits up to the idle linger: a request sent by then is served, `Connection: close` |
 //! | unread | — | bytes waiting that no thread reads (tiny_http's pool left the connection without one) | frees it (a rescue), waits for it |
 //! | stuck | — | a request began, then nothing for a second (a slow client, or tiny_http's HTTP/2.0 deadlock) | no longer waits; named in the report ([`ConnectionsLeft`]) |
 //!

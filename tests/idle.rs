@@ -78,10 +78,18 @@ mod linux {
         );
         // Exit code 0: drained before the deadline, which waiting for the idle connections
         // would have reached. They are named in the report, still open.
-        assert_eq!(status.code(), Some(0), "{}", hello.output());
+        let output = hello.output();
+        let tail = |n| output.lines().rev().take(n).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "last lines, newest first:\n{}",
+            tail(60)
+        );
         assert!(
             report.contains("1000 idle connections left open"),
-            "{report}"
+            "{report}\nlast lines, newest first:\n{}",
+            tail(60)
         );
         // Each is closed with the process: the end of the stream, and no response it did not
         // ask for.

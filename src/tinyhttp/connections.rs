@@ -11,20 +11,22 @@
 //! | bytes waiting unread, and they stay | a connection tiny_http left without a thread (its thread pool miscounts in a burst): it needs a rescue |
 //! | established, not yet accepted (no socket of the process's) | in the listening socket's backlog: tiny_http's accept loop is about to take it |
 //!
-//! Held against the time the last request of each client came out of tiny_http's queue
-//! (`peers.rs`), it also gives the states Go's `net/http` keeps for the connections it owns
-//! ([`Census`]), which the drain waits on:
+//! With whether a request of each client came out of tiny_http's queue (`peers.rs`), it also
+//! gives the states Go's `net/http` keeps for the connections it owns ([`Census`]), which the
+//! drain waits on:
 //!
 //! | state | Go | what the table shows | the drain |
 //! |---|---|---|---|
 //! | new | `StateNew` | nothing received yet | waits for it up to the idle linger |
-//! | active | `StateActive` | data received after the connection's last request came out: a request on its way, its head or small body not yet whole | waits for it (up to the deadline) |
-//! | idle | `StateIdle` | nothing received since its last request came out | waits up to the idle linger: a request sent by then is served |
-//! | unread | — | bytes waiting that no thread has read | waits for it (up to the deadline) |
+//! | active | `StateActive` | data received, and no request came out yet, or data received after the last data sent (the last response): a request on its way, its head or small body not yet whole | waits for it (up to the deadline) |
+//! | idle | `StateIdle` | nothing received since the last response went out | waits up to the idle linger: a request sent by then is served |
+//! | unread | — | bytes waiting that no thread has read for a tick (fresher ones count as active) | waits for it (up to the deadline) |
 //! | stalled | — | a request began and nothing more came for a second | waits up to the idle linger; named in the report |
 //!
-//! The kernel gives the time of the last data in ticks ([`TICK`]): data that came within a
-//! tick of a request counts as that request's, not as the next one's.
+//! The kernel gives the times of the last data received and sent in ticks of its own clock
+//! (4 ms here): both come from one look and are compared with each other, never with this
+//! process's clock, which the kernel's can trail by tens of milliseconds on a busy virtual
+//! machine. Data received in the tick the last response went out counts as idle.
 //!
 //! Where it comes from, per OS:
 //!
@@ -70,12 +72,16 @@ pub(crate) struct Connection {
     /// How long ago data last arrived (or, if none ever did, the connection opened), in
     /// whole milliseconds counted in the kernel's ticks, where the OS says.
     pub(crate) quiet_for: Option<Duration>,
+    /// How long ago data was last sent (or, if none ever was, the connection opened), on the
+    /// same clock as `quiet_for`, where the OS says.
+    pub(crate) sent_for: Option<Duration>,
 }
 
 /// The kernel's clock for the time of a connection's last data: 4 ms here (HZ=250), 10 ms
 /// at the coarsest (HZ=100). Measured by reading a connection's `tcpi_last_data_recv`
-/// every few microseconds for 60 ms: it steps by 4 ms. The coarsest is taken, so that data
-/// within a tick of a request counts as that request's on any kernel.
+/// every few microseconds for 60 ms: it steps by 4 ms. The coarsest is taken: bytes unread
+/// for a tick have no thread, on any kernel; and where the OS gives no time of the last data
+/// sent, data within a tick of a request counts as that request's.
 const TICK: Duration = Duration::from_millis(10);
 
 /// A request that began and got nothing more for this long is stalled: it no longer holds
@@ -118,7 +124,13 @@ impl Census {
         for c in connections.iter().filter(|c| c.accepted) {
             census.seen += 1;
             if c.unread > 0 {
-                census.unread.push(c.peer);
+                // A thread that exists reads its bytes in microseconds: bytes unread for a
+                // tick have none. Fresher ones are a request on its way whose thread has not
+                // run yet (a busy machine); both hold the drain.
+                match c.quiet_for {
+                    Some(quiet) if quiet < TICK => census.active.push(c.peer),
+                    _ => census.unread.push(c.peer),
+                }
                 continue;
             }
             if !c.established {
@@ -129,11 +141,19 @@ impl Census {
                 continue;
             };
             let last = last_request(&c.peer);
-            // The last data came no earlier than this (the kernel's clock is a tick coarse).
-            let data_after = now.checked_sub(quiet + TICK);
-            let on_its_way = match last {
-                None => received > 0,
-                Some(last) => data_after.is_some_and(|data| data > last),
+            let on_its_way = match (last, c.sent_for) {
+                // No request came out: whatever came is the first one, on its way.
+                (None, _) => received > 0,
+                // Data received after the last data sent (a response) is the next request.
+                // Both times come from the kernel's one clock, in the same look: compared
+                // with each other, not with this process's clock, which the kernel's can
+                // trail by tens of milliseconds on a busy virtual machine (seen: idle
+                // connections taken for requests on their way, holding the drain a second).
+                (Some(_), Some(sent)) => quiet < sent,
+                // The last data came no earlier than this (the clock is a tick coarse).
+                (Some(last), None) => now
+                    .checked_sub(quiet + TICK)
+                    .is_some_and(|data| data > last),
             };
             if !on_its_way {
                 if received == 0 {

@@ -163,7 +163,11 @@ fn a_slow_sender_holds_no_worker_and_the_shutdown_only_to_the_deadline() {
     let report = match outcome {
         Err(Error::DeadlineExceeded(stopped)) if cfg!(target_os = "linux") => {
             assert!(took >= deadline, "{took:?}");
-            assert_eq!(stopped.report().connections_left().arriving(), [slow_peer]);
+            // Named as on its way, or as bytes no thread has read yet: which of the two,
+            // at the instant of the last look, is the scheduler's choice on a busy machine.
+            let left = stopped.report().connections_left();
+            let named: Vec<_> = left.arriving().iter().chain(left.unread()).collect();
+            assert_eq!(named, [&slow_peer], "{}", stopped.report());
             stopped.report().clone()
         }
         Ok(stopped) if !cfg!(target_os = "linux") => stopped.report().clone(),

@@ -38,6 +38,7 @@ const TCP_NEW_SYN_RECV: u8 = 12;
 const INET_DIAG_INFO: u16 = 2;
 /// Offsets in `tcp_info`: `tcpi_last_data_recv` (u32, ms) and `tcpi_bytes_received` (u64,
 /// since Linux 4.1).
+const LAST_DATA_SENT: usize = 44;
 const LAST_DATA_RECV: usize = 52;
 const BYTES_RECEIVED: usize = 128;
 
@@ -169,6 +170,9 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
         quiet_for: info
             .filter(|i| i.len() >= LAST_DATA_RECV + 4)
             .map(|i| Duration::from_millis(u64::from(u32_at(i, LAST_DATA_RECV)))),
+        sent_for: info
+            .filter(|i| i.len() >= LAST_DATA_SENT + 4)
+            .map(|i| Duration::from_millis(u64::from(u32_at(i, LAST_DATA_SENT)))),
     })
 }
 
