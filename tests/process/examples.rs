@@ -59,7 +59,11 @@ mod unix {
     }
 
     fn example_03_timed_join_names_the_stuck_worker() {
-        let mut p = Proc::spawn(example("03_timed_join"));
+        // A panicking worker that prints a backtrace can take seconds to symbolise it on a
+        // busy machine, and would miss the example's 2 s join: no backtrace.
+        let mut cmd = example("03_timed_join");
+        cmd.env("RUST_BACKTRACE", "0");
+        let mut p = Proc::spawn(cmd);
         p.wait_line("workers started", BOUND);
         p.signal("INT");
         p.wait_line(

@@ -120,12 +120,23 @@ mod linux {
         }
     }
 
+    /// A port free now, below the kernel's ephemeral range. An upstream restarts on its own
+    /// port, and while it restarts a port of the ephemeral range can be taken by any outgoing
+    /// connection on the machine (seen under load: the restart failed with `AddrInUse`).
     fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let (low, span) = (10_000u16, ephemeral.saturating_sub(10_000).max(1));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let start = (std::process::id() ^ nanos) % u32::from(span);
+        (0..u32::from(span))
+            .map(|i| low + ((start + i) % u32::from(span)) as u16)
+            .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+            .expect("a free port below the ephemeral range")
     }
 
     #[track_caller]
