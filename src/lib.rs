@@ -232,7 +232,9 @@ pub use server::config::{
     default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_IDLE_LINGER, DEFAULT_MAX_REQUEST_HEAD,
     DEFAULT_MAX_WAITING, DEFAULT_RETRY_AFTER, DEFAULT_WRITE_TIMEOUT,
 };
+pub use server::phase::Phase;
 pub use server::report::{ConnectionsLeft, HookOutcome, HookReport, ShutdownReport, Straggler};
+pub use server::stats::Stats;
 pub use server::stopped::Stopped;
 pub use server::{Handle, Handler, Server};
 pub use shutdown::join::{JoinReport, Panicked};
@@ -253,6 +255,7 @@ fn _ensure_send_sync() {
     is::<Trigger>();
     is::<Listener>();
     is::<Error>();
+    is::<Stats>();
 }
 
 /// The README's code blocks, compiled and run as doctests so that they cannot drift.

@@ -69,6 +69,8 @@ pub(crate) struct Config {
     /// Never longer than the deadline.
     pub(crate) lame_duck: Duration,
     pub(crate) health: Health,
+    /// The path of the metrics endpoint, if on.
+    pub(crate) metrics: Option<String>,
 }
 
 /// Configures a [`Server`]; made by [`Server::bind`] or [`Server::from_listener`].
@@ -95,6 +97,7 @@ impl Builder {
                 max_waiting: DEFAULT_MAX_WAITING,
                 lame_duck: Duration::ZERO,
                 health: Health::default(),
+                metrics: None,
             },
             hooks: Vec::new(),
             archive: None,
@@ -207,6 +210,36 @@ impl Builder {
     /// serves, the drain included. Not passed to the handler; counted apart.
     pub fn liveness(mut self, path: impl Into<String>) -> Builder {
         self.config.health.liveness = Some(path.into());
+        self
+    }
+
+    /// Serves the server's [`Stats`](crate::Stats) at `path` (say `"/metrics"`) in
+    /// Prometheus' text format (version 0.0.4): a `GET` on it is answered by lameduck, not
+    /// passed to the handler, and not counted as served. Default: off.
+    ///
+    /// Gauges: `lameduck_phase{phase="…"}` (1 for the phase the server is in),
+    /// `lameduck_requests_in_handlers`, `lameduck_requests_waiting`,
+    /// `lameduck_connections_open` (where the OS's table is read),
+    /// `lameduck_deadline_seconds_left` (once shutdown has fired),
+    /// `lameduck_last_drain_duration_seconds` (once the drain is over). Counters:
+    /// `lameduck_requests_served_total`, `lameduck_requests_rejected_total`,
+    /// `lameduck_requests_shed_total`, `lameduck_handler_panics_total`,
+    /// `lameduck_drains_total`.
+    ///
+    /// During the drain it is answered with `Connection: close`, as every response then:
+    /// a scraper's keep-alive connection does not hold the drain. After the drain it is
+    /// still answered, while the [`Stopped`](crate::Stopped) value lives; once the process
+    /// has exited no scraper sees the last numbers, which is why the report goes to the log.
+    ///
+    /// ```
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// let server = lameduck::Server::bind("127.0.0.1:0")
+    ///     .metrics("/metrics")
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    pub fn metrics(mut self, path: impl Into<String>) -> Builder {
+        self.config.metrics = Some(path.into());
         self
     }
 

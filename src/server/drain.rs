@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tiny_http::Request;
+
 use super::hooks::{self, Hook};
 use super::phase::Phase;
 use super::report::{ConnectionsLeft, HookReport, ShutdownReport};
@@ -35,6 +37,11 @@ const STOPPING_LEAD: Duration = Duration::from_millis(5);
 /// shorter poll spends more of a core on looking; only what the census alone shows (a
 /// connection closed) waits for it.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// How often a drain that lasts says where it is, at `info` (`draining: 3 in handlers, …`):
+/// often enough for an operator watching a rollout, seldom enough for a log. A choice, not
+/// a measurement.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// After the deadline, how long workers that are not in a handler get to notice it; those
 /// still running after that are in a handler. The old drain poll (5 ms) plus 2 ms, set when
@@ -66,7 +73,7 @@ impl Helpers {
         let shedding = Arc::clone(shared);
         let shedder = Shedder::start(
             Arc::clone(shared.http.queue()),
-            Arc::clone(&shared.occupancy),
+            Arc::clone(&shared.live.occupancy),
             move |request| shedding.shed(request),
         )
         .map_err(|e| log::warn!("{e}: requests will wait without bound when every worker is busy"))
@@ -105,9 +112,11 @@ impl<'a> Shutdown<'a> {
     /// Waits for the fire; the deadline counts from it.
     pub(super) fn wait(shared: &'a Arc<Shared>, fire: &Listener) -> Shutdown<'a> {
         let fired = fire.wait();
+        let deadline = fired.at() + shared.config.deadline;
+        shared.live.set_deadline(deadline);
         Shutdown {
             shared,
-            deadline: fired.at() + shared.config.deadline,
+            deadline,
             fired,
             lame_duck: Duration::ZERO,
             stopped_accepting: Duration::ZERO,
@@ -128,9 +137,9 @@ impl<'a> Shutdown<'a> {
                 self.fired.reason(),
                 self.shared.config.deadline
             );
-            self.shared.phases.enter(Phase::LameDuck);
+            self.shared.live.phases.enter(Phase::LameDuck);
             sleep_until(t0 + delay.saturating_sub(STOPPING_LEAD));
-            self.shared.phases.enter(Phase::Stopping);
+            self.shared.live.phases.enter(Phase::Stopping);
             sleep_until(t0 + delay);
         }
         self.lame_duck = t0.elapsed();
@@ -147,7 +156,7 @@ impl<'a> Shutdown<'a> {
             self.fired.reason(),
             shared.config.deadline
         );
-        shared.phases.enter(Phase::Stopping);
+        shared.live.phases.enter(Phase::Stopping);
         helpers.stop(shared);
         let queue = shared.http.queue();
         let shed = |request| shared.shed(request);
@@ -157,7 +166,7 @@ impl<'a> Shutdown<'a> {
         {
             log::warn!("stop accepting on {}: {e}", shared.http.local_addr());
         }
-        shared.phases.socket_closed();
+        shared.live.phases.socket_closed();
         self.stopped_accepting = self.fired.elapsed();
     }
 
@@ -167,15 +176,16 @@ impl<'a> Shutdown<'a> {
     ///    nothing is left. Returns `false` if the deadline came first.
     pub(super) fn drain(&mut self) -> bool {
         let shared = self.shared;
-        let queue = shared.http.queue();
-        shared.phases.enter(Phase::Draining);
+        shared.live.phases.enter(Phase::Draining);
         if self.idle() {
             return true;
         }
-        let lead = queue.lead();
-        shared.occupancy.wake_on_end(true);
+        let lead = shared.http.queue().lead();
+        shared.live.occupancy.wake_on_end(true);
         let linger_end = self.fired.at() + shared.config.idle_linger;
+        let mut progress = Instant::now() + PROGRESS_EVERY;
         let drained = loop {
+            self.progress(&mut progress);
             let request = match lead.try_receive() {
                 Some(request) => request,
                 None if self.nothing_left(linger_end) => break true,
@@ -197,19 +207,70 @@ impl<'a> Shutdown<'a> {
                     }
                 }
             };
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if let Err(request) = queue.put(request, left) {
-                shared.reject(request);
+            if !self.hand_over(request, &mut progress) {
                 break false;
             }
         };
-        shared.occupancy.wake_on_end(false);
+        shared.live.occupancy.wake_on_end(false);
         drop(lead);
         if drained {
-            shared.phases.stop_taking().open();
+            shared.live.phases.stop_taking().open();
         }
         self.drained = self.fired.elapsed();
         drained
+    }
+
+    /// Puts `request` in the waiting room for the workers, waiting for a place up to the
+    /// deadline (and saying meanwhile where the drain is). `false` if the deadline came
+    /// first: the request is then answered 503.
+    fn hand_over(&self, mut request: Request, progress: &mut Instant) -> bool {
+        let queue = self.shared.http.queue();
+        loop {
+            let now = Instant::now();
+            let left = self.deadline.saturating_duration_since(now);
+            let wait = left.min(progress.saturating_duration_since(now));
+            match queue.put(request, wait) {
+                Ok(()) => return true,
+                Err(back) if wait < left => {
+                    request = back;
+                    self.progress(progress);
+                }
+                Err(back) => {
+                    self.shared.reject(back);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Once every [`PROGRESS_EVERY`] of the drain (when `next` comes), says at `info` what
+    /// it waits for, in the message and as key-values.
+    fn progress(&self, next: &mut Instant) {
+        let now = Instant::now();
+        if now < *next {
+            return;
+        }
+        *next = now + PROGRESS_EVERY;
+        // A look at the connections (one dump of the table, where there is one), so that
+        // the line, and stats meanwhile, count them as they are now.
+        let _ = self.shared.http.census();
+        let stats = self.shared.live.stats();
+        let (in_handlers, queued) = (stats.in_handlers(), stats.waiting());
+        let left = self.deadline.saturating_duration_since(now);
+        // Tenths of a second, as the message shows it.
+        let seconds_left = (left.as_secs_f64() * 10.0).round() / 10.0;
+        match stats.connections_open() {
+            Some(open) => log::info!(
+                in_handlers = in_handlers, queued = queued, connections_open = open,
+                seconds_left = seconds_left;
+                "draining: {in_handlers} in handlers, {queued} queued, {open} connections \
+                 open, {seconds_left:.1}s left"
+            ),
+            None => log::info!(
+                in_handlers = in_handlers, queued = queued, seconds_left = seconds_left;
+                "draining: {in_handlers} in handlers, {queued} queued, {seconds_left:.1}s left"
+            ),
+        }
     }
 
     /// The idle server's drain: no connection is open and none can come (the stop found
@@ -220,12 +281,13 @@ impl<'a> Shutdown<'a> {
         let shared = self.shared;
         let queue = shared.http.queue();
         let idle = shared.http.none_left()
-            && shared.occupancy.busy() == 0
+            && shared.live.occupancy.busy() == 0
             && queue.room_is_empty()
             && queue.waiting_workers() == shared.config.workers;
         if idle {
-            shared.phases.stop_taking().open();
+            shared.live.phases.stop_taking().open();
             queue.wake_workers();
+            shared.live.gauges().saw_open(0);
             self.census = Some(Census::default());
             self.drained = self.fired.elapsed();
         }
@@ -238,7 +300,7 @@ impl<'a> Shutdown<'a> {
     /// cannot be seen: no response that left its connection open within the linger.
     fn nothing_left(&mut self, linger_end: Instant) -> bool {
         let shared = self.shared;
-        if shared.occupancy.busy() > 0 || !shared.http.queue().room_is_empty() {
+        if shared.live.occupancy.busy() > 0 || !shared.http.queue().room_is_empty() {
             return false;
         }
         // Read before the census: what arrived before the linger ended is in it.
@@ -246,6 +308,7 @@ impl<'a> Shutdown<'a> {
         let left = |census: &Census| census.only_waiting() && (lingered || census.is_empty());
         let Some(mut census) = shared.http.census() else {
             return shared
+                .live
                 .slots
                 .keep_alive_linger_left(shared.config.idle_linger)
                 .is_zero();
@@ -298,8 +361,8 @@ impl<'a> Shutdown<'a> {
         self.shared.http.end_accept_loop();
         let mut workers = pool.join_deadline(self.deadline);
         if !workers.is_complete() {
-            self.shared.phases.enter(Phase::Overdue);
-            self.shared.phases.stop_taking().open();
+            self.shared.live.phases.enter(Phase::Overdue);
+            self.shared.live.phases.stop_taking().open();
             workers.absorb(pool.join_timeout(OVERDUE_GRACE));
             self.drained = self.shared.config.deadline;
         }
@@ -314,15 +377,16 @@ impl<'a> Shutdown<'a> {
         let rejecting = Arc::clone(&shared);
         let late = LateResponder::start(
             Arc::clone(shared.http.queue()),
-            move |request| rejecting.reject(request),
+            move |request| rejecting.late(request),
             BACKLOG_WAIT,
         )
         .map_err(|e| log::error!("{e}: requests arriving from now on will not be answered"))
         .ok();
-        for cut in shared.slots.cut() {
+        for cut in shared.live.slots.cut() {
             shared.archive(cut);
         }
-        shared.phases.enter(Phase::Done);
+        shared.live.set_drain_time(self.drained);
+        shared.live.phases.enter(Phase::Done);
         late
     }
 
@@ -335,7 +399,7 @@ impl<'a> Shutdown<'a> {
     pub(super) fn report(self, workers: JoinReport, hooks: Vec<HookReport>) -> ShutdownReport {
         let shared = self.shared;
         let connections = self.connections_left();
-        let counts = shared.slots.counts();
+        let counts = shared.live.slots.counts();
         ShutdownReport {
             stopped_accepting: self.stopped_accepting,
             drained: self.drained,
@@ -343,13 +407,13 @@ impl<'a> Shutdown<'a> {
             deadline: shared.config.deadline,
             served_before: counts.served_before,
             served_during_drain: counts.served_during_drain,
-            rejected: shared.rejected(),
-            shed: shared.shed_count(),
+            rejected: shared.live.rejected(),
+            shed: shared.live.shed(),
             handler_panics: counts.panics,
             health_checks: counts.health_checks,
             lame_duck: self.lame_duck,
             hooks,
-            stragglers: shared.slots.stragglers(),
+            stragglers: shared.live.slots.stragglers(),
             workers,
             fired: self.fired,
             connections,

@@ -3,23 +3,25 @@
 //!
 //! The files: `config.rs` the builder; `phase.rs` where the server is in its life;
 //! `worker.rs` the workers and their counts; `drain.rs` the shutdown timeline, one function
-//! per phase; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a deployment
-//! uses. Everything that touches tiny_http itself is behind `crate::tinyhttp`.
+//! per phase; `stats.rs` what a running server shows, and `metrics.rs` the same for
+//! Prometheus; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a
+//! deployment uses. Everything that touches tiny_http itself is behind `crate::tinyhttp`.
 
 pub(crate) mod archive;
 pub(crate) mod config;
 mod drain;
 mod health;
 pub(crate) mod hooks;
-mod phase;
+mod metrics;
+pub(crate) mod phase;
 pub(crate) mod report;
+pub(crate) mod stats;
 pub(crate) mod stopped;
 mod worker;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tiny_http::{Request, ResponseBox};
@@ -29,8 +31,9 @@ use config::{Bind, Builder, Config};
 use drain::{Helpers, Shutdown};
 use hooks::Hook;
 use phase::Phases;
+use stats::{Live, Stats};
 use stopped::Stopped;
-use worker::{peer_text, Slots};
+use worker::peer_text;
 
 use crate::error::Error;
 use crate::shutdown::pool::Pool;
@@ -84,15 +87,10 @@ pub(crate) type Archive = Mutex<Box<dyn FnMut(Unserved) + Send + 'static>>;
 pub(crate) struct Shared {
     handler: Box<dyn Handler>,
     config: Config,
-    phases: Phases,
     http: Http,
-    occupancy: Arc<Occupancy>,
-    slots: Slots,
     archive: Option<Archive>,
-    /// Requests answered 503 because the server is shutting down.
-    rejected: AtomicU64,
-    /// Requests answered 503 at once because every worker was busy and the room full.
-    shed: AtomicU64,
+    /// The phase, counters and gauges, shared with every [`Handle`] too.
+    live: Arc<Live>,
 }
 
 impl Shared {
@@ -103,21 +101,28 @@ impl Shared {
             self.archive(Unserved::rejected(&mut request));
         }
         self.answer_503(request, "shutting down");
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.live.count_rejected();
     }
 
     /// Answers `request` with 503 at once: every worker is busy and the room is full.
     fn shed(&self, request: Request) {
         self.answer_503(request, "overloaded");
-        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.live.count_shed();
     }
 
-    fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-
-    fn shed_count(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+    /// After the drain: answers a scrape of the metrics, and 503 to anything else.
+    fn late(&self, request: Request) {
+        let scrape = metrics::answer(self.config.metrics.as_deref(), &request, || {
+            self.live.stats()
+        });
+        match scrape {
+            Some(response) => {
+                if let Err(e) = tinyhttp::send(request, response, true, self.config.write_timeout) {
+                    log::debug!("writing the metrics: {e}");
+                }
+            }
+            None => self.reject(request),
+        }
     }
 
     fn answer_503(&self, request: Request, why: &str) {
@@ -194,16 +199,18 @@ impl Server {
         hooks: Vec<Hook>,
         archive: Option<Archive>,
     ) -> Server {
+        let live = Live::new(
+            Phases::new(trigger.listener(), !config.lame_duck.is_zero()),
+            config.workers,
+            Arc::new(Occupancy::new(config.workers)),
+            Arc::clone(http.gauges()),
+        );
         let shared = Shared {
             handler,
-            phases: Phases::new(trigger.listener(), !config.lame_duck.is_zero()),
-            occupancy: Arc::new(Occupancy::new(config.workers)),
-            slots: Slots::new(),
             config,
             http,
             archive,
-            rejected: AtomicU64::new(0),
-            shed: AtomicU64::new(0),
+            live: Arc::new(live),
         };
         Server {
             shared: Arc::new(shared),
@@ -217,11 +224,12 @@ impl Server {
         self.shared.http.local_addr()
     }
 
-    /// A handle to shut the server down from any thread.
+    /// A handle to shut the server down, and to watch it, from any thread.
     pub fn handle(&self) -> Handle {
         Handle {
             trigger: self.trigger.clone(),
             addr: self.local_addr(),
+            live: Arc::clone(&self.shared.live),
         }
     }
 
@@ -270,12 +278,9 @@ impl Server {
         let shared = &self.shared;
         let mut pool = Pool::new();
         let mut failed = None;
-        for _ in 0..shared.config.workers {
-            if let Err(e) = worker::spawn(shared, &mut pool) {
-                self.trigger.fire(Reason::Other(format!("{e}")));
-                failed = Some(e);
-                break;
-            }
+        if let Err(e) = worker::spawn_all(shared, &mut pool) {
+            self.trigger.fire(Reason::Other(format!("{e}")));
+            failed = Some(e);
         }
         let helpers = Helpers::start(shared);
         if failed.is_none() {
@@ -344,11 +349,15 @@ impl Drop for Answering {
     }
 }
 
-/// Starts a server's shutdown from any thread. Clone it freely.
-#[derive(Clone, Debug)]
+/// Starts a server's shutdown, and shows where it is, from any thread. Clone it freely.
+///
+/// It keeps the server's counters alive, not the server: a handle kept after the server is
+/// gone holds no connection, request nor thread.
+#[derive(Clone)]
 pub struct Handle {
     trigger: Trigger,
     addr: SocketAddr,
+    live: Arc<Live>,
 }
 
 impl Handle {
@@ -371,6 +380,23 @@ impl Handle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A snapshot of the server's counters and gauges: its phase, the requests in handlers
+    /// and waiting, what it served and answered 503, the connections open, the time left to
+    /// the deadline. Loads atomics only: no lock, no allocation, cheap enough to call on
+    /// every request. Valid before [`Server::run`], during it and after it.
+    pub fn stats(&self) -> Stats {
+        self.live.stats()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("addr", &self.addr)
+            .field("trigger", &self.trigger)
+            .finish_non_exhaustive()
     }
 }
 

@@ -11,6 +11,7 @@
 //! itself comes from any thread, a moment before the timeline sees it: what depends on the
 //! fire alone (readiness, `Connection: close`) reads the trigger, not the phase.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -25,23 +26,66 @@ use crate::shutdown::trigger::Listener;
 /// nothing (`LAMEDUCK_PYTHON_ROUNDS=50 cargo test --test process python`, 2026-12-02).
 const CLOSED_WAIT: Duration = Duration::from_secs(1);
 
-/// A phase of the server's life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a server is in its life: [`Stats::phase`](crate::Stats::phase).
+///
+/// ```text
+/// Serving ─fire─► LameDuck ─► Stopping ─► Draining ─► Done
+///            └────────────────┘                 └──► Overdue ─► Done
+///           (no lame-duck delay)                    (deadline)
+/// ```
+///
+/// The phase moves forward only. It changes on the thread that runs the timeline
+/// ([`Server::run`](crate::Server::run)), a moment after the fire: a snapshot taken just
+/// after [`Handle::shutdown`](crate::Handle::shutdown) may still say `Serving`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
-pub(crate) enum Phase {
-    /// Before the fire.
+#[non_exhaustive]
+pub enum Phase {
+    /// Before the fire: accepting and serving.
     Serving,
-    /// The lame-duck delay: readiness says 503, the socket still accepts, responses say
-    /// `Connection: close`.
+    /// The [lame-duck delay](crate::Builder::lame_duck): readiness says 503, the socket
+    /// still accepts, responses say `Connection: close`.
     LameDuck,
-    /// The socket is closing: responses wait for it before they tell clients to close.
+    /// The socket is closing: no new connection gets in.
     Stopping,
     /// The socket is closed; what the server holds is served.
     Draining,
-    /// The deadline passed with work left: workers stop taking requests.
+    /// The deadline passed with work left: waiting requests are answered 503, handlers
+    /// still running are left to the report.
     Overdue,
     /// The drain is over; what still arrives is answered 503.
     Done,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub(crate) const ALL: [Phase; 6] = [
+        Phase::Serving,
+        Phase::LameDuck,
+        Phase::Stopping,
+        Phase::Draining,
+        Phase::Overdue,
+        Phase::Done,
+    ];
+
+    /// Its name in lower case, words joined by `_`: `serving`, `lame_duck`, `stopping`,
+    /// `draining`, `overdue`, `done` (the `phase` label of the metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Serving => "serving",
+            Phase::LameDuck => "lame_duck",
+            Phase::Stopping => "stopping",
+            Phase::Draining => "draining",
+            Phase::Overdue => "overdue",
+            Phase::Done => "done",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The phase, and the latches that mark its steps.

@@ -11,12 +11,13 @@
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, ResponseBox};
 
 use super::archive::{Unserved, Why};
+use super::metrics;
 use super::phase::Phase;
 use super::report::Straggler;
 use super::Shared;
@@ -29,7 +30,8 @@ use crate::tinyhttp;
 /// here.
 #[repr(align(128))]
 pub(crate) struct Slot {
-    name: String,
+    /// Its worker's thread name, set before the worker starts.
+    name: OnceLock<String>,
     current: Mutex<Option<Current>>,
     served_before: AtomicU64,
     served_during_drain: AtomicU64,
@@ -59,46 +61,43 @@ pub(crate) struct Counts {
     pub(crate) health_checks: u64,
 }
 
-/// Every worker's slot.
+/// Every worker's slot: one per worker, made with the server, so that summing the counts
+/// (a stats snapshot does, as often as it likes) takes no lock.
 pub(crate) struct Slots {
-    slots: Mutex<Vec<Arc<Slot>>>,
+    slots: Box<[Arc<Slot>]>,
     /// The zero of the slots' keep-alive clocks.
     epoch: Instant,
 }
 
 impl Slots {
-    pub(crate) fn new() -> Slots {
+    /// A slot for each of `workers` workers.
+    pub(crate) fn new(workers: usize) -> Slots {
+        let slot = || {
+            Arc::new(Slot {
+                name: OnceLock::new(),
+                current: Mutex::new(None),
+                served_before: AtomicU64::new(0),
+                served_during_drain: AtomicU64::new(0),
+                panics: AtomicU64::new(0),
+                health_checks: AtomicU64::new(0),
+                last_keep_alive: AtomicU64::new(0),
+            })
+        };
         Slots {
-            slots: Mutex::new(Vec::new()),
+            slots: (0..workers).map(|_| slot()).collect(),
             epoch: Instant::now(),
         }
     }
 
-    fn add(&self, name: String) -> Arc<Slot> {
-        let slot = Arc::new(Slot {
-            name,
-            current: Mutex::new(None),
-            served_before: AtomicU64::new(0),
-            served_during_drain: AtomicU64::new(0),
-            panics: AtomicU64::new(0),
-            health_checks: AtomicU64::new(0),
-            last_keep_alive: AtomicU64::new(0),
-        });
-        lock(&self.slots).push(Arc::clone(&slot));
-        slot
-    }
-
-    /// Sums of the workers' counts.
+    /// Sums of the workers' counts: a load of each counter of each slot.
     pub(crate) fn counts(&self) -> Counts {
-        lock(&self.slots)
-            .iter()
-            .fold(Counts::default(), |c, s| Counts {
-                served_before: c.served_before + s.served_before.load(Ordering::Relaxed),
-                served_during_drain: c.served_during_drain
-                    + s.served_during_drain.load(Ordering::Relaxed),
-                panics: c.panics + s.panics.load(Ordering::Relaxed),
-                health_checks: c.health_checks + s.health_checks.load(Ordering::Relaxed),
-            })
+        self.slots.iter().fold(Counts::default(), |c, s| Counts {
+            served_before: c.served_before + s.served_before.load(Ordering::Relaxed),
+            served_during_drain: c.served_during_drain
+                + s.served_during_drain.load(Ordering::Relaxed),
+            panics: c.panics + s.panics.load(Ordering::Relaxed),
+            health_checks: c.health_checks + s.health_checks.load(Ordering::Relaxed),
+        })
     }
 
     /// How long until `linger` has passed since the last response that left its connection
@@ -106,7 +105,8 @@ impl Slots {
     /// waits on instead: a client that got a keep-alive response just before the fire sends
     /// its next request microseconds later, on that connection.
     pub(crate) fn keep_alive_linger_left(&self, linger: Duration) -> Duration {
-        let last = lock(&self.slots)
+        let last = self
+            .slots
             .iter()
             .map(|s| s.last_keep_alive.load(Ordering::Relaxed))
             .max()
@@ -125,7 +125,7 @@ impl Slots {
             url: c.url.clone(),
             peer: c.peer,
             age,
-            worker: slot.name.clone(),
+            worker: slot.name.get().cloned().unwrap_or_default(),
         })
     }
 
@@ -143,7 +143,7 @@ impl Slots {
 
     fn in_handlers<T>(&self, each: impl Fn(&Slot, &Current, Duration) -> T) -> Vec<T> {
         let now = Instant::now();
-        lock(&self.slots)
+        self.slots
             .iter()
             .filter_map(|slot| {
                 let current = lock(&slot.current);
@@ -154,25 +154,28 @@ impl Slots {
     }
 }
 
-/// Starts a worker in `pool`, with a slot of its own.
+/// Starts a worker in `pool` for each slot.
 ///
 /// # Errors
 ///
-/// [`Error::Spawn`] if the thread could not be started.
-pub(crate) fn spawn(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Error> {
-    // The slot is made here, not on the new thread: a thread's first allocation gives it a
-    // heap arena of its own (glibc), and idle workers need not have one.
-    let slot = shared.slots.add(pool.next_name());
-    let shared = Arc::clone(shared);
-    pool.spawn(move || work(&shared, &slot))?;
+/// [`Error::Spawn`] if a thread could not be started; the workers started before it run.
+pub(crate) fn spawn_all(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Error> {
+    // The slots were made with the server, not on the new threads: a thread's first
+    // allocation gives it a heap arena of its own (glibc), and idle workers need not have one.
+    for slot in shared.live.slots.slots.iter() {
+        let _ = slot.name.set(pool.next_name());
+        let slot = Arc::clone(slot);
+        let shared = Arc::clone(shared);
+        pool.spawn(move || work(&shared, &slot))?;
+    }
     Ok(())
 }
 
 /// A worker's loop.
 fn work(shared: &Shared, slot: &Slot) {
     let queue = shared.http.queue();
-    while let Some(request) = queue.take(shared.phases.stop_taking()) {
-        if shared.phases.now() == Phase::Overdue {
+    while let Some(request) = queue.take(shared.live.phases.stop_taking()) {
+        if shared.live.phases.now() == Phase::Overdue {
             shared.reject(request);
         } else {
             serve(shared, slot, request);
@@ -183,19 +186,17 @@ fn work(shared: &Shared, slot: &Slot) {
 /// Serves one request and counts it.
 fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
     let config = &shared.config;
-    let fired = shared.phases.is_fired();
-    if let Some(response) = config.health.answer(&request, fired, config.retry_after) {
-        slot.health_checks.fetch_add(1, Ordering::Relaxed);
-        let close = shared.phases.close_response();
+    if let Some(response) = builtin(shared, slot, &request) {
+        let close = shared.live.phases.close_response();
         if let Err(e) = tinyhttp::send(request, response, close, config.write_timeout) {
-            log::debug!("writing a health response: {e}");
+            log::debug!("writing a health or metrics response: {e}");
         }
         return;
     }
-    shared.occupancy.start();
+    shared.live.occupancy.start();
     let started = begin(shared, slot, &request);
     let handled = handle(shared, &mut request);
-    let during_drain = shared.phases.close_response();
+    let during_drain = shared.live.phases.close_response();
     let close = during_drain || handled.refused;
     let status = handled.response.status_code().0;
     let method = request.method().clone();
@@ -222,7 +223,7 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
         }
     };
     finish(shared, slot, during_drain, close, panicked);
-    shared.occupancy.end(shared.http.queue());
+    shared.live.occupancy.end(shared.http.queue());
     if let Some((url, peer)) = logged {
         log::debug!(
             "{method} {url} from {}: {status} in {:.1?}{}",
@@ -231,6 +232,18 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
             if close { ", connection closed" } else { "" }
         );
     }
+}
+
+/// What lameduck answers in the handler's place, if `request` asks for it: a health check
+/// (counted in `slot`), or the metrics.
+fn builtin(shared: &Shared, slot: &Slot, request: &Request) -> Option<ResponseBox> {
+    let config = &shared.config;
+    let fired = shared.live.phases.is_fired();
+    if let Some(response) = config.health.answer(request, fired, config.retry_after) {
+        slot.health_checks.fetch_add(1, Ordering::Relaxed);
+        return Some(response);
+    }
+    metrics::answer(config.metrics.as_deref(), request, || shared.live.stats())
 }
 
 /// Notes the request `slot`'s worker starts on, for the report should the deadline cut it.
@@ -264,7 +277,7 @@ fn finish(shared: &Shared, slot: &Slot, during_drain: bool, close: bool, panicke
         slot.served_before.fetch_add(1, Ordering::Relaxed);
     }
     if !close {
-        let since_epoch = shared.slots.epoch.elapsed().as_nanos().max(1);
+        let since_epoch = shared.live.slots.epoch.elapsed().as_nanos().max(1);
         slot.last_keep_alive.store(
             u64::try_from(since_epoch).unwrap_or(u64::MAX),
             Ordering::Relaxed,

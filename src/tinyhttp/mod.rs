@@ -28,6 +28,7 @@
 mod body;
 mod connections;
 mod framing;
+mod gauges;
 mod late_responder;
 mod peers;
 mod queue;
@@ -38,6 +39,7 @@ mod socket;
 mod supervisor;
 
 pub use body::{read_body, Body};
+pub(crate) use gauges::Gauges;
 pub(crate) use late_responder::LateResponder;
 pub(crate) use queue::Queue;
 pub(crate) use response::{
@@ -71,6 +73,8 @@ pub(crate) struct Http {
     table: Arc<Mutex<Option<Table>>>,
     /// The stop found no connection, and none can come: the drain need not look.
     none_left: std::sync::atomic::AtomicBool,
+    /// The room's count and the connections last seen, for stats.
+    gauges: Arc<Gauges>,
     addr: SocketAddr,
 }
 
@@ -113,12 +117,19 @@ impl Http {
             }
         };
         let peers = Arc::new(Peers::new());
+        let gauges = Arc::new(Gauges::new());
         Ok(Http {
-            queue: Arc::new(Queue::new(http, max_waiting, Arc::clone(&peers))),
+            queue: Arc::new(Queue::new(
+                http,
+                max_waiting,
+                Arc::clone(&peers),
+                Arc::clone(&gauges),
+            )),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr))),
             peers,
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
+            gauges,
             addr,
         })
     }
@@ -133,6 +144,11 @@ impl Http {
         &self.queue
     }
 
+    /// What the seam shows a stats snapshot: the room's count, the connections last seen.
+    pub(crate) fn gauges(&self) -> &Arc<Gauges> {
+        &self.gauges
+    }
+
     /// Starts the supervisor (`supervisor.rs`).
     ///
     /// # Errors
@@ -144,6 +160,7 @@ impl Http {
             socket: Arc::clone(&self.socket),
             peers: Arc::clone(&self.peers),
             table: Arc::clone(&self.table),
+            gauges: Arc::clone(&self.gauges),
             addr: reach(self.addr),
             retry_after,
         })
@@ -246,11 +263,18 @@ impl Http {
     ///
     /// Where the stop found no connection at all, none can come any more (the socket was
     /// sealed, its backlog empty): nothing is read then.
+    /// The connections it counts open are noted in the gauges.
     pub(crate) fn census(&self) -> Option<Census> {
-        if self.none_left() {
-            return Some(Census::default());
+        let census = if self.none_left() {
+            Some(Census::default())
+        } else {
+            self.read_census()
+        };
+        match &census {
+            Some(census) => self.gauges.saw_open(census.seen),
+            None => self.gauges.lost_sight(),
         }
-        self.read_census()
+        census
     }
 
     /// The stop found no connection open, and none can come: the server holds nothing but
@@ -302,6 +326,9 @@ impl Http {
         if let Ok(rescued) = rescue::rescue_from_table(table, deadline, &mut kick) {
             self.none_left
                 .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);
+            if rescued.none_open {
+                self.gauges.saw_open(0);
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{select, Receiver, Sender};
 use tiny_http::Request;
 
+use super::gauges::Gauges;
 use super::peers::Peers;
 use crate::error::Error;
 use crate::shutdown::helper::Helper;
@@ -91,8 +92,7 @@ pub(crate) struct Queue {
     quiet: Mutex<()>,
     left: Condvar,
     /// Requests taken from tiny_http by a thread of lameduck's, for the workers.
-    room_tx: Sender<Request>,
-    room_rx: Receiver<Request>,
+    room: Room,
     /// Opens when workers must no longer receive from tiny_http themselves: the drain takes
     /// over for good.
     pumped: Latch,
@@ -105,10 +105,56 @@ pub(crate) struct Queue {
     retired: Mutex<Vec<Helper>>,
 }
 
+/// The waiting room: a bounded channel of requests for the workers, whose length the
+/// gauges follow (a stats snapshot reads it there, without the channel).
+struct Room {
+    tx: Sender<Request>,
+    rx: Receiver<Request>,
+    gauges: Arc<Gauges>,
+}
+
+impl Room {
+    /// Puts `request` in, waiting up to `timeout` for a place (`None`: not at all); gives it
+    /// back if the room stayed full.
+    #[allow(clippy::result_large_err)] // the request handed back, as crossbeam's `SendError`
+    fn put(&self, request: Request, timeout: Option<Duration>) -> Result<(), Request> {
+        self.gauges.entering();
+        let sent = match timeout {
+            Some(timeout) => self
+                .tx
+                .send_timeout(request, timeout)
+                .map_err(|e| e.into_inner()),
+            None => self.tx.try_send(request).map_err(|e| e.into_inner()),
+        };
+        if sent.is_err() {
+            self.gauges.left();
+        }
+        sent
+    }
+
+    /// Takes a request out, if one waits.
+    fn try_take(&self) -> Option<Request> {
+        self.took(self.rx.try_recv())
+    }
+
+    /// Counts a request received from the room (by a `select!` on its receiver).
+    fn took<E>(&self, received: Result<Request, E>) -> Option<Request> {
+        let request = received.ok()?;
+        self.gauges.left();
+        Some(request)
+    }
+}
+
 impl Queue {
     /// A queue over `http`, the first generation, with a waiting room of `room` places; the
-    /// client of every request that comes out is noted in `peers`.
-    pub(crate) fn new(http: tiny_http::Server, room: usize, peers: Arc<Peers>) -> Queue {
+    /// client of every request that comes out is noted in `peers`; the room's count is kept
+    /// in `gauges`.
+    pub(crate) fn new(
+        http: tiny_http::Server,
+        room: usize,
+        peers: Arc<Peers>,
+        gauges: Arc<Gauges>,
+    ) -> Queue {
         let (room_tx, room_rx) = crossbeam_channel::bounded(room);
         let (died_tx, died_rx) = crossbeam_channel::unbounded();
         Queue {
@@ -120,8 +166,11 @@ impl Queue {
             waiting: AtomicUsize::new(0),
             quiet: Mutex::new(()),
             left: Condvar::new(),
-            room_tx,
-            room_rx,
+            room: Room {
+                tx: room_tx,
+                rx: room_rx,
+                gauges,
+            },
             pumped: Latch::new(),
             stopping: Latch::new(),
             died_tx,
@@ -134,7 +183,7 @@ impl Queue {
     /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
     pub(crate) fn take(&self, stop: &Latch) -> Option<Request> {
         loop {
-            if let Ok(request) = self.room_rx.try_recv() {
+            if let Some(request) = self.room.try_take() {
                 return Some(request);
             }
             if stop.is_open() {
@@ -142,14 +191,18 @@ impl Queue {
             }
             if self.pumped.is_open() {
                 select! {
-                    recv(self.room_rx) -> request => if let Ok(r) = request { return Some(r) },
+                    recv(self.room.rx) -> request => if let Some(r) = self.room.took(request) {
+                        return Some(r);
+                    },
                     recv(stop.receiver()) -> _ => {}
                 }
                 continue;
             }
             if self.led.load(Ordering::SeqCst) {
                 select! {
-                    recv(self.room_rx) -> request => if let Ok(r) = request { return Some(r) },
+                    recv(self.room.rx) -> request => if let Some(r) = self.room.took(request) {
+                        return Some(r);
+                    },
                     recv(stop.receiver()) -> _ => {}
                     default(LED_POLL) => {}
                 }
@@ -207,25 +260,23 @@ impl Queue {
     /// place. Gives it back if the room stayed full.
     #[allow(clippy::result_large_err)] // the request handed back, as crossbeam's `SendError`
     pub(crate) fn put(&self, request: Request, timeout: Duration) -> Result<(), Request> {
-        self.room_tx
-            .send_timeout(request, timeout)
-            .map_err(|e| e.into_inner())
+        self.room.put(request, Some(timeout))
     }
 
     /// Puts `request` in the waiting room if there is a place now; gives it back if not.
     #[allow(clippy::result_large_err)] // the request handed back, as crossbeam's `SendError`
     pub(crate) fn try_put(&self, request: Request) -> Result<(), Request> {
-        self.room_tx.try_send(request).map_err(|e| e.into_inner())
+        self.room.put(request, None)
     }
 
     /// Takes a request from the waiting room, if one waits.
     pub(crate) fn try_take_waiting(&self) -> Option<Request> {
-        self.room_rx.try_recv().ok()
+        self.room.try_take()
     }
 
     /// Whether no request waits in the room.
     pub(crate) fn room_is_empty(&self) -> bool {
-        self.room_rx.is_empty()
+        self.room.rx.is_empty()
     }
 
     /// Wakes the leader if it is receiving, to look again at what it must do. For a leader
@@ -407,18 +458,18 @@ impl Queue {
                 continue;
             };
             loop {
-                match self.room_tx.send_timeout(request, RETIRED_POLL) {
+                match self.room.put(request, Some(RETIRED_POLL)) {
                     Ok(()) => {
                         // A worker blocked in the current generation's queue does not watch
                         // the room: wake one to look.
                         self.interrupt();
                         break;
                     }
-                    Err(e) if stop.is_open() => {
-                        drop(e.into_inner()); // tiny_http answers a dropped request 500
+                    Err(back) if stop.is_open() => {
+                        drop(back); // tiny_http answers a dropped request 500
                         return;
                     }
-                    Err(e) => request = e.into_inner(),
+                    Err(back) => request = back,
                 }
             }
         }

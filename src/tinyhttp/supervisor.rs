@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 
 use super::connections::Table;
+use super::gauges::Gauges;
 use super::peers::Peers;
 use super::queue::Queue;
 use super::rescue::{self, CONNECT_TIMEOUT, RESCUE_WAIT};
@@ -84,6 +85,8 @@ pub(crate) struct Watched {
     pub(crate) peers: Arc<Peers>,
     /// The OS's table of the connections on the port, where there is one.
     pub(crate) table: Arc<Mutex<Option<Table>>>,
+    /// Where the connections each look finds open are noted, for stats.
+    pub(crate) gauges: Arc<Gauges>,
     /// Where to connect to reach the listening socket.
     pub(crate) addr: SocketAddr,
     /// The `Retry-After` of the 503s for the backlog while no accept loop runs.
@@ -160,6 +163,8 @@ fn rescue_on_evidence(w: &Watched, unread: &mut Vec<(SocketAddr, Option<u64>)>) 
     let Some(connections) = table.as_mut().and_then(|t| t.read_once().ok()) else {
         return;
     };
+    w.gauges
+        .saw_open(connections.iter().filter(|c| c.accepted).count());
     let now: Vec<_> = connections
         .iter()
         .filter(|c| c.accepted && c.unread > 0)
