@@ -11,6 +11,7 @@
 //! ```text
 //! INFO  lameduck::shutdown::signal] shutting down gracefully, press Ctrl+C again to force stop
 //! INFO  lameduck::server::drain] shutdown (signal): stop accepting, drain (deadline 10s)
+//! INFO  lameduck::server::drain] draining: 1 in handlers, 0 queued, 1 connections open, 9.0s left ...
 //! INFO  lameduck::server] shutdown (signal) took 2.1s: served 0 before and 1 during the drain, ...
 //! INFO  hello] graceful shutdown finished.
 //! ```
@@ -73,7 +74,6 @@ fn run() -> Result<(), Box<dyn StdError>> {
         Response::from_string("Hello World").boxed()
     })?;
     println!("listening on http://{}", server.local_addr());
-
     server.run()?;
     log::info!("graceful shutdown finished.");
     Ok(())

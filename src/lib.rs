@@ -63,6 +63,25 @@
 //!    counts, and every request it could not finish, for a log or a retry queue. While the
 //!    [`Stopped`] value lives, requests that still arrive get `503` + `Connection: close`.
 //!
+//! # Watching a drain
+//!
+//! A drain that lasts more than a second says once a second, at `info`, what it waits for:
+//!
+//! ```text
+//! INFO  lameduck::server::drain] draining: 3 in handlers, 0 queued, 5 connections open, 7.2s left in_handlers=3 queued=0 connections_open=5 seconds_left=7.2
+//! ```
+//!
+//! The numbers are `log` key-values too (`in_handlers`, `queued`, `connections_open` where
+//! connections are seen, `seconds_left`), for a logger that keeps them (env_logger prints
+//! them after the message with its `kv` feature). Then the report, as always: a scraper
+//! never sees the last numbers once the process has exited, the log does.
+//!
+//! The same, at any time and from any thread: [`Handle::stats`] returns a [`Stats`]
+//! snapshot ([`Phase`], requests waiting and in handlers, served, rejected, shed, handler
+//! panics, connections open, time left to the deadline) from atomics alone, cheap enough
+//! for every request; [`Builder::metrics`] serves it in Prometheus' text format, answered
+//! with `Connection: close` during the drain like every response.
+//!
 //! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
 //! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).
 //!
@@ -112,10 +131,12 @@
 //! **`server/`** — the server and its timeline.
 //! - `mod.rs` — [`Server`], [`Handle`], [`Handler`], [`Stopped`].
 //! - `config.rs` — [`Builder`], the defaults ([`DEFAULT_DEADLINE`], …).
-//! - `phase.rs` — where the server is: Serving → LameDuck → Stopping → Draining →
-//!   Overdue → Done.
-//! - `drain.rs` — the timeline above, one function per phase, in order.
+//! - `phase.rs` — where the server is ([`Phase`]): Serving → LameDuck → Stopping →
+//!   Draining → Overdue → Done.
+//! - `drain.rs` — the timeline above, one function per phase, in order; the progress lines.
 //! - `worker.rs` — the workers and their counts.
+//! - `stats.rs` — [`Stats`]: the counters and gauges a running server shows;
+//!   `metrics.rs` — the same in Prometheus' text format ([`Builder::metrics`]).
 //! - `health.rs`, `hooks.rs`, `archive.rs` ([`Unserved`]), `report.rs`
 //!   ([`ShutdownReport`], [`Straggler`]).
 //!
@@ -129,7 +150,8 @@
 //! - `supervisor.rs`, `rescue.rs` — connections tiny_http leaves without a thread, freed.
 //! - `framing.rs` — requests whose framing is ambiguous (request smuggling), refused.
 //! - `shedder.rs` — the bound on waiting requests; `late_responder.rs` — the 503 after the
-//!   drain.
+//!   drain; `gauges.rs` — the waiting requests and the connections last seen, for
+//!   [`Stats`].
 //! - `response.rs` — writing responses (`Connection: close`, 503, 500, 431); `body.rs` —
 //!   [`Body`], a request body that fails rather than comes up short.
 //!
@@ -197,7 +219,7 @@
 //! |---|---|
 //! | `error` | a handler panicked (answered 500); the accept loop died while serving |
 //! | `warn` | the deadline was exceeded (with the report); a second signal; a stop that could not be confirmed |
-//! | `info` | each shutdown phase: serving, lame duck, stop accepting and drain, the report |
+//! | `info` | each shutdown phase: serving, lame duck, stop accepting and drain, the report; once a second of a drain that lasts, where it is (`draining: …`, with key-values) |
 //! | `debug` | each request, when answered; the end of the accept loop |
 //! | `trace` | each request, when received |
 //!

@@ -12,4 +12,5 @@ mod deployment;
 mod pool;
 mod reliability;
 mod server;
+mod stats;
 mod trigger;

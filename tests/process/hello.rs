@@ -27,6 +27,7 @@ mod unix {
             a_request_in_flight_completes_after_the_signal_and_new_connects_are_refused,
             the_deadline_exits_1_names_the_cut_request_and_answers_the_queue_503,
             a_second_signal_during_a_long_drain_exits_130_at_once,
+            a_long_drain_says_where_it_is_once_a_second_then_reports,
             nothing_is_lost_under_keep_alive_load_with_a_0ms_handler,
             nothing_is_lost_under_keep_alive_load_with_a_50ms_handler,
         ]
@@ -131,6 +132,48 @@ mod unix {
         assert_eq!(rejected.status, 503);
         assert!(rejected.header("Retry-After").is_some());
         assert!(rejected.closes());
+    }
+
+    /// A drain longer than a second says at `info`, once a second, what it waits for: in
+    /// words, and as key-values (env_logger's `kv`, on in the examples); then the report.
+    fn a_long_drain_says_where_it_is_once_a_second_then_reports() {
+        let (mut proc, addr) = hello(&["--delay-ms", "3000"]);
+        let mut conn = Conn::open(addr).unwrap();
+        conn.send("GET", "/", &[], b"").unwrap();
+        proc.wait_line(": received", BOUND);
+
+        proc.signal("INT");
+        let line = proc.wait_line("draining: ", BOUND);
+        assert!(
+            line.contains("draining: 1 in handlers, 0 queued, "),
+            "{line}"
+        );
+        assert!(line.contains("s left in_handlers=1 queued=0 "), "{line}");
+        assert!(line.contains(" seconds_left="), "{line}");
+        // The connection table is read on Linux; not under wine.
+        let table =
+            cfg!(target_os = "linux") && std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_none();
+        if table {
+            assert!(line.contains(" 1 connections open, "), "{line}");
+            assert!(line.contains(" connections_open=1 "), "{line}");
+        }
+
+        let response = conn.read_response(false).unwrap();
+        assert_eq!(response.status, 200);
+        let status = proc.wait_exit(BOUND);
+        assert_eq!(status.code(), Some(0), "{}", proc.output());
+        let output = proc.output();
+        let progress: Vec<_> = output
+            .lines()
+            .filter(|l| l.contains("draining: "))
+            .collect();
+        // About 2.9 s of drain: a line at 1 s and at 2 s; one more or less on a slow machine.
+        assert!((1..=3).contains(&progress.len()), "{output}");
+        let report = output
+            .find("served 0 before and 1 during the drain")
+            .unwrap_or_else(|| panic!("no report:\n{output}"));
+        let last = output.rfind("draining: ").unwrap();
+        assert!(last < report, "a progress line after the report:\n{output}");
     }
 
     /// The second signal ends the process at once: the request in its handler (5 s) is not

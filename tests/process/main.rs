@@ -1,6 +1,7 @@
 //! Tests with processes of their own: real signals to real children, the examples and the
 //! seed program run as their README says, triggers that end a child, a rolling restart
-//! behind a real nginx, and a child out of file descriptors.
+//! behind a real nginx, a child out of file descriptors, and the metrics read by Python's
+//! parser of Prometheus' format.
 //!
 //! This binary has its own `main` (`harness = false`, with `libtest-mimic` for the usual
 //! test-runner interface) for two reasons:
@@ -31,6 +32,7 @@ mod support;
 mod emfile;
 mod examples;
 mod hello;
+mod metrics;
 mod python;
 mod rolling;
 mod signals;
@@ -58,6 +60,7 @@ fn main() {
         emfile::trials(),
         examples::trials(),
         hello::trials(),
+        metrics::trials(),
         python::trials(),
         rolling::trials(),
         signals::trials(),

@@ -41,6 +41,21 @@ pub fn quiet_panics() {
     });
 }
 
+/// Waits until `done` holds, looking again every millisecond; fails after [`BOUND`], saying
+/// `what` it waited for. Only for a state that shows in a snapshot alone (a server's phase
+/// or counts in `Handle::stats`), which has no event to wait on.
+#[track_caller]
+pub fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + BOUND;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "still not {what} after {BOUND:?}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A new, empty folder for one test's files, under cargo's scratch folder for tests
 /// (`CARGO_TARGET_TMPDIR`, inside whatever target folder is in use): nothing a test writes
 /// lands beside the sources or depends on the current directory.
