@@ -80,7 +80,8 @@
 //! snapshot ([`Phase`], requests waiting and in handlers, served, rejected, shed, handler
 //! panics, connections open, time left to the deadline) from atomics alone, cheap enough
 //! for every request; [`Builder::metrics`] serves it in Prometheus' text format, answered
-//! with `Connection: close` during the drain like every response.
+//! with `Connection: close` during the drain like every response. With the `serde` feature
+//! the [`ShutdownReport`] is `serde::Serialize`, for one JSON line in a log pipeline.
 //!
 //! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
 //! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).

@@ -12,6 +12,8 @@ pub(crate) mod config;
 mod drain;
 mod health;
 pub(crate) mod hooks;
+#[cfg(feature = "serde")]
+mod json;
 mod metrics;
 pub(crate) mod phase;
 pub(crate) mod report;

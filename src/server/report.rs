@@ -16,6 +16,36 @@ use crate::shutdown::trigger::{Fired, Reason};
 /// drain short. Its `Display` is a log-ready summary; every request lameduck read and could
 /// not answer is in [`stragglers`](ShutdownReport::stragglers), so the application can log
 /// it or put it in a retry queue.
+///
+/// # As one JSON line (feature `serde`)
+///
+/// With the `serde` feature it is `serde::Serialize`, for a log pipeline that keeps JSON:
+/// times in seconds, clients as `"ip:port"`, the reason as its text.
+///
+/// ```text
+/// {"reason":"signal","fired_at":1796198400.5,"complete":true,"deadline_seconds":10.0,
+///  "lame_duck_seconds":0.0,"stopped_accepting_seconds":0.0004,"drain_seconds":2.1,
+///  "total_seconds":2.1,"served_before":0,"served_during_drain":1,"rejected":0,"shed":0,
+///  "handler_panics":0,"health_checks":0,
+///  "stragglers":[{"method":"GET","url":"/","peer":"127.0.0.1:51234","age_seconds":10.0,
+///                 "worker":"lameduck-worker-1"}],
+///  "workers":{"finished":["lameduck-worker-1"],"panicked":[{"name":…,"message":…}],"running":[]},
+///  "hooks":[{"name":"flush","outcome":"finished","took_seconds":0.01,"message":null}],
+///  "connections_left":{"idle":0,"arriving":[],"stuck":[],"unread":[]}}
+/// ```
+///
+#[cfg_attr(feature = "serde", doc = "```")]
+#[cfg_attr(not(feature = "serde"), doc = "```ignore")]
+/// # use lameduck::tiny_http::{Request, Response};
+/// # let server = lameduck::Server::bind("127.0.0.1:0")
+/// #     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+/// # server.handle().shutdown();
+/// let stopped = server.run()?;
+/// let line = serde_json::to_string(stopped.report()).expect("a report is always JSON");
+/// log::info!("{line}");
+/// assert!(line.starts_with(r#"{"reason":"requested","#));
+/// # Ok::<(), lameduck::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ShutdownReport {
     pub(crate) fired: Fired,

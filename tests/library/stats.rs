@@ -322,3 +322,49 @@ fn metrics_are_prometheus_text_while_serving_during_the_drain_and_after() {
         Some(stopped.report().drain_time().as_secs_f64())
     );
 }
+
+/// With the `serde` feature, the report is one JSON line a log pipeline can keep: what the
+/// deadline cut and what it rejected included.
+#[cfg(feature = "serde")]
+#[test]
+fn the_report_is_one_json_line() {
+    let mut h = Held::start(|b| {
+        b.workers(1)
+            .deadline(Duration::from_millis(300))
+            .on_shutdown("flush", |_| {})
+    });
+    let held = h.hold();
+    let mut waiting = Conn::open(h.s.addr).unwrap();
+    waiting.send("GET", "/queued", &[], b"").unwrap();
+    until("a request waiting", || h.s.handle.stats().waiting() == 1);
+    h.s.handle.shutdown();
+    let stopped = match h.s.finished() {
+        Err(Error::DeadlineExceeded(stopped)) => stopped,
+        other => panic!("the deadline did not cut the drain: {other:?}"),
+    };
+    let report = stopped.report();
+    let line = serde_json::to_string(report).unwrap();
+    eprintln!("{line}");
+    assert!(!line.contains('\n'), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["reason"], "requested", "{line}");
+    assert_eq!(json["complete"], false, "{line}");
+    assert_eq!(json["deadline_seconds"], 0.3, "{line}");
+    assert_eq!(json["drain_seconds"], report.drain_time().as_secs_f64());
+    assert_eq!(json["rejected"], 1, "{line}");
+    assert_eq!(json["served_before"], 0, "{line}");
+    let straggler = &json["stragglers"][0];
+    assert_eq!(
+        (&straggler["method"], &straggler["url"]),
+        (&"GET".into(), &"/hold".into()),
+        "{line}"
+    );
+    let peer = held.stream().local_addr().unwrap().to_string();
+    assert_eq!(straggler["peer"], peer.as_str(), "{line}");
+    assert_eq!(straggler["worker"], "lameduck-worker-1", "{line}");
+    assert_eq!(json["workers"]["running"][0], "lameduck-worker-1", "{line}");
+    assert_eq!(json["hooks"][0]["name"], "flush", "{line}");
+    assert_eq!(json["hooks"][0]["outcome"], "finished", "{line}");
+    assert!(json["connections_left"]["arriving"].is_array(), "{line}");
+    h.release();
+}
