@@ -263,8 +263,9 @@ impl<'a> Shutdown<'a> {
             Some(open) => log::info!(
                 in_handlers = in_handlers, queued = queued, connections_open = open,
                 seconds_left = seconds_left;
-                "draining: {in_handlers} in handlers, {queued} queued, {open} connections \
-                 open, {seconds_left:.1}s left"
+                "draining: {in_handlers} in handlers, {queued} queued, {open} connection{} \
+                 open, {seconds_left:.1}s left",
+                if open == 1 { "" } else { "s" }
             ),
             None => log::info!(
                 in_handlers = in_handlers, queued = queued, seconds_left = seconds_left;

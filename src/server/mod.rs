@@ -112,7 +112,8 @@ impl Shared {
         self.live.count_shed();
     }
 
-    /// After the drain: answers a scrape of the metrics, and 503 to anything else.
+    /// Past the deadline, and after the drain: answers a scrape of the metrics, and 503 (as
+    /// [`Shared::reject`]) to anything else.
     fn late(&self, request: Request) {
         let scrape = metrics::answer(self.config.metrics.as_deref(), &request, || {
             self.live.stats()

@@ -176,7 +176,7 @@ fn work(shared: &Shared, slot: &Slot) {
     let queue = shared.http.queue();
     while let Some(request) = queue.take(shared.live.phases.stop_taking()) {
         if shared.live.phases.now() == Phase::Overdue {
-            shared.reject(request);
+            shared.late(request);
         } else {
             serve(shared, slot, request);
         }

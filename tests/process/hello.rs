@@ -154,7 +154,7 @@ mod unix {
         let table =
             cfg!(target_os = "linux") && std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_none();
         if table {
-            assert!(line.contains(" 1 connections open, "), "{line}");
+            assert!(line.contains(" 1 connection open, "), "{line}");
             assert!(line.contains(" connections_open=1 "), "{line}");
         }
 
