@@ -30,12 +30,19 @@ pub enum Kind {
     Naive,
     /// `lameduck::Server` with `lameduck::signal::install`.
     Lameduck,
+    /// The same with what watches a drain turned on: `Builder::metrics` (every request's path
+    /// is checked against it) and a thread that takes `Handle::stats()` every millisecond.
+    /// In the throughput part only, beside the three.
+    Watched,
 }
 
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Plain, Kind::Naive, Kind::Lameduck];
 
-    /// Its place in [`Kind::ALL`].
+    /// The servers of the throughput part.
+    pub const THROUGHPUT: [Kind; 4] = [Kind::Plain, Kind::Naive, Kind::Lameduck, Kind::Watched];
+
+    /// Its place in [`Kind::THROUGHPUT`] (and in [`Kind::ALL`], for those three).
     pub fn index(self) -> usize {
         self as usize
     }
@@ -45,6 +52,7 @@ impl Kind {
             Kind::Plain => "plain",
             Kind::Naive => "naive",
             Kind::Lameduck => "lameduck",
+            Kind::Watched => "lameduck+watch",
         }
     }
 
@@ -56,8 +64,17 @@ impl Kind {
         kinds
     }
 
+    /// The same for the throughput part's four.
+    pub fn throughput_order(round: usize) -> [Kind; 4] {
+        let mut kinds = Kind::THROUGHPUT;
+        kinds.rotate_left(round % Kind::THROUGHPUT.len());
+        kinds
+    }
+
     fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.name() == text)
+        Kind::THROUGHPUT
+            .into_iter()
+            .find(|kind| kind.name() == text)
     }
 }
 
@@ -127,7 +144,7 @@ pub fn serve(spec: &str) -> ! {
     let code = match spec.kind {
         Kind::Plain => plain(spec),
         Kind::Naive => naive(spec),
-        Kind::Lameduck => with_lameduck(spec),
+        Kind::Lameduck | Kind::Watched => with_lameduck(spec),
     };
     std::process::exit(code)
 }
@@ -238,11 +255,22 @@ fn run_lameduck(spec: Spec) -> Result<lameduck::Stopped, lameduck::Error> {
     let (trigger, _listener) = lameduck::trigger();
     lameduck::signal::install(&trigger)?;
     let delay = spec.delay;
-    let server = lameduck::Server::bind("127.0.0.1:0")
+    let mut builder = lameduck::Server::bind("127.0.0.1:0")
         .trigger(trigger)
         .workers(spec.workers)
-        .deadline(spec.deadline)
-        .build(move |_request: &mut Request| hello(delay).boxed())?;
+        .deadline(spec.deadline);
+    if spec.kind == Kind::Watched {
+        builder = builder.metrics("/metrics");
+    }
+    let server = builder.build(move |_request: &mut Request| hello(delay).boxed())?;
+    if spec.kind == Kind::Watched {
+        let (handle, stop) = (server.handle(), server.handle().listener());
+        thread::spawn(move || {
+            while stop.sleep(Duration::from_millis(1)).is_ok() {
+                std::hint::black_box(handle.stats());
+            }
+        });
+    }
     announce(server.local_addr());
     server.run()
 }

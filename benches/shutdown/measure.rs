@@ -229,7 +229,7 @@ impl Throughput {
 
 pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
     let spec = |kind| Spec::new(kind, plan.workers, Delay::Millis(0));
-    let servers = Kind::ALL
+    let servers = Kind::THROUGHPUT
         .iter()
         .map(|&kind| ServerProcess::start(spec(kind)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -239,7 +239,7 @@ pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
     let mut runs: HashMap<(usize, Kind), Vec<RunStat>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.conns {
-            for kind in Kind::order(round) {
+            for kind in Kind::throughput_order(round) {
                 let server = &servers[kind.index()];
                 let cpu_before = server.cpu_time();
                 let (tally, elapsed) = Load::start(server.addr, conns).run_for(plan.load_time);
@@ -282,7 +282,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
         "cut",
     ]);
     for &conns in &plan.conns {
-        for kind in Kind::ALL {
+        for kind in Kind::THROUGHPUT {
             let rps = result.values(conns, kind, |r| r.rps);
             let sum = |f: fn(&RunStat) -> u64| {
                 result
@@ -312,7 +312,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
     }
     table.print();
     if let Some(&most) = plan.conns.iter().max() {
-        for kind in Kind::ALL {
+        for kind in Kind::THROUGHPUT {
             let runs = result
                 .runs
                 .get(&(most, kind))

@@ -58,6 +58,13 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
             |kind| throughput_ratios(plan, t?, kind),
         ),
         row(
+            format!(
+                "stats + metrics on: throughput >= 0.97x lameduck ({} conns)",
+                conns.join("/")
+            ),
+            |kind| watched_ratios(plan, t?, kind),
+        ),
+        row(
             format!("p99 <= 2.5 ms at {BURST} conns, all served"),
             |kind| p99_served(t?, kind),
         ),
@@ -118,6 +125,22 @@ fn throughput_ratios(plan: &Plan, t: &Throughput, kind: Kind) -> Option<(String,
     let pass = all.iter().all(|r| r.is_some_and(|r| r >= 0.95));
     let text = format!("{}; all served: {}", texts.join(" / "), served.join(" / "));
     Some((text, pass))
+}
+
+/// For lameduck's column: the throughput with what watches a drain turned on (metrics path,
+/// stats taken every millisecond), as a ratio to lameduck's own, per connection count.
+fn watched_ratios(plan: &Plan, t: &Throughput, kind: Kind) -> Option<(String, bool)> {
+    if kind != Kind::Lameduck {
+        return None;
+    }
+    let ratios: Vec<Option<f64>> = plan
+        .conns
+        .iter()
+        .map(|&c| Some(t.median_rps(c, Kind::Watched)? / t.median_rps(c, Kind::Lameduck)?))
+        .collect();
+    let texts: Vec<String> = ratios.iter().map(|r| num(*r, 3)).collect();
+    let pass = ratios.iter().all(|r| r.is_some_and(|r| r >= 0.97));
+    Some((texts.join(" / "), pass))
 }
 
 fn p99_served(t: &Throughput, kind: Kind) -> Option<(String, bool)> {
