@@ -173,7 +173,7 @@ pub(crate) fn spawn_all(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Err
 
 /// A worker's loop.
 fn work(shared: &Shared, slot: &Slot) {
-    let queue = shared.http.queue();
+    let mut queue = shared.http.queue().taker();
     while let Some(request) = queue.take(shared.live.phases.stop_taking()) {
         if shared.live.phases.now() == Phase::Overdue {
             shared.late(request);

@@ -31,6 +31,8 @@ pub(crate) struct Peers {
     evicted: Mutex<HashMap<u64, u64>>,
     /// Connections whose requests are no longer served (a request that could smuggle).
     refused: Mutex<HashSet<u64>>,
+    /// Some connection was ever refused: until then, a request looks at nothing more.
+    any_refused: AtomicBool,
     seen_new: AtomicBool,
     /// No rescue has found nothing to free since the last new connection (or ever): some
     /// connections may be waiting for a thread.
@@ -59,6 +61,7 @@ impl Peers {
             epoch: Instant::now(),
             evicted: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
+            any_refused: AtomicBool::new(false),
             seen_new: AtomicBool::new(false),
             // Until a rescue has looked, a first burst may be waiting unseen.
             unsure: AtomicBool::new(true),
@@ -133,11 +136,16 @@ impl Peers {
     pub(crate) fn refuse(&self, peer: Option<&SocketAddr>) {
         if let Some(peer) = peer {
             lock(&self.refused).insert(key(peer));
+            self.any_refused.store(true, Ordering::SeqCst);
         }
     }
 
     /// Whether the connection from `peer` was refused.
     pub(crate) fn is_refused(&self, peer: Option<&SocketAddr>) -> bool {
+        // One load on the request path; the set is locked only once a refusal was noted.
+        if !self.any_refused.load(Ordering::SeqCst) {
+            return false;
+        }
         let refused = lock(&self.refused);
         !refused.is_empty() && peer.is_some_and(|p| refused.contains(&key(p)))
     }

@@ -105,6 +105,63 @@ pub(crate) struct Queue {
     retired: Mutex<Vec<Helper>>,
 }
 
+/// A worker's side of the queue. It keeps the current generation between requests, so that
+/// taking one costs no lock: the generations' list is locked only when a new one was
+/// installed (an accept loop died).
+pub(crate) struct Taker<'a> {
+    queue: &'a Queue,
+    gen: Arc<Generation>,
+}
+
+impl Taker<'_> {
+    /// The next request for a worker: one from the waiting room, or, unless a thread of
+    /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
+    pub(crate) fn take(&mut self, stop: &Latch) -> Option<Request> {
+        let queue = self.queue;
+        loop {
+            if let Some(request) = queue.room.try_take() {
+                return Some(request);
+            }
+            if stop.is_open() {
+                return None;
+            }
+            if queue.pumped.is_open() {
+                select! {
+                    recv(queue.room.rx) -> request => if let Some(r) = queue.room.took(request) {
+                        return Some(r);
+                    },
+                    recv(stop.receiver()) -> _ => {}
+                }
+                continue;
+            }
+            if queue.led.load(Ordering::SeqCst) {
+                select! {
+                    recv(queue.room.rx) -> request => if let Some(r) = queue.room.took(request) {
+                        return Some(r);
+                    },
+                    recv(stop.receiver()) -> _ => {}
+                    default(LED_POLL) => {}
+                }
+                continue;
+            }
+            if !queue.is_current(&self.gen) {
+                self.gen = queue.current();
+            }
+            let gen = &self.gen;
+            gen.inside.fetch_add(1, Ordering::SeqCst);
+            if !queue.workers_receive() || !queue.is_current(gen) {
+                queue.leave(gen);
+                continue;
+            }
+            let received = gen.http.recv();
+            queue.leave(gen);
+            if let Some(request) = queue.received(gen, received) {
+                return Some(request);
+            }
+        }
+    }
+}
+
 /// The waiting room: a bounded channel of requests for the workers, whose length the
 /// gauges follow (a stats snapshot reads it there, without the channel).
 struct Room {
@@ -179,46 +236,11 @@ impl Queue {
         }
     }
 
-    /// The next request for a worker: one from the waiting room, or, unless a thread of
-    /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
-    pub(crate) fn take(&self, stop: &Latch) -> Option<Request> {
-        loop {
-            if let Some(request) = self.room.try_take() {
-                return Some(request);
-            }
-            if stop.is_open() {
-                return None;
-            }
-            if self.pumped.is_open() {
-                select! {
-                    recv(self.room.rx) -> request => if let Some(r) = self.room.took(request) {
-                        return Some(r);
-                    },
-                    recv(stop.receiver()) -> _ => {}
-                }
-                continue;
-            }
-            if self.led.load(Ordering::SeqCst) {
-                select! {
-                    recv(self.room.rx) -> request => if let Some(r) = self.room.took(request) {
-                        return Some(r);
-                    },
-                    recv(stop.receiver()) -> _ => {}
-                    default(LED_POLL) => {}
-                }
-                continue;
-            }
-            let gen = self.current();
-            gen.inside.fetch_add(1, Ordering::SeqCst);
-            if !self.workers_receive() || gen.number != self.current().number {
-                self.leave(&gen);
-                continue;
-            }
-            let received = gen.http.recv();
-            self.leave(&gen);
-            if let Some(request) = self.received(&gen, received) {
-                return Some(request);
-            }
+    /// A worker's way to take requests ([`Taker::take`]).
+    pub(crate) fn taker(&self) -> Taker<'_> {
+        Taker {
+            queue: self,
+            gen: self.current(),
         }
     }
 
@@ -289,6 +311,11 @@ impl Queue {
     /// From now on an accept loop that ends was ended by lameduck (no restart).
     pub(crate) fn stopping(&self) {
         self.stopping.open();
+    }
+
+    /// Whether `gen` is the current generation: one atomic load.
+    fn is_current(&self, gen: &Generation) -> bool {
+        self.current.load(Ordering::SeqCst) + 1 == gen.number
     }
 
     /// The generation new connections go to.
