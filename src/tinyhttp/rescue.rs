@@ -157,9 +157,12 @@ pub(crate) fn rescue_from_table(
     // One dump costs about 0.7 ms here, wherever the connections are (the kernel walks its
     // whole table): a first look settles the common case, nothing waiting.
     let mut conns = table.read_once()?;
+    let open = conns.iter().filter(|c| c.accepted).count();
     if !conns.iter().any(|c| unread(c) || in_backlog(c)) {
         return Ok(Rescued {
-            none_open: !conns.iter().any(|c| c.accepted),
+            none_open: open == 0,
+            open,
+            quiet: true,
         });
     }
     let mut watch = Watch::new(&conns);
@@ -195,11 +198,25 @@ pub(crate) fn rescue_from_table(
     }
     if kicks > 0 {
         log::debug!(
-            "rescue: {} connections were waiting for a thread (tiny_http); {kicks} kicks",
-            watch.freed
+            "rescue: {} connections were waiting for a thread (tiny_http), the longest for \
+             {:.1} ms; {kicks} kicks",
+            watch.freed,
+            watch.longest.as_secs_f64() * 1e3
         );
     }
-    Ok(Rescued { none_open: false })
+    Ok(Rescued {
+        none_open: false,
+        open,
+        quiet: false,
+    })
+}
+
+/// A connection seen waiting for a thread.
+#[derive(Clone, Copy)]
+struct Waiting {
+    seen: Instant,
+    arrived: Instant,
+    received: Option<u64>,
 }
 
 /// What a rescue from the table keeps from one look to the next.
@@ -211,12 +228,18 @@ struct Watch {
     suspects: HashSet<SocketAddr>,
     /// Every connection seen accepted.
     accepted: HashSet<SocketAddr>,
-    /// The connections with bytes unread, since when.
-    waiting_since: HashMap<SocketAddr, Instant>,
+    /// The connections with bytes unread, none ever read: since when they are seen so, and
+    /// how many bytes they had received then (a connection that received more meanwhile is
+    /// still being sent its first request: its wait starts again); and when those bytes
+    /// arrived, as the OS dates it (to a kernel tick).
+    waiting_since: HashMap<SocketAddr, Waiting>,
     /// When a connection was last seen accepted for the first time.
     last_accept: Instant,
     /// Connections seen waiting, then read (or gone).
     freed: usize,
+    /// The longest any of those waited, from its bytes' arrival (as the OS dates it) until
+    /// it was seen read.
+    longest: Duration,
 }
 
 impl Watch {
@@ -230,6 +253,7 @@ impl Watch {
             waiting_since: HashMap::new(),
             last_accept: Instant::now(),
             freed: 0,
+            longest: Duration::ZERO,
         }
     }
 
@@ -238,13 +262,27 @@ impl Watch {
     /// the first look's unread still waiting, the first look's backlog accepted, and no
     /// connection accepted for [`STARVED_AFTER`].
     fn look(&mut self, conns: &[Connection], now: Instant) -> Option<usize> {
-        let before = self.waiting_since.len();
         // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
-        self.waiting_since
-            .retain(|peer, _| conns.iter().find(|c| c.peer == *peer).map_or(true, unread));
-        self.freed += before - self.waiting_since.len();
+        self.waiting_since.retain(|peer, waiting| {
+            let waits = conns.iter().find(|c| c.peer == *peer).map_or(true, unread);
+            if !waits {
+                self.freed += 1;
+                self.longest = self.longest.max(now - waiting.arrived);
+            }
+            waits
+        });
         for c in conns.iter().filter(|c| unread(c)) {
-            self.waiting_since.entry(c.peer).or_insert(now);
+            let seen = Waiting {
+                seen: now,
+                arrived: now
+                    .checked_sub(c.quiet_for.unwrap_or_default())
+                    .unwrap_or(now),
+                received: c.received,
+            };
+            let waiting = self.waiting_since.entry(c.peer).or_insert(seen);
+            if waiting.received != c.received {
+                *waiting = seen;
+            }
         }
         for c in conns.iter().filter(|c| c.accepted) {
             if self.accepted.insert(c.peer) {
@@ -257,7 +295,7 @@ impl Watch {
         let starved = self
             .waiting_since
             .values()
-            .filter(|&&at| now - at >= STARVED_AFTER)
+            .filter(|w| now - w.seen >= STARVED_AFTER)
             .count();
         let suspected = self.waiting_since.keys().any(|p| self.suspects.contains(p));
         let settled = now - self.last_accept >= STARVED_AFTER;
@@ -274,6 +312,10 @@ impl Watch {
 pub(crate) struct Rescued {
     /// No connection was open (or in the backlog) at all.
     pub(crate) none_open: bool,
+    /// Connections accepted at its first look.
+    pub(crate) open: usize,
+    /// Its first look found nothing waiting: no bytes unread, nothing in the backlog.
+    pub(crate) quiet: bool,
 }
 
 /// `n` kicks to `addr`, for a socket that is not sealed; how many went through.
@@ -286,8 +328,13 @@ fn in_backlog(c: &Connection) -> bool {
     (c.established || c.opening) && !c.accepted
 }
 
+/// Accepted, with bytes waiting, none ever read: what a connection tiny_http left without a
+/// thread looks like (its thread would have read its first request in microseconds). A
+/// connection read before has a thread, however slow it is to run on a loaded machine:
+/// tiny_http runs a connection on one thread from its first request to its end. Where the
+/// OS does not count the bytes received, any bytes waiting.
 fn unread(c: &Connection) -> bool {
-    c.accepted && c.unread > 0
+    c.accepted && c.unread > 0 && c.received.map_or(true, |r| r == u64::from(c.unread))
 }
 
 /// A connection to ourselves that closes at once: tiny_http gives it a thread, which, once

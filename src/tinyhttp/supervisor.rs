@@ -2,12 +2,13 @@
 //! without a thread (`rescue.rs`), checks that tiny_http's accept loop is alive, and starts a
 //! new one when it has died.
 //!
-//! **Rescue.** Where the OS's connection table can be read, from its evidence: one look
-//! every [`TABLE_INTERVAL`] while new connections come (only a connection being accepted can
-//! be left without a thread, and a burst always gets some served), and every
-//! [`QUIET_LOOK`] anyway; a connection whose bytes stayed unread since the last look has no
-//! thread, and the rescue kicks for it (`rescue.rs`). No kick while none waits. Elsewhere,
-//! timed: every [`INTERVAL`] when new connections were seen, and every tenth round anyway.
+//! **Rescue.** Where the OS's connection table can be read, from its evidence: a look
+//! [`FIRST_LOOK`] after a new connection shows up (only a connection being accepted can be
+//! left without a thread, and a burst always gets some served), at most one every
+//! [`TABLE_INTERVAL`], and one every [`QUIET_LOOK`] anyway. If some connection has bytes
+//! unread, the rescue watches it for a few milliseconds and kicks for each whose bytes stay
+//! unread (`rescue.rs`). No kick while none waits. Elsewhere, timed: every [`INTERVAL`] when
+//! new connections were seen, and every tenth round anyway.
 //!
 //! **A live accept loop.** Every [`PING_INTERVAL`] it sends a bad request line, which
 //! tiny_http answers `400` at once; a loop that died without a word (tiny_http's accept
@@ -33,15 +34,25 @@ use crate::error::Error;
 use crate::shutdown::helper::Helper;
 use crate::shutdown::latch::Latch;
 
-/// While new connections come, how often the supervisor looks at the connection table: a
-/// connection tiny_http left without a thread waits about twice this for its rescue. One
-/// look is one dump of the kernel's table, about 0.7 ms here whatever the number of
-/// connections (the kernel walks all 262 144 buckets of its table on this 24 GiB machine):
-/// looking only while connections arrive keeps a server with steady keep-alive clients, or
-/// none, from paying it. 20 ms is a judgement, not a measurement: 0.7 ms of every 20 while
-/// connections arrive; a cold burst of 64 is answered within 76 ms (slowest of 10 rounds,
-/// `tests/burst.rs`, 2026-12-02).
-const TABLE_INTERVAL: Duration = Duration::from_millis(20);
+/// While connections come, how often the supervisor looks at the connection table, at most:
+/// after a look that found another number of connections open than the one before, or a new
+/// connection's first request, the next comes this long after. One look is one dump of the
+/// kernel's table, about 0.7 ms here whatever the number of connections (the kernel walks
+/// all 262 144 buckets of its table on this 24 GiB machine): looking only while connections
+/// arrive keeps a server with steady keep-alive clients, or none, from paying it; a client
+/// that connects anew for every request pays 0.7 ms in 10 on one core. A connection left
+/// without a thread while a burst goes on is found within about this: measured as the
+/// slowest request at 256 connections opened at once (`--only latency`; README, Performance).
+const TABLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// After a new connection is seen (its first request came out), how long until the first
+/// look: the connections of the same burst that did get a thread have read their first
+/// request by then, and those left without one show their bytes unread. The look then
+/// watches them for the rescue's [`STARVED_AFTER`](super::rescue) before it kicks. About a
+/// kernel tick (4 ms here); not tuned alone: what it gives, a request on a connection left
+/// without a thread answered within tens of milliseconds at 256 connections opened at once,
+/// is measured by `cargo bench --bench shutdown -- --only latency` (README, Performance).
+const FIRST_LOOK: Duration = Duration::from_millis(4);
 
 /// With a table and no new connection, how often the supervisor looks anyway (a burst
 /// whose connections were all left without a thread gives no other sign). Not measured: it
@@ -119,11 +130,28 @@ impl Supervisor {
 
 fn supervise(w: &Watched, stop: &Latch) {
     let with_table = lock(&w.table).is_some();
-    let interval = if with_table { TABLE_INTERVAL } else { INTERVAL };
-    let mut unread = Vec::new();
+    let never = crossbeam_channel::never();
     let mut pinged = Instant::now();
     let mut looked = Instant::now();
+    // With a table: when the next look is due, once a new connection was seen.
+    let mut look_at: Option<Instant> = None;
+    // Connections the last look found open.
+    let mut last_open = None;
     for round in 1u64.. {
+        let now = Instant::now();
+        let wake = if with_table {
+            look_at
+                .unwrap_or(looked + QUIET_LOOK)
+                .min(pinged + PING_INTERVAL)
+        } else {
+            now + INTERVAL
+        };
+        // Only while no look is due: a connection per request would wake it per request.
+        let arrivals = if with_table && look_at.is_none() {
+            w.peers.new_seen()
+        } else {
+            &never
+        };
         select! {
             recv(stop.receiver()) -> _ => return,
             recv(w.queue.deaths()) -> dead => {
@@ -131,16 +159,25 @@ fn supervise(w: &Watched, stop: &Latch) {
                     restart(w, stop);
                 }
             }
-            default(interval) => {}
+            recv(arrivals) -> _ => {
+                look_at = Some((Instant::now() + FIRST_LOOK).max(looked + TABLE_INTERVAL));
+                continue;
+            }
+            default(wake.saturating_duration_since(now)) => {}
         }
         if stop.is_open() {
             return;
         }
         if with_table {
-            // A look while connections come (or bytes were seen waiting), or now and then.
-            if w.peers.take_seen_new() || !unread.is_empty() || looked.elapsed() >= QUIET_LOOK {
+            if look_at.is_some_and(|at| Instant::now() >= at) || looked.elapsed() >= QUIET_LOOK {
                 looked = Instant::now();
-                rescue_on_evidence(w, &mut unread);
+                let seen = rescue_on_evidence(w);
+                let open = seen.map(|rescued| rescued.open);
+                // Connections still coming, or some were waiting: look again (one left
+                // without a thread sends no sign).
+                let busy = open != last_open || seen.is_some_and(|rescued| !rescued.quiet);
+                look_at = busy.then(|| looked + TABLE_INTERVAL);
+                last_open = open;
             }
         } else if w.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
             rescue::rescue(w.addr, &w.peers, &|| !stop.is_open());
@@ -156,29 +193,17 @@ fn supervise(w: &Watched, stop: &Latch) {
     }
 }
 
-/// One look at the table: if a connection's bytes stayed unread since the last look
-/// (`unread`, its client and bytes received then), it has no thread: rescue.
-fn rescue_on_evidence(w: &Watched, unread: &mut Vec<(SocketAddr, Option<u64>)>) {
+/// One look at the table; if a connection has bytes unread, the rescue watches it and kicks
+/// for the ones whose bytes stay unread ([`rescue::rescue_from_table`]). Returns what it
+/// saw, if the table could be read.
+fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
     let mut table = lock(&w.table);
-    let Some(connections) = table.as_mut().and_then(|t| t.read_once().ok()) else {
-        return;
-    };
-    w.gauges
-        .saw_open(connections.iter().filter(|c| c.accepted).count());
-    let now: Vec<_> = connections
-        .iter()
-        .filter(|c| c.accepted && c.unread > 0)
-        .map(|c| (c.peer, c.received))
-        .collect();
-    let stuck = now.iter().any(|c| unread.contains(c));
-    *unread = now;
-    if stuck {
-        if let Some(table) = table.as_mut() {
-            let until = Instant::now() + RESCUE_BOUND;
-            let _ = rescue::rescue_from_table(table, until, &mut |n| rescue::kicks(w.addr, n));
-        }
-        unread.clear();
-    }
+    let table = table.as_mut()?;
+    let until = Instant::now() + RESCUE_BOUND;
+    let rescued =
+        rescue::rescue_from_table(table, until, &mut |n| rescue::kicks(w.addr, n)).ok()?;
+    w.gauges.saw_open(rescued.open);
+    Some(rescued)
 }
 
 /// Starts a new generation after the current one's accept loop died; sheds the backlog with
