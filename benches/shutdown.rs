@@ -52,8 +52,12 @@
 //! exits non-zero only if lameduck lost a request or a server answered none: no timing is
 //! asserted. Linux only (signals through `kill`, `/proc`); elsewhere it says it skipped.
 
+#[path = "shutdown/apt.rs"]
+mod apt;
 #[path = "shutdown/child.rs"]
 mod child;
+#[path = "shutdown/go.rs"]
+mod go;
 #[path = "shutdown/load.rs"]
 mod load;
 #[path = "shutdown/measure.rs"]
@@ -64,10 +68,12 @@ mod process;
 mod summary;
 #[path = "shutdown/table.rs"]
 mod table;
+#[path = "shutdown/wrk.rs"]
+mod wrk;
 
 use std::time::{Duration, Instant};
 
-use measure::{Drain, ExitIdle, IdleRun, PerKind, Throughput};
+use measure::{Drain, ExitIdle, IdleRun, Latency, PerKind, Throughput};
 use process::{ProcStatus, Signaller};
 
 /// What to run, and how much of it.
@@ -83,6 +89,8 @@ pub struct Plan {
     pub load_time: Duration,
     /// Connection counts of the throughput runs.
     pub conns: Vec<usize>,
+    /// Connection counts of the runs under wrk.
+    pub wrk_conns: Vec<usize>,
     /// Clients of the shutdown-under-load runs.
     pub drain_clients: usize,
     /// (handler ms, responses before the signal) of the shutdown-under-load runs.
@@ -101,7 +109,8 @@ impl Plan {
             rounds: 10,
             small_rounds: 3,
             load_time: Duration::from_secs(2),
-            conns: vec![1, 16, 64],
+            conns: vec![1, 16, 64, 256],
+            wrk_conns: vec![16, 64, 256],
             drain_clients: 32,
             drain_cases: vec![(0, 2000), (50, 200)],
             idle_conns: 1000,
@@ -116,6 +125,7 @@ impl Plan {
             small_rounds: 1,
             load_time: Duration::from_millis(300),
             conns: vec![16],
+            wrk_conns: vec![16],
             drain_cases: vec![(0, 500), (50, 100)],
             idle_conns: 100,
             ..Plan::full()
@@ -132,6 +142,7 @@ impl Plan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Measure {
     Throughput,
+    Latency,
     Exit,
     Drain,
     Deadline,
@@ -141,8 +152,9 @@ enum Measure {
 }
 
 impl Measure {
-    const ALL: [Measure; 7] = [
+    const ALL: [Measure; 8] = [
         Measure::Throughput,
+        Measure::Latency,
         Measure::Exit,
         Measure::Drain,
         Measure::Deadline,
@@ -154,6 +166,7 @@ impl Measure {
     fn name(self) -> &'static str {
         match self {
             Measure::Throughput => "throughput",
+            Measure::Latency => "latency",
             Measure::Exit => "exit",
             Measure::Drain => "drain",
             Measure::Deadline => "deadline",
@@ -175,6 +188,7 @@ impl Measure {
 #[derive(Default)]
 pub struct Results {
     pub throughput: Option<Throughput>,
+    pub latency: Option<Latency>,
     pub exit: Option<ExitIdle>,
     pub drain: Option<Drain>,
     pub deadline: Option<PerKind<measure::DeadlineRun>>,
@@ -187,16 +201,18 @@ pub struct Results {
 
 struct Args {
     smoke: bool,
+    install: bool,
     only: Option<Measure>,
     workers: Option<usize>,
     rounds: Option<usize>,
 }
 
-/// `--smoke`, `--only NAME`, `--workers N`, `--rounds N`; anything else (cargo passes
+/// `--smoke`, `--install`, `--only NAME`, `--workers N`, `--rounds N`; anything else (cargo passes
 /// `--bench`) is ignored.
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         smoke: false,
+        install: false,
         only: None,
         workers: None,
         rounds: None,
@@ -205,6 +221,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--smoke" => args.smoke = true,
+            "--install" => args.install = true,
             "--only" => {
                 let name = iter.next().unwrap_or_default();
                 let names: Vec<&str> = Measure::ALL.iter().map(|m| m.name()).collect();
@@ -253,13 +270,21 @@ fn main() {
     }
     let wanted = |m: Measure| match args.only {
         Some(only) => only == m,
-        None => !(args.smoke && m == Measure::Deadline),
+        None => !(args.smoke && matches!(m, Measure::Deadline | Measure::Latency)),
     };
     if wanted(Measure::Idle) {
         ensure_open_files(&mut plan);
     }
+    if args.install {
+        install(&plan);
+    }
+    let go_note = if plan.smoke {
+        "not in a smoke run".to_owned()
+    } else {
+        with_go()
+    };
     let started = Instant::now();
-    print_header(&plan);
+    print_header(&plan, &go_note);
     let mut signaller = Signaller::start().unwrap_or_else(|e| {
         eprintln!("shutdown bench: {e}");
         std::process::exit(2)
@@ -294,6 +319,14 @@ fn run(plan: &Plan, measures: &[Measure], signaller: &mut Signaller) -> Results 
     for &m in measures {
         let outcome = match m {
             Measure::Throughput => measure::throughput(plan).map(|r| results.throughput = Some(r)),
+            Measure::Latency if wrk::version().is_none() => {
+                println!(
+                    "\nlatency: skipped: wrk is not installed (Debian: apt-get install wrk; \
+                     or run this bench with --install)"
+                );
+                Ok(())
+            }
+            Measure::Latency => measure::latency(plan).map(|r| results.latency = Some(r)),
             Measure::Exit => measure::exit_idle(plan, signaller).map(|r| results.exit = Some(r)),
             Measure::Drain => measure::drain(plan, signaller).map(|r| results.drain = Some(r)),
             Measure::Deadline => {
@@ -329,9 +362,53 @@ fn smoke_verdict(plan: &Plan, results: &Results) {
     std::process::exit(1);
 }
 
-fn print_header(plan: &Plan) {
+/// Installs what the Go column and the wrk part need, where missing (`--install`).
+fn install(plan: &Plan) {
+    let missing = [
+        (
+            "wrk",
+            wrk::version().is_none(),
+            wrk::install as fn() -> Result<(), String>,
+        ),
+        (
+            "golang-go",
+            !plan.smoke && go::version().is_none(),
+            go::install,
+        ),
+    ];
+    for (package, needed, install) in missing {
+        if needed {
+            println!("installing {package} (--install)");
+            if let Err(e) = install() {
+                println!("note: {e}");
+            }
+        }
+    }
+}
+
+/// Builds the Go server and makes it a column; says how it went.
+fn with_go() -> String {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lameduck-bench-go");
+    let built = std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|()| go::build(&dir));
+    match built {
+        Ok(Some(binary)) => {
+            child::set_go(binary);
+            format!(
+                "the seed's program ({}), {}",
+                go::source().display(),
+                go::version().unwrap_or_default()
+            )
+        }
+        Ok(None) => "skipped: Go is not installed (Debian: golang-go; or --install)".to_owned(),
+        Err(e) => format!("skipped: {e}"),
+    }
+}
+
+fn print_header(plan: &Plan, go_note: &str) {
     let mode = if plan.smoke { "smoke" } else { "full" };
-    println!("lameduck shutdown benchmark ({mode} run): plain tiny_http, naive, lameduck");
+    println!("lameduck shutdown benchmark ({mode} run): plain tiny_http, naive, lameduck, Go");
     println!("command:  {}", command_line());
     println!("machine:  {}", machine());
     println!("date:     {}", date());
@@ -341,6 +418,7 @@ fn print_header(plan: &Plan) {
          handler: sleep D ms, then \"Hello World\"",
         plan.workers
     );
+    println!("go:       {go_note}");
     println!(
         "load:     generated by this bench on the same machine: std threads, one blocking \
          keep-alive TcpStream each"

@@ -23,6 +23,12 @@
 //! (`/proc`, signals through `kill`); elsewhere, or without Go, it says so and exits 0.
 
 #[allow(dead_code)]
+#[path = "shutdown/apt.rs"]
+mod apt;
+#[allow(dead_code)]
+#[path = "shutdown/go.rs"]
+mod go;
+#[allow(dead_code)]
 #[path = "shutdown/load.rs"]
 mod load;
 #[path = "../tests/support/mod.rs"]
@@ -30,7 +36,7 @@ mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -342,19 +348,8 @@ fn prefaces(kind: &Kind) -> String {
 
 /// Builds the seed's Go program into cargo's scratch folder; `None` without Go.
 fn build_go() -> Option<PathBuf> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/versus_go/seed.go");
-    let binary = support::scratch_dir("versus-go").join("seed");
-    let cache = support::scratch_dir("versus-go-cache");
-    let status = Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&binary)
-        .arg(&source)
-        .env("GOCACHE", &cache)
-        .status()
-        .ok()?;
-    assert!(status.success(), "go build {} failed", source.display());
-    Some(binary)
+    let dir = support::scratch_dir("versus-go");
+    go::build(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The child: lameduck's twin of the seed program, its handler sleeping `delay_ms`.

@@ -2,8 +2,10 @@
 //! again with [`ENV`] set to an encoded [`Spec`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -34,18 +36,27 @@ pub enum Kind {
     /// is checked against it) and a thread that takes `Handle::stats()` every millisecond.
     /// In the throughput part only, beside the three.
     Watched,
+    /// The seed's Go program (`net/http`, `signal.NotifyContext` + `Server.Shutdown`), where
+    /// Go is installed ([`set_go`]): in the throughput, latency, exit and drain parts.
+    Go,
+}
+
+/// The Go server's binary, once built.
+static GO: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes the Go server a column of the parts it takes part in.
+pub fn set_go(binary: PathBuf) {
+    let _ = GO.set(binary);
+}
+
+/// Whether the Go server takes part.
+pub fn has_go() -> bool {
+    GO.get().is_some()
 }
 
 impl Kind {
+    /// The three tiny_http servers: every part measures them.
     pub const ALL: [Kind; 3] = [Kind::Plain, Kind::Naive, Kind::Lameduck];
-
-    /// The servers of the throughput part.
-    pub const THROUGHPUT: [Kind; 4] = [Kind::Plain, Kind::Naive, Kind::Lameduck, Kind::Watched];
-
-    /// Its place in [`Kind::THROUGHPUT`] (and in [`Kind::ALL`], for those three).
-    pub fn index(self) -> usize {
-        self as usize
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,7 +64,25 @@ impl Kind {
             Kind::Naive => "naive",
             Kind::Lameduck => "lameduck",
             Kind::Watched => "lameduck+watch",
+            Kind::Go => "go",
         }
+    }
+
+    /// The servers of the exit and drain parts: the three, and Go where it takes part.
+    pub fn compared() -> Vec<Kind> {
+        let mut kinds = Kind::ALL.to_vec();
+        if has_go() {
+            kinds.push(Kind::Go);
+        }
+        kinds
+    }
+
+    /// The servers of the throughput and latency parts: those and lameduck with what
+    /// watches a drain turned on.
+    pub fn throughput() -> Vec<Kind> {
+        let mut kinds = Kind::compared();
+        kinds.insert(3, Kind::Watched);
+        kinds
     }
 
     /// The three kinds, rotated by `round`: runs are interleaved and no server always goes
@@ -64,15 +93,15 @@ impl Kind {
         kinds
     }
 
-    /// The same for the throughput part's four.
-    pub fn throughput_order(round: usize) -> [Kind; 4] {
-        let mut kinds = Kind::THROUGHPUT;
-        kinds.rotate_left(round % Kind::THROUGHPUT.len());
+    /// `kinds` rotated by `round`, the same way.
+    pub fn rotated(mut kinds: Vec<Kind>, round: usize) -> Vec<Kind> {
+        let n = kinds.len();
+        kinds.rotate_left(round % n);
         kinds
     }
 
     fn parse(text: &str) -> Option<Kind> {
-        Kind::THROUGHPUT
+        [Kind::Plain, Kind::Naive, Kind::Lameduck, Kind::Watched]
             .into_iter()
             .find(|kind| kind.name() == text)
     }
@@ -93,6 +122,8 @@ pub struct Spec {
     pub workers: usize,
     pub delay: Delay,
     pub deadline: Duration,
+    /// lameduck logs its rescues (debug) on stderr: how long connections waited for a thread.
+    pub log_rescues: bool,
 }
 
 impl Spec {
@@ -103,6 +134,14 @@ impl Spec {
             workers,
             delay,
             deadline: lameduck::DEFAULT_DEADLINE,
+            log_rescues: false,
+        }
+    }
+
+    pub fn logging_rescues(self) -> Spec {
+        Spec {
+            log_rescues: true,
+            ..self
         }
     }
 
@@ -120,6 +159,32 @@ impl Spec {
         format!("{kind},{workers},{delay},{}", self.deadline.as_millis())
     }
 
+    /// The command that starts this server: this binary again with [`ENV`] set, or the Go
+    /// program with the same handler delay and deadline as flags.
+    ///
+    /// # Panics
+    ///
+    /// For Go before [`set_go`], or with [`Delay::Hang`] (no part asks for that).
+    pub fn command(&self) -> Result<Command, String> {
+        if self.kind == Kind::Go {
+            let Delay::Millis(delay) = self.delay else {
+                panic!("the Go server has no never-returning handler");
+            };
+            let mut go = Command::new(GO.get().expect("set_go before a Go server"));
+            go.arg("-addr=127.0.0.1:0")
+                .arg(format!("-delay-ms={delay}"))
+                .arg(format!("-timeout-ms={}", self.deadline.as_millis()));
+            return Ok(go);
+        }
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut command = Command::new(exe);
+        command.env(ENV, self.encode());
+        if self.log_rescues {
+            command.env("RUST_LOG", "lameduck::tinyhttp::rescue=debug");
+        }
+        Ok(command)
+    }
+
     fn decode(text: &str) -> Result<Spec, String> {
         let parts: Vec<&str> = text.split(',').collect();
         let [kind, workers, delay, deadline] = parts[..] else {
@@ -134,6 +199,7 @@ impl Spec {
                 ms => Delay::Millis(number(ms)?),
             },
             deadline: Duration::from_millis(number(deadline)?),
+            log_rescues: false,
         })
     }
 }
@@ -141,10 +207,15 @@ impl Spec {
 /// Runs the server that `spec` (the value of [`ENV`]) describes, and exits.
 pub fn serve(spec: &str) -> ! {
     let spec = Spec::decode(spec).unwrap_or_else(|e| fail(&format!("{ENV}: {e}")));
+    // Silent unless asked, for a look inside: RUST_LOG=lameduck=debug.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off"))
+        .format_timestamp_micros()
+        .init();
     let code = match spec.kind {
         Kind::Plain => plain(spec),
         Kind::Naive => naive(spec),
         Kind::Lameduck | Kind::Watched => with_lameduck(spec),
+        Kind::Go => fail("the Go server is not this binary"),
     };
     std::process::exit(code)
 }

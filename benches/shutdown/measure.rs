@@ -11,6 +11,7 @@ use crate::child::{Delay, Kind, Spec, IN_HANDLER};
 use crate::load::{Conn, Load, Tally, READ_TIMEOUT};
 use crate::process::{ProcStatus, ServerProcess, Signaller};
 use crate::table::{self, num, Table};
+use crate::wrk::{self, WrkRun};
 use crate::Plan;
 
 /// Before an "idle" signal, the server has had nothing to do for at least this long
@@ -229,18 +230,18 @@ impl Throughput {
 
 pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
     let spec = |kind| Spec::new(kind, plan.workers, Delay::Millis(0));
-    let servers = Kind::THROUGHPUT
-        .iter()
-        .map(|&kind| ServerProcess::start(spec(kind)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for server in &servers {
+    let servers = Kind::throughput()
+        .into_iter()
+        .map(|kind| Ok((kind, ServerProcess::start(spec(kind))?)))
+        .collect::<Result<HashMap<_, _>, String>>()?;
+    for server in servers.values() {
         Load::start(server.addr, 16).run_for(WARM_UP);
     }
     let mut runs: HashMap<(usize, Kind), Vec<RunStat>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.conns {
-            for kind in Kind::throughput_order(round) {
-                let server = &servers[kind.index()];
+            for kind in Kind::rotated(Kind::throughput(), round) {
+                let server = &servers[&kind];
                 let cpu_before = server.cpu_time();
                 let (tally, elapsed) = Load::start(server.addr, conns).run_for(plan.load_time);
                 let cpu = match (cpu_before, server.cpu_time()) {
@@ -282,7 +283,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
         "cut",
     ]);
     for &conns in &plan.conns {
-        for kind in Kind::THROUGHPUT {
+        for kind in Kind::throughput() {
             let rps = result.values(conns, kind, |r| r.rps);
             let sum = |f: fn(&RunStat) -> u64| {
                 result
@@ -312,7 +313,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
     }
     table.print();
     if let Some(&most) = plan.conns.iter().max() {
-        for kind in Kind::THROUGHPUT {
+        for kind in Kind::throughput() {
             let runs = result
                 .runs
                 .get(&(most, kind))
@@ -335,6 +336,146 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
 }
 
 // ---------------------------------------------------------------------------------------
+// 1b. Latency under wrk
+
+pub struct Latency {
+    pub runs: HashMap<(usize, Kind), Vec<WrkRun>>,
+    /// lameduck's rescues, per connection count: the longest a connection waited for a
+    /// thread in each run, in ms (0: none waited), from its own debug log.
+    pub rescue_waits: HashMap<usize, Vec<f64>>,
+}
+
+impl Latency {
+    fn values(&self, conns: usize, kind: Kind, f: impl Fn(&WrkRun) -> f64) -> Vec<f64> {
+        self.runs
+            .get(&(conns, kind))
+            .map_or_else(Vec::new, |runs| runs.iter().map(f).collect())
+    }
+
+    pub fn median_rps(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::median(&self.values(conns, kind, |r| r.rps))
+    }
+
+    pub fn median_p99(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::median(&self.values(conns, kind, |r| r.p99_ms))
+    }
+
+    /// The slowest request of all runs.
+    pub fn max_ms(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::max(&self.values(conns, kind, |r| r.max_ms))
+    }
+
+    pub fn ratio(&self, conns: usize, kind: Kind) -> Option<f64> {
+        Some(self.median_rps(conns, kind)? / self.median_rps(conns, Kind::Plain)?)
+    }
+}
+
+/// Every server, fresh for each run (wrk opens its connections at once: a cold burst, as
+/// a restarted server meets), under wrk at each connection count, interleaved.
+pub fn latency(plan: &Plan) -> Result<Latency, String> {
+    let spec = |kind| {
+        let spec = Spec::new(kind, plan.workers, Delay::Millis(0));
+        if kind == Kind::Lameduck {
+            spec.logging_rescues()
+        } else {
+            spec
+        }
+    };
+    let mut runs: HashMap<(usize, Kind), Vec<WrkRun>> = HashMap::new();
+    let mut rescue_waits: HashMap<usize, Vec<f64>> = HashMap::new();
+    for round in 0..plan.rounds {
+        for &conns in &plan.wrk_conns {
+            for kind in Kind::rotated(Kind::throughput(), round) {
+                let mut server = ServerProcess::start(spec(kind))?;
+                one_request(&server)?;
+                let run = wrk::run(server.addr, conns, plan.load_time)
+                    .map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
+                runs.entry((conns, kind)).or_default().push(run);
+                if kind == Kind::Lameduck {
+                    server.kill();
+                    let _ = server.wait_exit(EXIT_BOUND);
+                    let tail = server.stderr_tail();
+                    let longest = tail
+                        .iter()
+                        .filter_map(|l| rescue_wait(l))
+                        .fold(0.0, f64::max);
+                    rescue_waits.entry(conns).or_default().push(longest);
+                }
+            }
+        }
+        progress("latency (wrk)", round, plan.rounds);
+    }
+    let result = Latency { runs, rescue_waits };
+    print_latency(plan, &result);
+    Ok(result)
+}
+
+/// The wait in a lameduck rescue's debug line: `... the longest for 12.3 ms; ...`.
+fn rescue_wait(line: &str) -> Option<f64> {
+    let rest = line.split("the longest for ").nth(1)?;
+    rest.split(" ms").next()?.parse().ok()
+}
+
+fn print_latency(plan: &Plan, result: &Latency) {
+    println!(
+        "\n1b. Latency under wrk ({}): `wrk -t1 -cN --latency --timeout 2s`, {} s per run, a \
+         fresh server for each run, {} interleaved round(s)",
+        wrk::version().unwrap_or_default(),
+        plan.load_time.as_secs_f64(),
+        plan.rounds
+    );
+    let mut table = Table::new(&[
+        "conns",
+        "server",
+        "req/s",
+        "x plain",
+        "p50 ms",
+        "p99 ms",
+        "p99 max ms",
+        "slowest ms",
+        "timeouts",
+        "errors",
+    ]);
+    for &conns in &plan.wrk_conns {
+        for kind in Kind::throughput() {
+            let sum = |f: fn(&WrkRun) -> u64| {
+                result
+                    .runs
+                    .get(&(conns, kind))
+                    .map_or(0, |runs| runs.iter().map(f).sum::<u64>())
+            };
+            table.row(vec![
+                conns.to_string(),
+                kind.name().to_owned(),
+                num(result.median_rps(conns, kind), 0),
+                num(result.ratio(conns, kind), 3),
+                num(table::median(&result.values(conns, kind, |r| r.p50_ms)), 2),
+                num(result.median_p99(conns, kind), 2),
+                num(table::max(&result.values(conns, kind, |r| r.p99_ms)), 2),
+                num(result.max_ms(conns, kind), 1),
+                sum(|r| r.timeouts).to_string(),
+                sum(|r| r.errors).to_string(),
+            ]);
+        }
+    }
+    table.print();
+    println!(
+        "  req/s, p50 and p99: medians over rounds; p99 max: the worst run's; slowest: the \
+         slowest request of all runs; timeouts: requests that waited over 2 s; errors: socket \
+         errors and responses not 2xx/3xx (sums). A connection never served counts in none."
+    );
+    for &conns in &plan.wrk_conns {
+        let waits = result.rescue_waits.get(&conns).cloned().unwrap_or_default();
+        let texts: Vec<String> = waits.iter().map(|w| format!("{w:.1}")).collect();
+        println!(
+            "  lameduck at {conns} connections: the longest a connection tiny_http left without \
+             a thread waited for its rescue, per run (ms, 0: none): {}",
+            texts.join(" ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // 2. Signal to exit, idle
 
 pub struct ExitIdle {
@@ -351,7 +492,7 @@ pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, Str
         reports: Vec::new(),
     };
     for round in 0..plan.rounds {
-        for kind in Kind::order(round) {
+        for kind in Kind::rotated(Kind::compared(), round) {
             let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
             one_request(&server)?;
             thread::sleep(idle_pause(round));
@@ -392,7 +533,7 @@ fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
         "exit status",
         "per run, ms",
     ]);
-    for kind in Kind::ALL {
+    for kind in Kind::compared() {
         let ms = result.ms.get(&kind).cloned().unwrap_or_default();
         let statuses = result.statuses.get(&kind).cloned().unwrap_or_default();
         table.row(vec![
@@ -459,7 +600,7 @@ pub fn drain(plan: &Plan, signaller: &mut Signaller) -> Result<Drain, String> {
     };
     for &(delay_ms, after) in &plan.drain_cases {
         for round in 0..plan.rounds {
-            for kind in Kind::order(round) {
+            for kind in Kind::rotated(Kind::compared(), round) {
                 let run = drain_once(plan, signaller, kind, delay_ms, after)?;
                 result.runs.entry((delay_ms, kind)).or_default().push(run);
             }
@@ -519,7 +660,7 @@ fn print_drain(plan: &Plan, result: &Drain, delay_ms: u64, after: u64) {
         "exit ms max",
         "exit status",
     ]);
-    for kind in Kind::ALL {
+    for kind in Kind::compared() {
         let runs = result
             .runs
             .get(&(delay_ms, kind))
@@ -559,7 +700,7 @@ fn print_drain(plan: &Plan, result: &Drain, delay_ms: u64, after: u64) {
         "  lost: written, no whole response back; exit: SIGINT to the process gone \
          (pipes closed); other statuses and failed (not refused) connects: {other}"
     );
-    for kind in Kind::ALL {
+    for kind in Kind::compared() {
         let runs = result
             .runs
             .get(&(delay_ms, kind))

@@ -60,9 +60,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server and returns once it has printed the address it accepts on.
     pub fn start(spec: Spec) -> Result<ServerProcess, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .env(child::ENV, spec.encode())
+        let mut child = spec
+            .command()?
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
