@@ -184,6 +184,11 @@ pub struct Server {
 impl Server {
     /// A builder for a server listening on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`, a
     /// `SocketAddr`…). Port 0 picks a free port; [`Server::local_addr`] tells which.
+    ///
+    /// The socket listens with the system's backlog, as Go's listeners do (Linux:
+    /// `net.core.somaxconn`), not std's 128: a burst of connections beyond the backlog has
+    /// its handshakes dropped, and those clients try again a second later. A listener given
+    /// to [`Server::from_listener`] keeps the backlog it was made with.
     pub fn bind(addr: impl ToSocketAddrs) -> Builder {
         Builder::new(Bind::Addrs(addr.to_socket_addrs().map(Iterator::collect)))
     }
