@@ -1,23 +1,30 @@
-//! # Side by side: plain tiny_http, a naive shutdown, and lameduck
+//! # Side by side: plain tiny_http, a naive shutdown, lameduck, and Go
 //!
 //! ```text
-//! cargo bench --bench shutdown                     # the full run, ~5 minutes on 2 cores: tables
+//! cargo bench --bench shutdown                     # the full run, ~14 minutes on 2 cores
+//! cargo bench --bench shutdown -- --install        # the same, apt-get installing wrk and Go
 //! cargo bench --bench shutdown -- --smoke          # a few seconds; asserts lameduck lost no
 //!                                                  # request and every server answered (CI)
-//! cargo bench --bench shutdown -- --only burst     # one measurement: throughput, exit, drain
-//!                                                  # (or lost), deadline, idle, burst, rss
+//! cargo bench --bench shutdown -- --only burst     # one measurement: throughput, latency,
+//!                                                  # exit, drain (or lost), deadline, idle,
+//!                                                  # burst, rss
 //! cargo bench --bench shutdown -- --workers 8      # another worker count (default 32)
 //! cargo bench --bench shutdown -- --rounds 3       # fewer (or more) rounds of everything
 //! ```
 //!
-//! Three servers with the same worker count and the same handler (sleep D ms, then
+//! The servers, with the same worker count and the same handler (sleep D ms, then
 //! `Hello World`), each in a child process (this binary run again, see `shutdown/child.rs`):
 //!
 //! - **plain**: tiny_http, N threads looping on `recv()`, no shutdown handling: SIGINT ends
 //!   it the default way. The floor for throughput.
 //! - **naive**: the same plus a `ctrlc` handler that sets a flag and calls `unblock()` once
 //!   per worker; workers leave their loop, main joins them and exits 0. No drain.
-//! - **lameduck**: `lameduck::Server` with `lameduck::signal::install`.
+//! - **lameduck**: `lameduck::Server` with `lameduck::signal::install` (and, in the
+//!   throughput and latency parts, **lameduck+watch**: the same with `Builder::metrics` on and
+//!   `Handle::stats()` taken every millisecond).
+//! - **go**: the seed's Go program (`versus_go/seed.go`, `shutdown/go.rs`), where Go is
+//!   installed, in the throughput, latency, exit and drain parts; skipped with a note
+//!   otherwise.
 //!
 //! A child prints `listening on http://ADDR` once it accepts; the parent waits for that line
 //! (never a sleep), sends load and `kill -INT`, and takes the exit as the moment both of the
@@ -33,9 +40,14 @@
 //!
 //! Measurements (`shutdown/measure.rs`):
 //!
-//! 1. `throughput`: hello world, keep-alive, 1/16/64 connections, 2 s runs interleaved over 10
-//!    rounds: median req/s, ratio to plain, p99 latency, connections served, server CPU time
-//!    per request.
+//! 1. `throughput`: hello world, keep-alive, 1/16/64/256 connections, 2 s runs interleaved
+//!    over 10 rounds: median req/s, ratio to plain, p99 latency, connections served, server
+//!    CPU time per request.
+//!
+//!    `latency`: the same under wrk (`shutdown/wrk.rs`, Debian's `wrk`) at 16/64/256
+//!    connections, a fresh server per run: req/s, p50, p99, slowest; and, from lameduck's
+//!    debug log, how long a connection tiny_http left without a thread waited for its
+//!    rescue. Skipped with a note without wrk.
 //! 2. `exit`: signal to exit when idle (10 runs, each after a different idle pause). Under
 //!    load it is measured by `drain`.
 //! 3. `drain`: 32 clients in a loop, 0 ms and 50 ms handlers, SIGINT after 2000 / 200
