@@ -3,7 +3,7 @@
 //!
 //! Atomics only: a snapshot takes no lock and never reads the kernel's table itself. The
 //! room's count moves with each request put in or taken out; the connections are counted by
-//! whoever looks at the table anyway: the supervisor while the server serves (every 20 ms
+//! whoever looks at the table anyway: the supervisor while the server serves (every 10 ms
 //! while connections arrive, every second otherwise), the drain at each of its looks.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
