@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use crate::restart::inherited::InheritError;
 use crate::server::report::ShutdownReport;
 use crate::server::stopped::Stopped;
 
@@ -32,6 +33,9 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// The listening sockets the environment announces (systemd's `LISTEN_FDS`) could not
+    /// be taken, or [`Server::inherited`](crate::Server::inherited) found none.
+    Inherit(InheritError),
     /// The listening socket could not be set up; the text says what was being done.
     Listener(&'static str, io::Error),
     /// tiny_http could not start on the listener.
@@ -60,6 +64,7 @@ impl fmt::Display for Error {
             Error::SignalInstall(source) => write!(f, "install signal handler: {source}"),
             Error::Spawn { name, source } => write!(f, "spawn thread {name}: {source}"),
             Error::Bind { addr, source } => write!(f, "bind {addr}: {source}"),
+            Error::Inherit(source) => write!(f, "take the inherited socket: {source}"),
             Error::Listener(what, source) => write!(f, "{what}: {source}"),
             Error::Start(source) => write!(f, "start tiny_http: {source}"),
             Error::DeadlineExceeded(stopped) => write!(
@@ -80,6 +85,7 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Listener(_, source) => Some(source),
             Error::Start(source) => Some(source.as_ref()),
+            Error::Inherit(source) => Some(source),
             Error::SignalHandlerExists | Error::DeadlineExceeded(_) => None,
         }
     }

@@ -156,6 +156,12 @@
 //! - `response.rs` — writing responses (`Connection: close`, 503, 500, 431); `body.rs` —
 //!   [`Body`], a request body that fails rather than comes up short.
 //!
+//! **`restart/`** — restarting without refusing a connection.
+//! - `inherited.rs` — [`Server::inherited`], [`InheritError`]: the listening sockets of
+//!   systemd's socket activation (`LISTEN_FDS`), read once, checked, and taken by
+//!   [`Server::bind`] before it binds.
+//! - `unix.rs` — a descriptor number become a socket: the only `unsafe` on Unix.
+//!
 //! **`error.rs`** — [`Error`], the one error type.
 //!
 //! # Limitations
@@ -239,17 +245,19 @@
 //!
 //! # Safety
 //!
-//! `#![forbid(unsafe_code)]`: lameduck itself has no `unsafe`.
+//! `#![deny(unsafe_code)]`: lameduck itself has no `unsafe`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
+mod restart;
 mod server;
 mod shutdown;
 mod tinyhttp;
 
 pub use error::Error;
+pub use restart::inherited::InheritError;
 pub use server::archive::{Unserved, Why};
 pub use server::config::{
     default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_IDLE_LINGER, DEFAULT_MAX_REQUEST_HEAD,

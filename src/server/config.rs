@@ -11,6 +11,7 @@ use super::health::Health;
 use super::hooks::Hook;
 use super::{Archive, Handler, Server};
 use crate::error::Error;
+use crate::restart::inherited::{self, InheritError, Inherited, Pick};
 use crate::shutdown::trigger::Trigger;
 use crate::tinyhttp::Http;
 
@@ -52,8 +53,11 @@ pub fn default_workers() -> usize {
 }
 
 pub(super) enum Bind {
+    /// An inherited socket that serves one of them, or else one of them bound.
     Addrs(io::Result<Vec<SocketAddr>>),
     Listener(TcpListener),
+    /// The first inherited socket left.
+    Inherited,
 }
 
 /// The settings the server runs with, from the [`Builder`].
@@ -311,13 +315,20 @@ impl Builder {
     ///
     /// # Errors
     ///
+    /// - [`Error::Inherit`] if the environment announces inherited sockets
+    ///   (`LISTEN_FDS`) that cannot be taken, or, for [`Server::inherited`], if there is
+    ///   none: nothing is bound then.
     /// - [`Error::Bind`] if no address could be bound (or resolved).
     /// - [`Error::Listener`] if the listener could not be set up (its address read, cloned).
     /// - [`Error::Start`] if tiny_http could not start.
     pub fn build(self, handler: impl Handler) -> Result<Server, Error> {
         let listener = match self.bind {
             Bind::Listener(listener) => listener,
-            Bind::Addrs(addrs) => bind(addrs)?,
+            Bind::Addrs(addrs) => inherit_or_bind(addrs)?,
+            Bind::Inherited => match inherited::take(Pick::First).map_err(Error::Inherit)? {
+                Some(socket) => adopt(socket, None),
+                None => return Err(Error::Inherit(InheritError::Nothing)),
+            },
         };
         let mut config = self.config;
         if config.lame_duck > config.deadline {
@@ -343,13 +354,40 @@ impl Builder {
     }
 }
 
-fn bind(addrs: io::Result<Vec<SocketAddr>>) -> Result<TcpListener, Error> {
+/// Takes an inherited socket that serves one of `addrs`, or else binds one of them.
+fn inherit_or_bind(addrs: io::Result<Vec<SocketAddr>>) -> Result<TcpListener, Error> {
     let addrs = addrs.map_err(|source| Error::Bind {
         addr: "(unresolved address)".to_owned(),
         source,
     })?;
+    match inherited::take(Pick::Serving(&addrs)).map_err(Error::Inherit)? {
+        Some(socket) => Ok(adopt(socket, addrs.first())),
+        None => bind(&addrs),
+    }
+}
+
+/// The listener of an inherited socket, said in the log.
+fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> TcpListener {
+    match asked {
+        Some(asked) => log::info!(
+            "listening on {} ({}), inherited from {}, instead of binding {asked}",
+            socket.local,
+            socket.name,
+            socket.origin
+        ),
+        None => log::info!(
+            "listening on {} ({}), inherited from {}",
+            socket.local,
+            socket.name,
+            socket.origin
+        ),
+    }
+    socket.listener
+}
+
+fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, Error> {
     let mut last = None;
-    for addr in &addrs {
+    for addr in addrs {
         match listen(*addr) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some((addr, e)),

@@ -189,8 +189,34 @@ impl Server {
     /// `net.core.somaxconn`), not std's 128: a burst of connections beyond the backlog has
     /// its handshakes dropped, and those clients try again a second later. A listener given
     /// to [`Server::from_listener`] keeps the backlog it was made with.
+    ///
+    /// **Inherited sockets first.** If the process was started with listening sockets
+    /// (systemd's socket activation, `LISTEN_FDS`) and one of them listens on `addr` (or on
+    /// its port, where either address is the unspecified one: `ListenStream=8080` listens on
+    /// `[::]:8080`), the server takes it instead of binding, and says so in the log. So a
+    /// program that binds its address works unchanged under a socket unit. An environment
+    /// that announces sockets wrongly (one closed, or not a listening TCP socket, or meant
+    /// for another process) is an error from `build`, not a reason to bind anew.
     pub fn bind(addr: impl ToSocketAddrs) -> Builder {
         Builder::new(Bind::Addrs(addr.to_socket_addrs().map(Iterator::collect)))
+    }
+
+    /// A builder for a server on the first listening socket the process inherited and no
+    /// server has taken yet: systemd's socket activation (`LISTEN_FDS`, `LISTEN_PID`,
+    /// `LISTEN_FDNAMES`), for a program that leaves the address to its socket unit.
+    ///
+    /// ```no_run
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// // systemd-socket-activate -l 127.0.0.1:8080 ./my-server
+    /// let server = lameduck::Server::inherited()
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    ///
+    /// `build` fails with [`Error::Inherit`] if there is none, or if the environment
+    /// announces sockets wrongly; nothing is bound then.
+    pub fn inherited() -> Builder {
+        Builder::new(Bind::Inherited)
     }
 
     /// A builder for a server accepting from a listener bound elsewhere (socket activation,

@@ -32,6 +32,7 @@ mod support;
 mod emfile;
 mod examples;
 mod hello;
+mod inherit;
 mod metrics;
 mod python;
 mod rolling;
@@ -60,6 +61,7 @@ fn main() {
         emfile::trials(),
         examples::trials(),
         hello::trials(),
+        inherit::trials(),
         metrics::trials(),
         python::trials(),
         rolling::trials(),

@@ -1,0 +1,12 @@
+//! Restarting without refusing a connection: the listening sockets a process inherits, from
+//! systemd's socket activation or from the lameduck process it replaces.
+//!
+//! The files: `inherited.rs` the sockets this process was given at its start, read once from
+//! its environment and taken by [`Server::bind`](crate::Server::bind) and
+//! [`Server::inherited`](crate::Server::inherited); `unix.rs` the one place where a
+//! descriptor number from the environment becomes a socket (the crate's only `unsafe` on
+//! Unix).
+
+pub(crate) mod inherited;
+#[cfg(unix)]
+mod unix;

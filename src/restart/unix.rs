@@ -1,0 +1,126 @@
+//! Descriptor numbers from the environment, made sockets: the crate's only `unsafe` on Unix.
+//!
+//! A number in `LISTEN_FDS` is a promise by whoever started the process, not a fact: the
+//! descriptor may be closed, a file, a datagram socket, a socket that does not listen. Each
+//! is looked at through a borrowed descriptor first, and owned only once it is known to be a
+//! listening TCP socket: a wrong one is left as it was and named in the error.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use socket2::{SockRef, Type};
+
+use super::inherited::InheritError;
+
+/// Takes descriptor `fd`, announced by the environment, as a listening TCP socket, and
+/// marks it close-on-exec so that children do not inherit it by accident.
+///
+/// # Errors
+///
+/// [`InheritError::Closed`] if `fd` is not open; [`InheritError::NotListening`] if it is
+/// not a listening TCP socket (and it is then left open and untouched).
+pub(super) fn take_listener(fd: RawFd) -> Result<TcpListener, InheritError> {
+    // SAFETY: `fcntl(F_GETFD)` reads the flags of a descriptor number and touches no memory;
+    // on a number that is not open it fails with EBADF, which is what it is asked here.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(InheritError::Closed { fd });
+    }
+    // SAFETY: `fd` is open (checked just above), and the borrow does not outlive this
+    // function, during which nothing in lameduck closes it: the environment is read once,
+    // under a lock, and each number taken once.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    check_listening(SockRef::from(&borrowed)).map_err(|what| InheritError::NotListening {
+        fd,
+        what: what.to_owned(),
+    })?;
+    // SAFETY: `fd` is open and a listening TCP socket (checked above), announced to this
+    // process by its parent for it to own; nothing else in the process owns it, since the
+    // environment is read once and each number taken once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let socket = socket2::Socket::from(owned);
+    if let Err(e) = socket.set_cloexec(true) {
+        log::warn!("inherited socket {fd}: could not mark it close-on-exec: {e}");
+    }
+    Ok(socket.into())
+}
+
+/// Says what `socket` is if it is not a listening TCP socket.
+fn check_listening(socket: SockRef<'_>) -> Result<(), &'static str> {
+    let not_a_socket = |e: io::Error| {
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            "not a socket"
+        } else {
+            "a descriptor whose socket type cannot be read"
+        }
+    };
+    let kind = socket.r#type().map_err(not_a_socket)?;
+    if kind != Type::STREAM {
+        return Err("a socket, but not a stream (TCP) socket");
+    }
+    match socket.local_addr().map(|addr| addr.as_socket()) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err("a stream socket, but not an IP (TCP) one: a Unix socket?"),
+        Err(_) => return Err("a socket whose address cannot be read"),
+    }
+    listening(socket)
+}
+
+/// Whether the socket listens, where the OS says so (`SO_ACCEPTCONN`).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn listening(socket: SockRef<'_>) -> Result<(), &'static str> {
+    match socket.is_listener() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("a TCP socket that is not listening (a connection?)"),
+        Err(_) => Err("a TCP socket whose listening state cannot be read"),
+    }
+}
+
+/// Elsewhere a socket that does not listen is found out by its first `accept`.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn listening(_socket: SockRef<'_>) -> Result<(), &'static str> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpStream, UdpSocket};
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn only_a_listening_tcp_socket_passes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(check_listening(SockRef::from(&listener)), Ok(()));
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            check_listening(SockRef::from(&udp)),
+            Err("a socket, but not a stream (TCP) socket")
+        );
+        let dir = std::env::temp_dir().join(format!("lameduck-unix-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let unix = UnixListener::bind(&dir).unwrap();
+        let found = check_listening(SockRef::from(&unix));
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(
+            found,
+            Err("a stream socket, but not an IP (TCP) one: a Unix socket?")
+        );
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        {
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            assert_eq!(
+                check_listening(SockRef::from(&stream)),
+                Err("a TCP socket that is not listening (a connection?)")
+            );
+        }
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let borrowed = std::os::fd::AsFd::as_fd(&file);
+        assert_eq!(
+            check_listening(SockRef::from(&borrowed)),
+            Err("not a socket")
+        );
+    }
+}
