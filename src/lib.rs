@@ -160,6 +160,9 @@
 //! - `inherited.rs` — [`Server::inherited`], [`InheritError`]: the listening sockets of
 //!   systemd's socket activation (`LISTEN_FDS`), read once, checked, and taken by
 //!   [`Server::bind`] before it binds.
+//! - `systemd.rs` — what a service manager is told when `NOTIFY_SOCKET` is set: `READY=1`
+//!   once serving, `STOPPING=1` at the fire, the drain's progress as `STATUS=`, and
+//!   `EXTEND_TIMEOUT_USEC` so that the unit's stop timeout covers the deadline.
 //! - `unix.rs` — a descriptor number become a socket: the only `unsafe` on Unix.
 //!
 //! **`error.rs`** — [`Error`], the one error type.

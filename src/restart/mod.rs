@@ -3,10 +3,12 @@
 //!
 //! The files: `inherited.rs` the sockets this process was given at its start, read once from
 //! its environment and taken by [`Server::bind`](crate::Server::bind) and
-//! [`Server::inherited`](crate::Server::inherited); `unix.rs` the one place where a
+//! [`Server::inherited`](crate::Server::inherited); `systemd.rs` what the service manager is
+//! told (`READY=1`, `STOPPING=1`, …); `unix.rs` the one place where a
 //! descriptor number from the environment becomes a socket (the crate's only `unsafe` on
 //! Unix).
 
 pub(crate) mod inherited;
+pub(crate) mod systemd;
 #[cfg(unix)]
 mod unix;

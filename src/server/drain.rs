@@ -19,6 +19,7 @@ use super::hooks::{self, Hook};
 use super::phase::Phase;
 use super::report::{ConnectionsLeft, HookReport, ShutdownReport};
 use super::Shared;
+use crate::restart::systemd;
 use crate::shutdown::join::JoinReport;
 use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Fired, Listener};
@@ -114,6 +115,10 @@ impl<'a> Shutdown<'a> {
         let fired = fire.wait();
         let deadline = fired.at() + shared.config.deadline;
         shared.live.set_deadline(deadline);
+        systemd::stopping(
+            &format!("shutting down ({})", fired.reason()),
+            deadline.saturating_duration_since(Instant::now()),
+        );
         Shutdown {
             shared,
             deadline,
@@ -259,17 +264,25 @@ impl<'a> Shutdown<'a> {
         let left = self.deadline.saturating_duration_since(now);
         // Tenths of a second, as the message shows it.
         let seconds_left = (left.as_secs_f64() * 10.0).round() / 10.0;
+        let connections = match stats.connections_open() {
+            Some(1) => ", 1 connection open".to_owned(),
+            Some(open) => format!(", {open} connections open"),
+            None => String::new(),
+        };
+        let message = format!(
+            "draining: {in_handlers} in handlers, {queued} queued{connections}, \
+             {seconds_left:.1}s left"
+        );
+        systemd::draining(&message, left);
         match stats.connections_open() {
             Some(open) => log::info!(
                 in_handlers = in_handlers, queued = queued, connections_open = open,
                 seconds_left = seconds_left;
-                "draining: {in_handlers} in handlers, {queued} queued, {open} connection{} \
-                 open, {seconds_left:.1}s left",
-                if open == 1 { "" } else { "s" }
+                "{message}"
             ),
             None => log::info!(
                 in_handlers = in_handlers, queued = queued, seconds_left = seconds_left;
-                "draining: {in_handlers} in handlers, {queued} queued, {seconds_left:.1}s left"
+                "{message}"
             ),
         }
     }

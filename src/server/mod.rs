@@ -38,6 +38,7 @@ use stopped::Stopped;
 use worker::peer_text;
 
 use crate::error::Error;
+use crate::restart::systemd;
 use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Listener, Reason, Trigger};
 use crate::tinyhttp::{self, Http, LateResponder, Occupancy};
@@ -323,6 +324,7 @@ impl Server {
                 self.local_addr(),
                 shared.config.workers
             );
+            systemd::ready(&format!("serving http://{}", self.local_addr()));
         }
 
         let mut shutdown = Shutdown::wait(shared, &self.trigger.listener());
@@ -339,6 +341,7 @@ impl Server {
             return Err(e);
         }
         let complete = report.is_complete();
+        systemd::status(&report.to_string());
         if complete {
             log::info!("{report}");
         } else {

@@ -34,6 +34,7 @@ mod examples;
 mod hello;
 mod inherit;
 mod metrics;
+mod notify;
 mod python;
 mod rolling;
 mod signals;
@@ -63,6 +64,7 @@ fn main() {
         hello::trials(),
         inherit::trials(),
         metrics::trials(),
+        notify::trials(),
         python::trials(),
         rolling::trials(),
         signals::trials(),
