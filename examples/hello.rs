@@ -19,6 +19,8 @@
 //! deadline: GET / from 127.0.0.1:...`). Exit codes: 0 drained, 1 deadline exceeded (or bad
 //! arguments), 130 forced by a second signal. Options: `--addr` (port 0 picks a free one),
 //! `--delay-ms` (handler sleep, 3000), `--timeout-ms` (deadline, 10000), `--workers`.
+//! On Unix, `kill -USR2 <pid>` upgrades it in place (see `09_upgrade.rs`): a new copy takes
+//! the socket, this one drains and exits, no connection refused.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -73,6 +75,9 @@ fn run() -> Result<(), Box<dyn StdError>> {
         std::thread::sleep(Duration::from_millis(delay_ms));
         Response::from_string("Hello World").boxed()
     })?;
+    // SIGUSR2 (Unix): upgrade in place, a new copy takes the socket, this one drains.
+    #[cfg(unix)]
+    lameduck::signal::install_upgrade(&server.handle())?;
     println!("listening on http://{}", server.local_addr());
     server.run()?;
     log::info!("graceful shutdown finished.");

@@ -261,6 +261,7 @@ mod tinyhttp;
 
 pub use error::Error;
 pub use restart::inherited::InheritError;
+pub use restart::upgrade::{UpgradeError, DEFAULT_UPGRADE_TIMEOUT};
 pub use server::archive::{Unserved, Why};
 pub use server::config::{
     default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_IDLE_LINGER, DEFAULT_MAX_REQUEST_HEAD,

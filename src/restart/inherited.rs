@@ -1,5 +1,5 @@
 //! The listening sockets this process was given at its start, by systemd's socket activation
-//! (`LISTEN_FDS`).
+//! (`LISTEN_FDS`), or by the lameduck process it replaces (an upgrade).
 //!
 //! **The protocol** (`sd_listen_fds(3)`): the sockets are descriptors 3, 4, … ;
 //! `LISTEN_FDS` counts them, `LISTEN_PID` is the process they are for (a child that inherits
@@ -9,6 +9,12 @@
 //! after takes one of them (see [`take`]). Anything wrong is an [`InheritError`] from
 //! `build`, for every server built after: nothing is bound by accident beside a socket the
 //! service manager meant to hand over.
+//!
+//! **An upgrade** uses the same descriptors: the socket is descriptor 3, and the baton to
+//! the old process (`baton.rs`) descriptor 4; `LAMEDUCK_UPGRADE_PARENT` names the old
+//! process, which must be this one's parent (a grandchild that inherits the variable is not
+//! meant), and `LAMEDUCK_UPGRADE_ADDR` the address it was asked to bind, so that the same
+//! program with the same arguments (`--addr 127.0.0.1:0`) takes the socket.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -54,6 +60,14 @@ pub enum InheritError {
         /// What it is instead.
         what: String,
     },
+    /// `LAMEDUCK_UPGRADE_PARENT` names a process other than this one's parent: the upgrade
+    /// was not meant for it (a child of the new process that inherited the variable).
+    NotTheParent {
+        /// The process the variable names.
+        named: u32,
+        /// This process's parent.
+        parent: u32,
+    },
     /// [`Server::inherited`](crate::Server::inherited): the process inherited no listening
     /// socket, or every one has been taken by a server built before.
     Nothing,
@@ -66,6 +80,11 @@ impl fmt::Display for InheritError {
                 f,
                 "LISTEN_PID={listen_pid} is another process (this is {pid}): the sockets were not \
                  meant for it; clear LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES for children"
+            ),
+            InheritError::NotTheParent { named, parent } => write!(
+                f,
+                "LAMEDUCK_UPGRADE_PARENT={named} is not this process's parent ({parent}): the \
+                 upgrade was not meant for it"
             ),
             InheritError::Malformed { var, value } => write!(f, "{var}={value:?} is malformed"),
             InheritError::CountMismatch { fds, names } => write!(
@@ -91,12 +110,18 @@ impl std::error::Error for InheritError {}
 pub(crate) enum Origin {
     /// systemd's socket activation, or anything speaking its protocol.
     Systemd,
+    /// The upgrade of the lameduck process `parent`.
+    Upgrade {
+        /// The old process.
+        parent: u32,
+    },
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Systemd => f.write_str("socket activation (LISTEN_FDS)"),
+            Origin::Upgrade { parent } => write!(f, "the upgrade of pid {parent}"),
         }
     }
 }
@@ -110,6 +135,11 @@ pub(crate) struct Inherited {
     /// Its name (`LISTEN_FDNAMES`; `"unknown"` without one, as systemd says).
     pub(crate) name: String,
     pub(crate) origin: Origin,
+    /// The address the old process was asked to bind (an upgrade).
+    pub(crate) asked: Option<SocketAddr>,
+    /// The line to the old process (an upgrade), until the server is built on the socket.
+    #[cfg(unix)]
+    pub(crate) baton: Option<super::baton::Baton>,
 }
 
 impl Inherited {
@@ -119,6 +149,7 @@ impl Inherited {
     fn serves(&self, asked: &[SocketAddr]) -> bool {
         asked.iter().any(|addr| {
             *addr == self.local
+                || Some(*addr) == self.asked
                 || (addr.port() == self.local.port()
                     && (addr.ip().is_unspecified() || self.local.ip().is_unspecified()))
         })
@@ -159,13 +190,22 @@ const LISTEN_PID: &str = "LISTEN_PID";
 const LISTEN_FDS: &str = "LISTEN_FDS";
 const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 
+/// The old process of an upgrade: this one's parent.
+pub(crate) const UPGRADE_PARENT: &str = "LAMEDUCK_UPGRADE_PARENT";
+/// The address the old process was asked to bind.
+pub(crate) const UPGRADE_ADDR: &str = "LAMEDUCK_UPGRADE_ADDR";
+
 /// The first descriptor of socket activation (`SD_LISTEN_FDS_START`).
 #[cfg(unix)]
 const FIRST_FD: i32 = 3;
 
-/// Reads `LISTEN_*` and takes the sockets.
+/// Reads `LISTEN_*` (or an upgrade's variables) and takes the sockets.
 fn from_env() -> Sockets {
     let var = |name| std::env::var(name).ok();
+    #[cfg(unix)]
+    if let Some(parent) = var(UPGRADE_PARENT) {
+        return from_parent(&parent, var(UPGRADE_ADDR));
+    }
     let Some(fds) = var(LISTEN_FDS) else {
         return Ok(Vec::new());
     };
@@ -200,6 +240,34 @@ fn from_env() -> Sockets {
     take_all(names)
 }
 
+/// An upgrade: the socket is descriptor 3, the baton 4.
+#[cfg(unix)]
+fn from_parent(named: &str, asked: Option<String>) -> Sockets {
+    let named = named.parse::<u32>().map_err(|_| InheritError::Malformed {
+        var: UPGRADE_PARENT,
+        value: named.to_owned(),
+    })?;
+    let parent = std::os::unix::process::parent_id();
+    if named != parent {
+        return Err(InheritError::NotTheParent { named, parent });
+    }
+    let asked = match asked {
+        Some(text) => Some(text.parse().map_err(|_| InheritError::Malformed {
+            var: UPGRADE_ADDR,
+            value: text,
+        })?),
+        None => None,
+    };
+    let mut sockets = take_all(vec!["upgrade".to_owned()])?;
+    let baton = super::unix::take_unix_stream(FIRST_FD + 1)?;
+    if let Some(socket) = sockets.first_mut() {
+        socket.origin = Origin::Upgrade { parent };
+        socket.asked = asked;
+        socket.baton = Some(super::baton::Baton::new(baton));
+    }
+    Ok(sockets)
+}
+
 /// Takes descriptors 3, 4, … as the listening sockets `names` names.
 #[cfg(unix)]
 fn take_all(names: Vec<String>) -> Sockets {
@@ -218,6 +286,8 @@ fn take_all(names: Vec<String>) -> Sockets {
             local,
             name,
             origin: Origin::Systemd,
+            asked: None,
+            baton: None,
         });
     }
     Ok(sockets)
@@ -247,6 +317,9 @@ mod tests {
             local: local.parse().unwrap(),
             name: "http".to_owned(),
             origin: Origin::Systemd,
+            asked: None,
+            #[cfg(unix)]
+            baton: None,
         }
     }
 

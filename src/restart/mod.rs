@@ -8,7 +8,10 @@
 //! descriptor number from the environment becomes a socket (the crate's only `unsafe` on
 //! Unix).
 
+#[cfg(unix)]
+pub(crate) mod baton;
 pub(crate) mod inherited;
 pub(crate) mod systemd;
 #[cfg(unix)]
 mod unix;
+pub(crate) mod upgrade;

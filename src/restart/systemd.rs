@@ -6,7 +6,8 @@
 //! | `run` serves | `READY=1`, `STATUS=serving http://…` |
 //! | shutdown fires | `STOPPING=1`, `STATUS=shutting down (…)`, `EXTEND_TIMEOUT_USEC` |
 //! | each progress line of a drain (once a second) | `STATUS=draining: …`, `EXTEND_TIMEOUT_USEC` |
-//! | the report | `STATUS=` its first words |
+//! | an upgrade's new process is ready | `MAINPID=` it, `STATUS=upgraded: …` (no `STOPPING=1`: the service goes on) |
+//! | the report | `STATUS=` the report |
 //!
 //! `EXTEND_TIMEOUT_USEC` asks for the time left to the deadline plus [`EXTEND_MARGIN`], so
 //! that a unit's `TimeoutStopSec` shorter than the deadline does not kill the drain; each
@@ -40,6 +41,14 @@ pub(crate) fn draining(status: &str, left: Duration) {
     ]);
 }
 
+/// `MAINPID=`: the new process of an upgrade is the service's main process now.
+pub(crate) fn main_pid(pid: u32) {
+    send(&[
+        Message::MainPid(pid),
+        Message::Status(&format!("upgraded: pid {pid} serves, this one drains")),
+    ]);
+}
+
 /// `STATUS=` alone.
 pub(crate) fn status(status: &str) {
     send(&[Message::Status(status)]);
@@ -50,6 +59,7 @@ enum Message<'a> {
     Stopping,
     Status(&'a str),
     ExtendTimeout(Duration),
+    MainPid(u32),
 }
 
 #[cfg(unix)]
@@ -65,6 +75,7 @@ fn send(messages: &[Message<'_>]) {
             Message::Stopping => NotifyState::Stopping,
             // One line: the protocol is one `KEY=value` per line.
             Message::Status(text) => NotifyState::Status(text.lines().next().unwrap_or("")),
+            Message::MainPid(pid) => NotifyState::MainPid(*pid),
             Message::ExtendTimeout(time) => {
                 NotifyState::ExtendTimeoutUsec(u32::try_from(time.as_micros()).unwrap_or(u32::MAX))
             }

@@ -1,4 +1,5 @@
-//! Descriptor numbers from the environment, made sockets: the crate's only `unsafe` on Unix.
+//! Descriptor numbers from the environment, made sockets, and sockets handed to a child as
+//! descriptor numbers: the crate's only `unsafe` on Unix.
 //!
 //! A number in `LISTEN_FDS` is a promise by whoever started the process, not a fact: the
 //! descriptor may be closed, a file, a datagram socket, a socket that does not listen. Each
@@ -9,7 +10,10 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
 
 use socket2::{SockRef, Type};
 
@@ -82,6 +86,84 @@ fn listening(socket: SockRef<'_>) -> Result<(), &'static str> {
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn listening(_socket: SockRef<'_>) -> Result<(), &'static str> {
     Ok(())
+}
+
+/// Takes descriptor `fd`, announced by the environment, as a connected Unix stream socket
+/// (the baton of an upgrade), close-on-exec.
+///
+/// # Errors
+///
+/// As [`take_listener`], for a descriptor that is not a Unix stream socket.
+pub(super) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
+    // SAFETY: as in `take_listener`: a flags read on a number, no memory touched.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(InheritError::Closed { fd });
+    }
+    // SAFETY: as in `take_listener`: open, and borrowed for this function only.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = SockRef::from(&borrowed);
+    let unix_stream = socket.r#type().ok() == Some(Type::STREAM)
+        && socket
+            .local_addr()
+            .is_ok_and(|addr| addr.family() == libc::AF_UNIX as libc::sa_family_t);
+    if !unix_stream {
+        return Err(InheritError::NotListening {
+            fd,
+            what: "the upgrade's baton should be a Unix stream socket, and is not".to_owned(),
+        });
+    }
+    // SAFETY: as in `take_listener`: open, the right kind, announced for this process to
+    // own, and taken once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let socket = socket2::Socket::from(owned);
+    if let Err(e) = socket.set_cloexec(true) {
+        log::warn!("inherited socket {fd}: could not mark it close-on-exec: {e}");
+    }
+    Ok(UnixStream::from(OwnedFd::from(socket)))
+}
+
+/// Spawns `cmd` with `fds[i]` as descriptor `3 + i` in the child, the protocol of socket
+/// activation; nothing else of this process's is inherited beyond what `cmd` sets up
+/// (std opens every descriptor close-on-exec).
+///
+/// # Errors
+///
+/// If the descriptors could not be copied, or the child could not be started.
+pub(super) fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<Child> {
+    let first = 3 + fds.len() as RawFd;
+    // Copies numbered above every target, so that no `dup2` in the child overwrites a
+    // source it has yet to copy; close-on-exec, so that only the targets reach the program.
+    let copies = fds
+        .iter()
+        .map(|fd| {
+            // SAFETY: `fd` is borrowed, so open for this call; `F_DUPFD_CLOEXEC` makes a new
+            // descriptor and touches no memory.
+            let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first) };
+            if copy < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `copy` was just made by `fcntl` and is owned by no one else.
+            Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+        })
+        .collect::<io::Result<Vec<OwnedFd>>>()?;
+    let raw: Vec<RawFd> = copies.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only
+    // async-signal-safe calls are allowed: it calls `dup2` (async-signal-safe) and reads
+    // `errno`, and allocates nothing (`raw` was built before the fork and is only read).
+    unsafe {
+        cmd.pre_exec(move || {
+            for (target, source) in (3..).zip(raw.iter()) {
+                // `dup2` clears close-on-exec on the target: it survives `exec`.
+                if libc::dup2(*source, target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(copies);
+    child
 }
 
 #[cfg(test)]

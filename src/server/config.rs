@@ -11,7 +11,8 @@ use super::health::Health;
 use super::hooks::Hook;
 use super::{Archive, Handler, Server};
 use crate::error::Error;
-use crate::restart::inherited::{self, InheritError, Inherited, Pick};
+use crate::restart::inherited::{self, InheritError, Inherited, Origin, Pick};
+use crate::restart::upgrade::{CommandFn, DEFAULT_UPGRADE_TIMEOUT};
 use crate::shutdown::trigger::Trigger;
 use crate::tinyhttp::Http;
 
@@ -75,6 +76,12 @@ pub(crate) struct Config {
     pub(crate) health: Health,
     /// The path of the metrics endpoint, if on.
     pub(crate) metrics: Option<String>,
+    /// How long the new process of an upgrade may take to be ready.
+    pub(crate) upgrade_timeout: Duration,
+    /// What starts the new process of an upgrade, if not the program again.
+    pub(crate) upgrade_command: Option<CommandFn>,
+    /// The address the server was asked to bind, for the new process of an upgrade.
+    pub(crate) asked: Option<SocketAddr>,
 }
 
 /// Configures a [`Server`]; made by [`Server::bind`] or [`Server::from_listener`].
@@ -102,6 +109,9 @@ impl Builder {
                 lame_duck: Duration::ZERO,
                 health: Health::default(),
                 metrics: None,
+                upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+                upgrade_command: None,
+                asked: None,
             },
             hooks: Vec::new(),
             archive: None,
@@ -301,6 +311,39 @@ impl Builder {
         self
     }
 
+    /// How long the new process of an [upgrade](crate::Handle::upgrade) may take, from its
+    /// start until its server is built on the socket handed to it. Default:
+    /// [`DEFAULT_UPGRADE_TIMEOUT`](crate::DEFAULT_UPGRADE_TIMEOUT) (10 s). Past it the new
+    /// process is killed, and this one serves on.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.upgrade_timeout = timeout;
+        self
+    }
+
+    /// What an [upgrade](crate::Handle::upgrade) starts, instead of the program again with
+    /// the same arguments: say, a new binary at another path, or other arguments. Called
+    /// once per upgrade; lameduck adds the socket (descriptor 3), the baton (4) and two
+    /// variables of its own.
+    ///
+    /// ```
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// let server = lameduck::Server::bind("127.0.0.1:0")
+    ///     .upgrade_command(|| {
+    ///         let mut cmd = std::process::Command::new("/usr/local/bin/my-server");
+    ///         cmd.arg("--config").arg("/etc/my-server.toml");
+    ///         cmd
+    ///     })
+    ///     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    pub fn upgrade_command(
+        mut self,
+        command: impl Fn() -> std::process::Command + Send + Sync + 'static,
+    ) -> Builder {
+        self.config.upgrade_command = Some(CommandFn(std::sync::Arc::new(command)));
+        self
+    }
+
     /// Shuts down when `trigger` fires, instead of a trigger of the server's own.
     ///
     /// Share one trigger between the server, [`signal::install`](crate::signal::install) and
@@ -322,15 +365,17 @@ impl Builder {
     /// - [`Error::Listener`] if the listener could not be set up (its address read, cloned).
     /// - [`Error::Start`] if tiny_http could not start.
     pub fn build(self, handler: impl Handler) -> Result<Server, Error> {
+        let mut asked = None;
         let listener = match self.bind {
             Bind::Listener(listener) => listener,
-            Bind::Addrs(addrs) => inherit_or_bind(addrs)?,
+            Bind::Addrs(addrs) => inherit_or_bind(addrs, &mut asked)?,
             Bind::Inherited => match inherited::take(Pick::First).map_err(Error::Inherit)? {
                 Some(socket) => adopt(socket, None),
                 None => return Err(Error::Inherit(InheritError::Nothing)),
             },
         };
         let mut config = self.config;
+        config.asked = asked;
         if config.lame_duck > config.deadline {
             log::warn!(
                 "lame-duck delay of {:?} cut to the deadline of {:?}: no time is left to drain",
@@ -354,36 +399,72 @@ impl Builder {
     }
 }
 
-/// Takes an inherited socket that serves one of `addrs`, or else binds one of them.
-fn inherit_or_bind(addrs: io::Result<Vec<SocketAddr>>) -> Result<TcpListener, Error> {
+/// Takes an inherited socket that serves one of `addrs`, or else binds one of them; `asked`
+/// is the first of them.
+fn inherit_or_bind(
+    addrs: io::Result<Vec<SocketAddr>>,
+    asked: &mut Option<SocketAddr>,
+) -> Result<TcpListener, Error> {
     let addrs = addrs.map_err(|source| Error::Bind {
         addr: "(unresolved address)".to_owned(),
         source,
     })?;
+    *asked = addrs.first().copied();
     match inherited::take(Pick::Serving(&addrs)).map_err(Error::Inherit)? {
         Some(socket) => Ok(adopt(socket, addrs.first())),
         None => bind(&addrs),
     }
 }
 
-/// The listener of an inherited socket, said in the log.
+/// The listener of an inherited socket, said in the log; in an upgrade, once the old process
+/// has released it (see `restart/baton.rs`).
 fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> TcpListener {
+    let name = match socket.origin {
+        Origin::Systemd => format!(" ({})", socket.name),
+        Origin::Upgrade { .. } => String::new(),
+    };
     match asked {
         Some(asked) => log::info!(
-            "listening on {} ({}), inherited from {}, instead of binding {asked}",
+            "listening on {}{name}, inherited from {}, instead of binding {asked}",
             socket.local,
-            socket.name,
             socket.origin
         ),
         None => log::info!(
-            "listening on {} ({}), inherited from {}",
+            "listening on {}{name}, inherited from {}",
             socket.local,
-            socket.name,
             socket.origin
         ),
     }
+    #[cfg(unix)]
+    if let Some(baton) = socket.baton {
+        take_over(baton);
+    }
     socket.listener
 }
+
+/// The new process of an upgrade: says it is ready, and waits until the old process has
+/// stopped accepting (or is gone) before it accepts itself.
+#[cfg(unix)]
+fn take_over(mut baton: crate::restart::baton::Baton) {
+    use crate::restart::baton::Broken;
+    if let Err(e) = baton.say_ready() {
+        log::warn!("upgrade: could not tell the old process it is ready ({e}): accepting");
+        return;
+    }
+    match baton.wait_released(RELEASE_TIMEOUT) {
+        Ok(()) => log::info!("upgrade: the old process released the socket: accepting"),
+        Err(Broken::Closed) => log::info!("upgrade: the old process is gone: accepting"),
+        Err(e) => log::warn!(
+            "upgrade: the old process did not release the socket ({e}) within \
+             {RELEASE_TIMEOUT:?}: accepting beside it"
+        ),
+    }
+}
+
+/// How long the new process of an upgrade waits for the old one to stop accepting. The
+/// stop takes milliseconds; a bound, not a measurement.
+#[cfg(unix)]
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, Error> {
     let mut last = None;

@@ -20,9 +20,10 @@ use super::phase::Phase;
 use super::report::{ConnectionsLeft, HookReport, ShutdownReport};
 use super::Shared;
 use crate::restart::systemd;
+use crate::restart::upgrade::Stop;
 use crate::shutdown::join::JoinReport;
 use crate::shutdown::pool::Pool;
-use crate::shutdown::trigger::{Fired, Listener};
+use crate::shutdown::trigger::{Fired, Listener, Reason};
 use crate::tinyhttp::{Census, LateResponder, Shedder};
 
 /// How long before the end of a lame-duck delay responses start to wait for the socket's
@@ -115,10 +116,13 @@ impl<'a> Shutdown<'a> {
         let fired = fire.wait();
         let deadline = fired.at() + shared.config.deadline;
         shared.live.set_deadline(deadline);
-        systemd::stopping(
-            &format!("shutting down ({})", fired.reason()),
-            deadline.saturating_duration_since(Instant::now()),
-        );
+        // An upgrade: the service goes on, in the new process (which is told `MAINPID`).
+        if !matches!(fired.reason(), Reason::Upgrade { .. }) {
+            systemd::stopping(
+                &format!("shutting down ({})", fired.reason()),
+                deadline.saturating_duration_since(Instant::now()),
+            );
+        }
         Shutdown {
             shared,
             deadline,
@@ -165,10 +169,16 @@ impl<'a> Shutdown<'a> {
         helpers.stop(shared);
         let queue = shared.http.queue();
         let shed = |request| shared.shed(request);
-        if let Err(e) = shared
-            .http
-            .stop_accepting(self.deadline, &shed, || queue.pump_from_now_on())
-        {
+        let between = || queue.pump_from_now_on();
+        let stopped = match shared.upgrades.stopping() {
+            Stop::Close => shared.http.stop_accepting(self.deadline, &shed, between),
+            #[cfg(unix)]
+            Stop::HandOver { baton, pid } => {
+                log::info!("upgrade: the socket stays open for pid {pid}");
+                shared.http.hand_off(self.deadline, &shed, between, baton)
+            }
+        };
+        if let Err(e) = stopped {
             log::warn!("stop accepting on {}: {e}", shared.http.local_addr());
         }
         shared.live.phases.socket_closed();
@@ -314,7 +324,10 @@ impl<'a> Shutdown<'a> {
     /// cannot be seen: no response that left its connection open within the linger.
     fn nothing_left(&mut self, linger_end: Instant) -> bool {
         let shared = self.shared;
-        if shared.live.occupancy.busy() > 0 || !shared.http.queue().room_is_empty() {
+        if shared.live.occupancy.busy() > 0
+            || !shared.http.queue().room_is_empty()
+            || shared.http.still_accepting()
+        {
             return false;
         }
         // Read before the census: what arrived before the linger ended is in it.

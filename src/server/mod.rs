@@ -24,7 +24,7 @@ mod worker;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tiny_http::{Request, ResponseBox};
 
@@ -39,6 +39,7 @@ use worker::peer_text;
 
 use crate::error::Error;
 use crate::restart::systemd;
+use crate::restart::upgrade::{Setup, Upgrades};
 use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Listener, Reason, Trigger};
 use crate::tinyhttp::{self, Http, LateResponder, Occupancy};
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     archive: Option<Archive>,
     /// The phase, counters and gauges, shared with every [`Handle`] too.
     live: Arc<Live>,
+    /// The upgrade under way, if any.
+    upgrades: Upgrades,
 }
 
 impl Shared {
@@ -246,6 +249,7 @@ impl Server {
             http,
             archive,
             live: Arc::new(live),
+            upgrades: Upgrades::default(),
         };
         Server {
             shared: Arc::new(shared),
@@ -265,6 +269,7 @@ impl Server {
             trigger: self.trigger.clone(),
             addr: self.local_addr(),
             live: Arc::clone(&self.shared.live),
+            shared: Arc::downgrade(&self.shared),
         }
     }
 
@@ -395,6 +400,8 @@ pub struct Handle {
     trigger: Trigger,
     addr: SocketAddr,
     live: Arc<Live>,
+    /// For an upgrade, while the server lives.
+    shared: Weak<Shared>,
 }
 
 impl Handle {
@@ -402,6 +409,38 @@ impl Handle {
     /// stops accepting, drains and returns. Calling it again does nothing more.
     pub fn shutdown(&self) {
         self.trigger.fire(Reason::Requested);
+    }
+
+    /// Upgrades in place: starts a new copy of the program, hands it the listening socket,
+    /// and once it is ready fires shutdown with [`Reason::Upgrade`], so that this server
+    /// stops accepting and drains while the new one serves. No connection is refused: the
+    /// socket never closes. Returns the new process's id, once it is ready (at most
+    /// [`Builder::upgrade_timeout`] later); the drain then goes on in [`Server::run`] as
+    /// on any shutdown.
+    ///
+    /// The new process is the program again with the same arguments (or
+    /// [`Builder::upgrade_command`]): its [`Server::bind`] takes the socket instead of
+    /// binding. It inherits standard input, output and error. SIGUSR2 can ask for it (see
+    /// [`signal::install_upgrade`](crate::signal::install_upgrade)), as for nginx.
+    ///
+    /// # Errors
+    ///
+    /// [`UpgradeError`](crate::UpgradeError), logged too: another upgrade is under way,
+    /// the server is shutting down, the new process could not start, exited, or was not
+    /// ready in time (it is then killed). This server serves on in every case.
+    /// On Windows: [`UpgradeError::Unsupported`](crate::UpgradeError::Unsupported) so far.
+    pub fn upgrade(&self) -> Result<u32, crate::UpgradeError> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Err(crate::UpgradeError::ShuttingDown);
+        };
+        let config = &shared.config;
+        shared.upgrades.upgrade(Setup {
+            trigger: &self.trigger,
+            listener: shared.http.listener_copy(),
+            asked: config.asked.unwrap_or(self.addr),
+            timeout: config.upgrade_timeout,
+            command: config.upgrade_command.as_ref(),
+        })
     }
 
     /// A listener for the server's shutdown.

@@ -273,6 +273,13 @@ pub enum Reason {
     /// Standard input reached its end: the parent process is gone
     /// ([`watch::stdin_closed`](crate::watch::stdin_closed)).
     StdinClosed,
+    /// The server handed its listening socket to a new copy of the program, which is ready
+    /// ([`Handle::upgrade`](crate::Handle::upgrade)): this one stops accepting and drains,
+    /// and the new one serves.
+    Upgrade {
+        /// The new process.
+        pid: u32,
+    },
     /// Another trigger of the application's own, named by it (say `"config reloaded"`).
     Other(String),
 }
@@ -290,6 +297,7 @@ impl fmt::Display for Reason {
                 if *appeared { "appeared" } else { "disappeared" }
             ),
             Reason::StdinClosed => f.write_str("stdin closed"),
+            Reason::Upgrade { pid } => write!(f, "upgrade: pid {pid} serves"),
             Reason::Other(what) => f.write_str(what),
         }
     }

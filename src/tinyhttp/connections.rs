@@ -65,6 +65,9 @@ pub(crate) struct Connection {
     pub(crate) opening: bool,
     /// Accepted: the process has a socket for it. `false` while it waits in the backlog.
     pub(crate) accepted: bool,
+    /// The socket's inode once accepted (0 before), where the OS says: which process's it
+    /// is.
+    pub(crate) inode: u32,
     /// Bytes received and not yet read by the process.
     pub(crate) unread: u32,
     /// Bytes received since the connection opened, where the OS says.
@@ -186,6 +189,9 @@ impl Census {
 pub(crate) struct Table {
     #[cfg(target_os = "linux")]
     os: os::SockDiag,
+    /// Only the connections this process has accepted, not those of another process
+    /// sharing the socket (the new process of an upgrade), nor the backlog it takes.
+    own_only: bool,
 }
 
 impl Table {
@@ -199,6 +205,7 @@ impl Table {
         #[cfg(target_os = "linux")]
         return Ok(Table {
             os: os::SockDiag::open(local)?,
+            own_only: false,
         });
         #[cfg(not(target_os = "linux"))]
         {
@@ -218,9 +225,26 @@ impl Table {
     /// If the OS did not answer (within a second).
     pub(crate) fn read_once(&mut self) -> io::Result<Vec<Connection>> {
         #[cfg(target_os = "linux")]
-        return self.os.read();
+        return self.os.read().map(|read| self.keep(read));
         #[cfg(not(target_os = "linux"))]
         Ok(Vec::new())
+    }
+
+    /// From now on, only the connections this process has accepted: not those of another
+    /// process sharing the socket, nor the backlog, which that process takes.
+    pub(crate) fn own_only(&mut self) {
+        self.own_only = true;
+    }
+
+    /// `read`, without the connections that are not this process's when it should see its
+    /// own only.
+    #[cfg(target_os = "linux")]
+    fn keep(&self, mut read: Vec<Connection>) -> Vec<Connection> {
+        if self.own_only {
+            let own = os::own_socket_inodes();
+            read.retain(|c| c.accepted && own.contains(&c.inode));
+        }
+        read
     }
 
     /// The connections on the port now.
@@ -242,7 +266,7 @@ impl Table {
             let seen: std::collections::HashSet<SocketAddr> =
                 second.iter().map(|c| c.peer).collect();
             second.extend(first.into_iter().filter(|c| !seen.contains(&c.peer)));
-            Ok(second)
+            Ok(self.keep(second))
         }
         #[cfg(not(target_os = "linux"))]
         Ok(Vec::new())

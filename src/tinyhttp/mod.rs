@@ -62,6 +62,7 @@ use socket::{reach, Socket};
 use supervisor::Watched;
 
 use crate::error::Error;
+use crate::shutdown::latch::Latch;
 
 /// The tiny_http side of one server: its queue, its listening socket, what the rescue
 /// knows of its connections.
@@ -73,6 +74,9 @@ pub(crate) struct Http {
     table: Arc<Mutex<Option<Table>>>,
     /// The stop found no connection, and none can come: the drain need not look.
     none_left: std::sync::atomic::AtomicBool,
+    /// Set by a hand-off: opens when tiny_http's accept loop has ended. Until then it may
+    /// still accept a connection from the socket's backlog, which the drain must wait for.
+    handing_off: std::sync::OnceLock<Latch>,
     /// The room's count and the connections last seen, for stats.
     gauges: Arc<Gauges>,
     addr: SocketAddr,
@@ -129,6 +133,7 @@ impl Http {
             peers,
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
+            handing_off: std::sync::OnceLock::new(),
             gauges,
             addr,
         })
@@ -201,6 +206,71 @@ impl Http {
         socket.begin_stop()?;
         between();
         socket.confirm_stopped(&ended)
+    }
+
+    /// A copy of the listening socket (close-on-exec), while it listens: for the new
+    /// process of an upgrade.
+    pub(crate) fn listener_copy(&self) -> Option<TcpListener> {
+        lock(&self.socket).listener_copy()
+    }
+
+    /// Stops accepting without closing the socket, which the new process of an upgrade
+    /// holds too, and releases `baton` once tiny_http's accept loop has ended: only then
+    /// may the new process make the socket blocking again and accept (`restart/baton.rs`).
+    /// `between` runs as in [`Http::stop_accepting`]. From now on the connection table
+    /// shows this process's own connections only: the new one's are none of the drain's
+    /// business.
+    ///
+    /// # Errors
+    ///
+    /// If the socket could not be made non-blocking: the baton is then released at once,
+    /// and both processes accept until this one exits.
+    #[cfg(unix)]
+    pub(crate) fn hand_off(
+        &self,
+        deadline: Instant,
+        shed: &dyn Fn(Request),
+        between: impl FnOnce(),
+        baton: crate::restart::baton::Baton,
+    ) -> io::Result<()> {
+        self.queue.stopping();
+        if let Some(table) = lock(&self.table).as_mut() {
+            table.own_only();
+        }
+        self.rescue_before_stop(deadline, shed);
+        let ended = self.queue.current().ended().clone();
+        let _ = self.handing_off.set(ended.clone());
+        let begun = lock(&self.socket).begin_stop();
+        between();
+        // The end of the accept loop comes out of tiny_http's queue, which the drain reads
+        // from now on: wait for it on a thread of its own. The bound is the deadline's: a
+        // loop that has not ended by then never will (the process exits).
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let began = begun.is_ok();
+        lock(&self.socket).handed_over();
+        let release = move || {
+            if began && !ended.wait_timeout(wait) {
+                log::warn!("upgrade: the accept loop did not end: releasing the socket anyway");
+            }
+            match baton.release() {
+                Ok(()) => log::debug!("upgrade: socket released to the new process"),
+                Err(e) => log::warn!("upgrade: could not release the socket: {e}"),
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("lameduck-release".to_owned())
+            .spawn(release)
+        {
+            log::warn!("upgrade: could not start the thread that releases the socket: {e}");
+        }
+        begun
+    }
+
+    /// After a hand-off ([`Http::hand_off`]): tiny_http's accept loop has not ended yet, so
+    /// a connection may still come in. The drain reads tiny_http's queue, where its end
+    /// comes out.
+    pub(crate) fn still_accepting(&self) -> bool {
+        self.handing_off.get().is_some_and(|ended| !ended.is_open())
     }
 
     /// Ends tiny_http's accept loop for good, and closes the socket (idempotent).

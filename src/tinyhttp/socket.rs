@@ -108,6 +108,17 @@ impl Socket {
         }
     }
 
+    /// The socket is another process's now (an upgrade): it stays open, so connects go on
+    /// succeeding, and there is nothing to confirm.
+    pub(crate) fn handed_over(&mut self) {
+        self.refused = true;
+    }
+
+    /// A copy of the socket (close-on-exec), while it listens.
+    pub(crate) fn listener_copy(&self) -> Option<TcpListener> {
+        self.clone.as_ref()?.try_clone().ok()
+    }
+
     /// Begins the stop: makes the socket non-blocking, wakes tiny_http's
     /// accept loop so that it ends, and closes our handle. Idempotent.
     ///

@@ -39,6 +39,7 @@ mod python;
 mod rolling;
 mod signals;
 mod triggers;
+mod upgrade;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -69,6 +70,7 @@ fn main() {
         rolling::trials(),
         signals::trials(),
         triggers::trials(),
+        upgrade::trials(),
     ]
     .into_iter()
     .flatten()

@@ -226,6 +226,18 @@ impl Proc {
         assert!(status.success(), "kill -{name} {} failed", self.pid);
     }
 
+    /// Sends a Unix signal by name to `pid`, a process this one started (an upgrade's).
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn signal_pid(&self, pid: u32, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
     fn next_event(&mut self, deadline: Instant) -> Option<Event> {
         match self.events.recv_deadline(deadline) {
             Ok(Event::Line(stream, line)) => {
