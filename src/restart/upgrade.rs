@@ -37,10 +37,10 @@ pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum UpgradeError {
-    /// Another upgrade is under way, to the process `pid`.
+    /// Another upgrade is under way.
     UnderWay {
-        /// The new process of the upgrade under way.
-        pid: u32,
+        /// Its new process, once started.
+        pid: Option<u32>,
     },
     /// The server is shutting down, or has (an upgrade that succeeded is one).
     ShuttingDown,
@@ -74,8 +74,11 @@ pub enum UpgradeError {
 impl fmt::Display for UpgradeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UpgradeError::UnderWay { pid } => {
+            UpgradeError::UnderWay { pid: Some(pid) } => {
                 write!(f, "an upgrade is under way (to pid {pid}): refused")
+            }
+            UpgradeError::UnderWay { pid: None } => {
+                f.write_str("an upgrade is under way (its new process starting): refused")
             }
             UpgradeError::ShuttingDown => f.write_str("the server is shutting down"),
             UpgradeError::Unsupported => f.write_str("upgrades are Unix's so far"),
@@ -141,12 +144,26 @@ pub(crate) struct Upgrades {
     state: Mutex<State>,
 }
 
+/// Ends a wait, from another thread.
+struct Wake(Box<dyn FnOnce() + Send>);
+
+impl fmt::Debug for Wake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Wake(..)")
+    }
+}
+
 #[derive(Debug, Default)]
 enum State {
     #[default]
     Idle,
     /// The new process is starting; the shutdown kills it if it comes first.
-    Starting { child: Option<Child>, pid: u32 },
+    Starting {
+        child: Option<Child>,
+        pid: Option<u32>,
+        /// Ends the wait for the new process's ready (closes our end of the baton).
+        wake: Option<Wake>,
+    },
     /// The new process is ready: the shutdown hands the socket over.
     #[cfg(unix)]
     Handed {
@@ -192,8 +209,11 @@ impl Upgrades {
         match std::mem::replace(&mut *self.lock(), State::Stopping) {
             #[cfg(unix)]
             State::Handed { baton, pid } => Stop::HandOver { baton, pid },
-            State::Starting { child, pid } => {
-                if let Some(mut child) = child {
+            State::Starting { child, pid, wake } => {
+                if let Some(wake) = wake {
+                    (wake.0)();
+                }
+                if let (Some(mut child), Some(pid)) = (child, pid) {
                     log::warn!("upgrade: shutdown came first: killing the new process {pid}");
                     let _ = child.kill();
                     let _ = child.wait();
@@ -236,7 +256,8 @@ impl Upgrades {
             }
             *state = State::Starting {
                 child: None,
-                pid: 0,
+                pid: None,
+                wake: None,
             };
         }
         let idle = |e| {
@@ -276,9 +297,16 @@ impl Upgrades {
                 State::Starting {
                     child: slot,
                     pid: p,
+                    wake,
                 } => {
                     *slot = Some(child);
-                    *p = pid;
+                    *p = Some(pid);
+                    // A copy of our end: shut, it ends the read of the original.
+                    if let Ok(copy) = ours.try_clone() {
+                        *wake = Some(Wake(Box::new(move || {
+                            let _ = copy.shutdown(std::net::Shutdown::Both);
+                        })));
+                    }
                 }
                 // The shutdown came meanwhile: it found no child to kill.
                 _ => {

@@ -14,3 +14,4 @@ mod reliability;
 mod server;
 mod stats;
 mod trigger;
+mod upgrade;
