@@ -14,7 +14,8 @@
 //! the old process (`baton.rs`) descriptor 4; `LAMEDUCK_UPGRADE_PARENT` names the old
 //! process, which must be this one's parent (a grandchild that inherits the variable is not
 //! meant), and `LAMEDUCK_UPGRADE_ADDR` the address it was asked to bind, so that the same
-//! program with the same arguments (`--addr 127.0.0.1:0`) takes the socket.
+//! program with the same arguments (`--addr 127.0.0.1:0`) takes the socket;
+//! `LAMEDUCK_UPGRADE_KEEP_OPEN` says that systemd holds the socket too.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -137,6 +138,9 @@ pub(crate) struct Inherited {
     pub(crate) origin: Origin,
     /// The address the old process was asked to bind (an upgrade).
     pub(crate) asked: Option<SocketAddr>,
+    /// Someone else holds the socket too, and will hand it to the next process: systemd
+    /// (socket activation, or an upgrade of a process that had it from systemd).
+    pub(crate) keep_open: bool,
     /// The line to the old process (an upgrade), until the server is built on the socket.
     #[cfg(unix)]
     pub(crate) baton: Option<super::baton::Baton>,
@@ -194,6 +198,8 @@ const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 pub(crate) const UPGRADE_PARENT: &str = "LAMEDUCK_UPGRADE_PARENT";
 /// The address the old process was asked to bind.
 pub(crate) const UPGRADE_ADDR: &str = "LAMEDUCK_UPGRADE_ADDR";
+/// Set when systemd holds the socket too (the old process had it from socket activation).
+pub(crate) const UPGRADE_KEEP_OPEN: &str = "LAMEDUCK_UPGRADE_KEEP_OPEN";
 
 /// The first descriptor of socket activation (`SD_LISTEN_FDS_START`).
 #[cfg(unix)]
@@ -204,7 +210,7 @@ fn from_env() -> Sockets {
     let var = |name| std::env::var(name).ok();
     #[cfg(unix)]
     if let Some(parent) = var(UPGRADE_PARENT) {
-        return from_parent(&parent, var(UPGRADE_ADDR));
+        return from_parent(&parent, var(UPGRADE_ADDR), var(UPGRADE_KEEP_OPEN).is_some());
     }
     let Some(fds) = var(LISTEN_FDS) else {
         return Ok(Vec::new());
@@ -242,7 +248,7 @@ fn from_env() -> Sockets {
 
 /// An upgrade: the socket is descriptor 3, the baton 4.
 #[cfg(unix)]
-fn from_parent(named: &str, asked: Option<String>) -> Sockets {
+fn from_parent(named: &str, asked: Option<String>, keep_open: bool) -> Sockets {
     let named = named.parse::<u32>().map_err(|_| InheritError::Malformed {
         var: UPGRADE_PARENT,
         value: named.to_owned(),
@@ -263,6 +269,7 @@ fn from_parent(named: &str, asked: Option<String>) -> Sockets {
     if let Some(socket) = sockets.first_mut() {
         socket.origin = Origin::Upgrade { parent };
         socket.asked = asked;
+        socket.keep_open = keep_open;
         socket.baton = Some(super::baton::Baton::new(baton));
     }
     Ok(sockets)
@@ -287,6 +294,7 @@ fn take_all(names: Vec<String>) -> Sockets {
             name,
             origin: Origin::Systemd,
             asked: None,
+            keep_open: true,
             baton: None,
         });
     }
@@ -318,6 +326,7 @@ mod tests {
             name: "http".to_owned(),
             origin: Origin::Systemd,
             asked: None,
+            keep_open: true,
             #[cfg(unix)]
             baton: None,
         }

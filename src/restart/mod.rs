@@ -10,6 +10,13 @@
 
 #[cfg(unix)]
 pub(crate) mod baton;
+/// Upgrades are Unix's so far: elsewhere there is no baton.
+#[cfg(not(unix))]
+pub(crate) mod baton {
+    /// None can be made.
+    #[derive(Debug)]
+    pub(crate) enum Baton {}
+}
 pub(crate) mod inherited;
 pub(crate) mod systemd;
 #[cfg(unix)]

@@ -165,7 +165,6 @@ enum State {
         wake: Option<Wake>,
     },
     /// The new process is ready: the shutdown hands the socket over.
-    #[cfg(unix)]
     Handed {
         baton: super::baton::Baton,
         pid: u32,
@@ -180,7 +179,6 @@ pub(crate) enum Stop {
     /// Closes it, as always.
     Close,
     /// Leaves it to the new process `pid`, releasing `baton` once the accept loop ended.
-    #[cfg(unix)]
     HandOver {
         baton: super::baton::Baton,
         pid: u32,
@@ -194,6 +192,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) listener: Option<TcpListener>,
     /// The address the server was asked to bind (or the one it listens on).
     pub(crate) asked: SocketAddr,
+    /// systemd holds the socket too.
+    pub(crate) keep_open: bool,
     pub(crate) timeout: Duration,
     pub(crate) command: Option<&'a CommandFn>,
 }
@@ -207,7 +207,6 @@ impl Upgrades {
     /// one that is ready gets the socket.
     pub(crate) fn stopping(&self) -> Stop {
         match std::mem::replace(&mut *self.lock(), State::Stopping) {
-            #[cfg(unix)]
             State::Handed { baton, pid } => Stop::HandOver { baton, pid },
             State::Starting { child, pid, wake } => {
                 if let Some(wake) = wake {
@@ -245,7 +244,7 @@ impl Upgrades {
         use std::os::unix::net::UnixStream;
 
         use super::baton::Baton;
-        use super::inherited::{UPGRADE_ADDR, UPGRADE_PARENT};
+        use super::inherited::{UPGRADE_ADDR, UPGRADE_KEEP_OPEN, UPGRADE_PARENT};
 
         {
             let mut state = self.lock();
@@ -280,6 +279,11 @@ impl Upgrades {
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_FDNAMES");
+        if setup.keep_open {
+            cmd.env(UPGRADE_KEEP_OPEN, "1");
+        } else {
+            cmd.env_remove(UPGRADE_KEEP_OPEN);
+        }
         let started = Instant::now();
         let child = super::unix::spawn_with_fds(&mut cmd, &[listener.as_fd(), theirs.as_fd()])
             .map_err(UpgradeError::Spawn)

@@ -305,7 +305,7 @@ impl Builder {
     /// answered `503` during shutdown (with their body, up to 1 MiB) and requests whose handler
     /// the deadline cut (without it). For a retry queue or a log: the evidence for later
     /// repair. Called from lameduck's threads, one call at a time; a panic in it is caught
-    /// and logged. See `examples/09_archive.rs` and `10_replay.rs`.
+    /// and logged. See `examples/10_archive.rs` and `11_replay.rs`.
     pub fn on_unserved(mut self, archive: impl FnMut(Unserved) + Send + 'static) -> Builder {
         self.archive = Some(Mutex::new(Box::new(archive)));
         self
@@ -367,7 +367,7 @@ impl Builder {
     pub fn build(self, handler: impl Handler) -> Result<Server, Error> {
         let mut asked = None;
         let listener = match self.bind {
-            Bind::Listener(listener) => listener,
+            Bind::Listener(listener) => Listening::own(listener),
             Bind::Addrs(addrs) => inherit_or_bind(addrs, &mut asked)?,
             Bind::Inherited => match inherited::take(Pick::First).map_err(Error::Inherit)? {
                 Some(socket) => adopt(socket, None),
@@ -384,7 +384,12 @@ impl Builder {
             );
             config.lame_duck = config.deadline;
         }
-        let http = Http::start(listener, config.max_waiting, config.write_timeout)?;
+        let http = Http::start(
+            listener.listener,
+            config.max_waiting,
+            config.write_timeout,
+            listener.keep_open,
+        )?;
         let trigger = self
             .trigger
             .unwrap_or_else(|| crate::shutdown::trigger::trigger().0);
@@ -404,7 +409,7 @@ impl Builder {
 fn inherit_or_bind(
     addrs: io::Result<Vec<SocketAddr>>,
     asked: &mut Option<SocketAddr>,
-) -> Result<TcpListener, Error> {
+) -> Result<Listening, Error> {
     let addrs = addrs.map_err(|source| Error::Bind {
         addr: "(unresolved address)".to_owned(),
         source,
@@ -412,13 +417,13 @@ fn inherit_or_bind(
     *asked = addrs.first().copied();
     match inherited::take(Pick::Serving(&addrs)).map_err(Error::Inherit)? {
         Some(socket) => Ok(adopt(socket, addrs.first())),
-        None => bind(&addrs),
+        None => bind(&addrs).map(Listening::own),
     }
 }
 
 /// The listener of an inherited socket, said in the log; in an upgrade, once the old process
 /// has released it (see `restart/baton.rs`).
-fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> TcpListener {
+fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> Listening {
     let name = match socket.origin {
         Origin::Systemd => format!(" ({})", socket.name),
         Origin::Upgrade { .. } => String::new(),
@@ -435,11 +440,37 @@ fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> TcpListener {
             socket.origin
         ),
     }
+    // A seal left by a process that died in its few sealed milliseconds would drop every
+    // new connection for good: none is meant to be there.
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(&socket.listener).detach_filter();
     #[cfg(unix)]
     if let Some(baton) = socket.baton {
         take_over(baton);
     }
-    socket.listener
+    Listening {
+        listener: socket.listener,
+        keep_open: socket.keep_open,
+    }
+}
+
+/// The socket a server accepts from.
+struct Listening {
+    listener: TcpListener,
+    /// It outlives this process, held by whoever handed it over (systemd), so that a
+    /// restarted server takes it again: the stop leaves it as it is (see
+    /// [`Http::start`]).
+    keep_open: bool,
+}
+
+impl Listening {
+    /// A socket this process bound, or was given by the application.
+    fn own(listener: TcpListener) -> Listening {
+        Listening {
+            listener,
+            keep_open: false,
+        }
+    }
 }
 
 /// The new process of an upgrade: says it is ready, and waits until the old process has

@@ -171,11 +171,16 @@ impl<'a> Shutdown<'a> {
         let shed = |request| shared.shed(request);
         let between = || queue.pump_from_now_on();
         let stopped = match shared.upgrades.stopping() {
+            Stop::Close if shared.http.keeps_socket_open() => {
+                log::info!("the socket stays open for the next server (socket activation)");
+                shared.http.hand_off(self.deadline, &shed, between, None)
+            }
             Stop::Close => shared.http.stop_accepting(self.deadline, &shed, between),
-            #[cfg(unix)]
             Stop::HandOver { baton, pid } => {
                 log::info!("upgrade: the socket stays open for pid {pid}");
-                shared.http.hand_off(self.deadline, &shed, between, baton)
+                shared
+                    .http
+                    .hand_off(self.deadline, &shed, between, Some(baton))
             }
         };
         if let Err(e) = stopped {

@@ -438,6 +438,7 @@ impl Handle {
             trigger: &self.trigger,
             listener: shared.http.listener_copy(),
             asked: config.asked.unwrap_or(self.addr),
+            keep_open: shared.http.keeps_socket_open(),
             timeout: config.upgrade_timeout,
             command: config.upgrade_command.as_ref(),
         })

@@ -62,6 +62,7 @@ use socket::{reach, Socket};
 use supervisor::Watched;
 
 use crate::error::Error;
+use crate::restart::baton::Baton;
 use crate::shutdown::latch::Latch;
 
 /// The tiny_http side of one server: its queue, its listening socket, what the rescue
@@ -77,6 +78,8 @@ pub(crate) struct Http {
     /// Set by a hand-off: opens when tiny_http's accept loop has ended. Until then it may
     /// still accept a connection from the socket's backlog, which the drain must wait for.
     handing_off: std::sync::OnceLock<Latch>,
+    /// Another process holds the socket too (see [`Http::start`]).
+    keep_open: bool,
     /// The room's count and the connections last seen, for stats.
     gauges: Arc<Gauges>,
     addr: SocketAddr,
@@ -86,6 +89,11 @@ impl Http {
     /// Starts tiny_http accepting from `listener`, with a waiting room of `max_waiting`
     /// places; writes to clients block at most `write_timeout` (zero: no limit).
     ///
+    /// `keep_open`: another process holds the socket too and hands it to the next server
+    /// (systemd's socket activation). The stop then leaves it as it is ([`Http::hand_off`]
+    /// without a baton): no seal, whose filter would drop every new connection of the next
+    /// server, and no wait for connects to be refused, since they never are.
+    ///
     /// # Errors
     ///
     /// [`Error::Listener`] if the listener could not be set up, [`Error::Start`] if tiny_http
@@ -94,6 +102,7 @@ impl Http {
         listener: TcpListener,
         max_waiting: usize,
         write_timeout: Duration,
+        keep_open: bool,
     ) -> Result<Http, Error> {
         let addr = listener
             .local_addr()
@@ -134,6 +143,7 @@ impl Http {
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
             handing_off: std::sync::OnceLock::new(),
+            keep_open,
             gauges,
             addr,
         })
@@ -208,30 +218,35 @@ impl Http {
         socket.confirm_stopped(&ended)
     }
 
+    /// Whether another process holds the socket too (see [`Http::start`]).
+    pub(crate) fn keeps_socket_open(&self) -> bool {
+        self.keep_open
+    }
+
     /// A copy of the listening socket (close-on-exec), while it listens: for the new
     /// process of an upgrade.
     pub(crate) fn listener_copy(&self) -> Option<TcpListener> {
         lock(&self.socket).listener_copy()
     }
 
-    /// Stops accepting without closing the socket, which the new process of an upgrade
-    /// holds too, and releases `baton` once tiny_http's accept loop has ended: only then
-    /// may the new process make the socket blocking again and accept (`restart/baton.rs`).
-    /// `between` runs as in [`Http::stop_accepting`]. From now on the connection table
-    /// shows this process's own connections only: the new one's are none of the drain's
-    /// business.
+    /// Stops accepting without closing the socket, which another process holds too: the
+    /// new process of an upgrade, or systemd, which hands it to the next server. `baton`,
+    /// if there is one (an upgrade), is released once tiny_http's accept loop has ended:
+    /// only then may the new process make the socket blocking again and accept
+    /// (`restart/baton.rs`). `between` runs as in [`Http::stop_accepting`]. From now on the
+    /// connection table shows this process's own connections only: the backlog and the
+    /// new process's connections are none of the drain's business.
     ///
     /// # Errors
     ///
     /// If the socket could not be made non-blocking: the baton is then released at once,
     /// and both processes accept until this one exits.
-    #[cfg(unix)]
     pub(crate) fn hand_off(
         &self,
         deadline: Instant,
         shed: &dyn Fn(Request),
         between: impl FnOnce(),
-        baton: crate::restart::baton::Baton,
+        baton: Option<Baton>,
     ) -> io::Result<()> {
         self.queue.stopping();
         if let Some(table) = lock(&self.table).as_mut() {
@@ -241,27 +256,11 @@ impl Http {
         let ended = self.queue.current().ended().clone();
         let _ = self.handing_off.set(ended.clone());
         let begun = lock(&self.socket).begin_stop();
-        between();
-        // The end of the accept loop comes out of tiny_http's queue, which the drain reads
-        // from now on: wait for it on a thread of its own. The bound is the deadline's: a
-        // loop that has not ended by then never will (the process exits).
-        let wait = deadline.saturating_duration_since(Instant::now());
         let began = begun.is_ok();
         lock(&self.socket).handed_over();
-        let release = move || {
-            if began && !ended.wait_timeout(wait) {
-                log::warn!("upgrade: the accept loop did not end: releasing the socket anyway");
-            }
-            match baton.release() {
-                Ok(()) => log::debug!("upgrade: socket released to the new process"),
-                Err(e) => log::warn!("upgrade: could not release the socket: {e}"),
-            }
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("lameduck-release".to_owned())
-            .spawn(release)
-        {
-            log::warn!("upgrade: could not start the thread that releases the socket: {e}");
+        between();
+        if let Some(baton) = baton {
+            release_when_ended(baton, ended, began, deadline);
         }
         begun
     }
@@ -400,6 +399,35 @@ impl Http {
                 self.gauges.saw_open(0);
             }
         }
+    }
+}
+
+/// Releases `baton` to the new process of an upgrade once `ended` opens: the end of
+/// tiny_http's accept loop comes out of its queue, which the drain reads, so this waits on
+/// a thread of its own. The bound is the deadline: a loop that has not ended by then never
+/// will, and the process exits (which closes the baton too).
+#[cfg(not(unix))]
+fn release_when_ended(baton: Baton, _: Latch, _: bool, _: Instant) {
+    match baton {}
+}
+
+#[cfg(unix)]
+fn release_when_ended(baton: Baton, ended: Latch, began: bool, deadline: Instant) {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let release = move || {
+        if began && !ended.wait_timeout(wait) {
+            log::warn!("upgrade: the accept loop did not end: releasing the socket anyway");
+        }
+        match baton.release() {
+            Ok(()) => log::debug!("upgrade: socket released to the new process"),
+            Err(e) => log::warn!("upgrade: could not release the socket: {e}"),
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("lameduck-release".to_owned())
+        .spawn(release)
+    {
+        log::warn!("upgrade: could not start the thread that releases the socket: {e}");
     }
 }
 

@@ -31,8 +31,50 @@ mod unix {
             example_06_a_listening_handler_stops_early,
             example_07_readiness_flips_and_the_lame_duck_serves,
             example_08_a_second_signal_exits_130,
-            example_09_archives_what_the_deadline_cut_and_10_replays_it,
+            example_09_upgrades_on_sigusr2_and_the_new_process_serves,
+            example_10_archives_what_the_deadline_cut_and_11_replays_it,
         ]
+    }
+
+    /// SIGUSR2: a new process serves on the same address, the old one exits 0; SIGINT then
+    /// stops the new one. The native build only: Windows has no SIGUSR2.
+    fn example_09_upgrades_on_sigusr2_and_the_new_process_serves() {
+        let mut cmd = native_example("09_upgrade");
+        cmd.args(["--addr", "127.0.0.1:0"])
+            .env("RUST_LOG", "info,tiny_http=off");
+        let mut p = Proc::spawn(cmd);
+        let line = p.wait_line("listening on http://", BOUND);
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let old = p.pid;
+        assert_eq!(
+            get(addr, "/").unwrap().text(),
+            format!("served by pid {old}\n")
+        );
+        p.signal("USR2");
+        let line = p.wait_line(&format!("pid {old}: upgraded to pid "), BOUND);
+        let new: u32 = line
+            .rsplit("pid ")
+            .next()
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            get(addr, "/").unwrap().text(),
+            format!("served by pid {new}\n")
+        );
+        p.signal_pid(new, "INT");
+        p.wait_line(&format!("pid {new}: stopped (signal), exiting"), BOUND);
+        // Both output pipes close once both processes are gone; the old one is ours to reap.
+        assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
     }
 
     fn example_01_flag_stops_between_rounds() {
@@ -160,11 +202,11 @@ mod unix {
         assert_eq!(p.wait_exit(BOUND).code(), Some(130), "{}", p.output());
     }
 
-    fn example_09_archives_what_the_deadline_cut_and_10_replays_it() {
+    fn example_10_archives_what_the_deadline_cut_and_11_replays_it() {
         // The examples run in a scratch folder and are given a relative path: the same for a
         // Windows program under wine.
         let dir = scratch_dir("archive");
-        let (mut p, addr) = serve_example_in("09_archive", &["--archive", "retry"], Some(&dir));
+        let (mut p, addr) = serve_example_in("10_archive", &["--archive", "retry"], Some(&dir));
         let mut slow = Conn::open(addr).unwrap();
         slow.send("POST", "/slow", &[], b"order=42").unwrap();
         p.wait_line("/slow: order=42", BOUND);
@@ -203,12 +245,12 @@ mod unix {
 
         // A fresh server receives them again, and the queue empties.
         let (mut fresh, fresh_addr) = serve_example_in(
-            "09_archive",
+            "10_archive",
             &["--archive", "fresh", "--slow-ms", "0"],
             Some(&dir),
         );
         // The replay is only a client: the native build, beside the server under test.
-        let mut replay = native_example("10_replay");
+        let mut replay = native_example("11_replay");
         replay.current_dir(&dir);
         replay.args(["--from", "retry", "--to", &fresh_addr.to_string()]);
         let mut replay = Proc::spawn(replay);

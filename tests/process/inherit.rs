@@ -20,7 +20,7 @@ mod unix {
 
     use libtest_mimic::{Completion, Trial};
 
-    use crate::support::http::{connect_refused, Conn};
+    use crate::support::http::{connect_refused, get, Conn};
     use crate::support::{native_example, Proc, BOUND};
 
     pub fn trials() -> Vec<Trial> {
@@ -45,6 +45,7 @@ mod unix {
             },
         )];
         trials.extend(trials![
+            a_restart_under_a_socket_unit_refuses_nothing_and_the_next_server_serves,
             a_descriptor_that_is_not_a_socket_is_an_error_and_nothing_is_bound,
             a_closed_descriptor_is_an_error,
             variables_meant_for_another_process_are_an_error,
@@ -106,6 +107,48 @@ mod unix {
         let status = proc.wait_exit(BOUND);
         assert!(status.success(), "{status:?}\n{}", proc.output());
         assert!(connect_refused(addr));
+    }
+
+    /// systemd's `systemctl restart` with a socket unit, played by `socket_unit.py`: the
+    /// socket stays open in the unit across the restart. The first hello drains a request in
+    /// flight and exits 0 without sealing the socket (its filter would stay on the unit's
+    /// socket and drop every new connection of the next server) nor waiting for connects to
+    /// be refused (they never are); a request sent while no server runs waits in the
+    /// backlog, and the second hello serves it, then new connections too.
+    fn a_restart_under_a_socket_unit_refuses_nothing_and_the_next_server_serves() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/process/socket_unit.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(native_example("hello").get_program())
+            .args(["--addr", "127.0.0.1:PORT", "--delay-ms", "500"])
+            .env("RUST_LOG", "info,lameduck=debug,tiny_http=off");
+        let mut unit = Proc::spawn(cmd);
+        let line = unit.wait_line("socket-unit: listening on ", BOUND);
+        let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+
+        unit.send_line("start");
+        unit.wait_line("serving http://", BOUND);
+        let mut in_flight = Conn::open(addr).unwrap();
+        in_flight.send("GET", "/", &[], b"").unwrap();
+        unit.wait_line("GET / from", BOUND);
+        unit.send_line("stop");
+        unit.wait_line("the socket stays open for the next server", BOUND);
+        assert_eq!(
+            in_flight.read_response(false).unwrap().text(),
+            "Hello World"
+        );
+        unit.wait_line("socket-unit: exit 0", BOUND);
+
+        // No server runs: the connection waits in the unit's socket.
+        let mut waiting = Conn::open(addr).unwrap();
+        waiting.send("GET", "/", &[], b"").unwrap();
+        unit.send_line("start");
+        assert_eq!(waiting.read_response(false).unwrap().text(), "Hello World");
+        assert_eq!(get(addr, "/").unwrap().text(), "Hello World");
+        unit.send_line("stop");
+        unit.wait_lines("socket-unit: exit 0", 2, BOUND);
+        let output = unit.output();
+        assert!(!output.contains("WARN"), "{output}");
     }
 
     /// Runs hello through `sh`, which exports `LISTEN_PID` as its own process number (kept

@@ -1,5 +1,5 @@
 //! The metrics endpoint read by the reference parser of Prometheus' text format, Python's
-//! `prometheus_client` (`text_string_to_metric_families`): `examples/11_watch` scraped while
+//! `prometheus_client` (`text_string_to_metric_families`): `examples/12_watch` scraped while
 //! it serves and during its drain, as a Prometheus server would. Where `prometheus_client` is
 //! missing the test is reported `ignored` with the reason, or fails when `CI` is set
 //! (`.ci/run` installs it).
@@ -91,7 +91,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     }
 
     fn metrics_read_by_prometheus_client_while_serving_and_draining() {
-        let (mut proc, addr) = serve_example("11_watch", &["--delay-ms", "3000"]);
+        let (mut proc, addr) = serve_example("12_watch", &["--delay-ms", "3000"]);
         let mut scraper = Conn::open(addr).unwrap();
         let serving = scraper.request("GET", "/metrics").unwrap();
         assert_eq!(serving.status, 200);

@@ -1,12 +1,12 @@
-//! # 09 — archive what could not be served
+//! # 10 — archive what could not be served
 //!
 //! **Teaches:** the seed's "archive the unprocessed requests, put them in the retry queue".
 //! `Builder::on_unserved` receives each request the server read and did not serve: queued
 //! at the deadline (answered `503`; archived whole) or cut in its handler (its body stays
 //! with the handler). `Unserved::to_http` gives it as the bytes a client sends: one file
-//! each in a retry folder, which `10_replay` sends again.
+//! each in a retry folder, which `11_replay` sends again.
 //!
-//! **Run:** `cargo run --example 09_archive`, then in another terminal
+//! **Run:** `cargo run --example 10_archive`, then in another terminal
 //! `curl -d order=42 127.0.0.1:8080/slow & sleep 0.2; curl -d order=43 127.0.0.1:8080/pay &`
 //! and Ctrl+C in the first (one worker, a 1 s deadline, `/slow` takes 5 s).
 //!

@@ -1,13 +1,13 @@
-//! # 10 — replay the archive
+//! # 11 — replay the archive
 //!
-//! **Teaches:** the other half of the retry queue. `09_archive` wrote each request it could
+//! **Teaches:** the other half of the retry queue. `10_archive` wrote each request it could
 //! not serve as the HTTP bytes a client sends; replaying one is sending those bytes as they
 //! are and reading the answer. A request answered `2xx` leaves the queue (its file is
 //! removed); any other answer, or none, keeps it for the next replay.
 //!
-//! **Run:** after the run of `09_archive` that filled `retry/`, start it again
-//! (`cargo run --example 09_archive`), then in another terminal
-//! `cargo run --example 10_replay`.
+//! **Run:** after the run of `10_archive` that filled `retry/`, start it again
+//! (`cargo run --example 10_archive`), then in another terminal
+//! `cargo run --example 11_replay`.
 //!
 //! **You will see** one line per request, such as `POST /pay -> 200`, then
 //! `replayed 2, 0 left in retry`; the fresh server logs `POST /pay: order=43`. The exit code

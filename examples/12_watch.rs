@@ -1,11 +1,11 @@
-//! # 11 — watching a drain: progress lines, stats, `/metrics`
+//! # 12 — watching a drain: progress lines, stats, `/metrics`
 //!
 //! **Teaches:** what an operator sees while a drain runs. `/` works for a while (3 s), then
 //! answers with the server's own numbers ([`Handle::stats`](lameduck::Handle::stats), cheap
 //! enough for every request); `/metrics` is answered by lameduck in Prometheus' text format.
 //! A drain longer than a second logs once a second what it still waits for.
 //!
-//! **Run:** `cargo run --example 11_watch`, then in another terminal
+//! **Run:** `cargo run --example 12_watch`, then in another terminal
 //! `curl 127.0.0.1:8080/metrics; curl 127.0.0.1:8080/ &`, and Ctrl+C in the first while the
 //! second curl waits.
 //!
