@@ -83,6 +83,22 @@
 //! with `Connection: close` during the drain like every response. With the `serde` feature
 //! the [`ShutdownReport`] is `serde::Serialize`, for one JSON line in a log pipeline.
 //!
+//! # Restarting without refusing a connection
+//!
+//! [`Handle::upgrade`] (or SIGUSR2, [`signal::install_upgrade`]) starts the program again
+//! and hands it the listening socket; the new process's [`Server::bind`] takes it instead
+//! of binding and says it is ready, and only then does this one fire its shutdown
+//! ([`Reason::Upgrade`]), stop accepting and drain. The socket never closes: no connect is
+//! refused. A new process that fails or is late is killed; this one serves on. Unix only
+//! so far.
+//!
+//! The same [`Server::bind`] takes a socket from systemd's socket activation
+//! (`LISTEN_FDS`; [`Server::inherited`] takes the first), and leaves it open at its stop
+//! for the next process. Under a `Type=notify` unit it tells systemd `READY=1`,
+//! `STOPPING=1`, the drain's progress as `STATUS=`, and `EXTEND_TIMEOUT_USEC` so that the
+//! stop timeout covers the deadline. See `examples/09_upgrade.rs`, and the README for the
+//! units.
+//!
 //! The pieces work on their own: a program without HTTP uses [`trigger()`], [`signal`] and
 //! [`Pool`] (see `examples/01_flag.rs` to `03_timed_join.rs`).
 //!
@@ -158,12 +174,17 @@
 //!
 //! **`restart/`** — restarting without refusing a connection.
 //! - `inherited.rs` — [`Server::inherited`], [`InheritError`]: the listening sockets of
-//!   systemd's socket activation (`LISTEN_FDS`), read once, checked, and taken by
-//!   [`Server::bind`] before it binds.
+//!   systemd's socket activation (`LISTEN_FDS`) or of an upgrade, read once, checked, and
+//!   taken by [`Server::bind`] before it binds.
+//! - `upgrade.rs` — [`Handle::upgrade`], [`UpgradeError`]: the new process started with
+//!   the socket, waited for, killed if it fails; one upgrade at a time.
+//! - `baton.rs` — the line between the old process and the new: "ready" one way,
+//!   "released" the other, so that only one accepts while the socket changes hands.
 //! - `systemd.rs` — what a service manager is told when `NOTIFY_SOCKET` is set: `READY=1`
 //!   once serving, `STOPPING=1` at the fire, the drain's progress as `STATUS=`, and
 //!   `EXTEND_TIMEOUT_USEC` so that the unit's stop timeout covers the deadline.
-//! - `unix.rs` — a descriptor number become a socket: the only `unsafe` on Unix.
+//! - `unix.rs` — a descriptor number become a socket, and sockets given to a child as
+//!   descriptor numbers: the only `unsafe` on Unix.
 //!
 //! **`error.rs`** — [`Error`], the one error type.
 //!
@@ -195,6 +216,10 @@
 //!   speaks HTTP/1.1 upstream (nginx) where clients are not trusted.
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
+//! - **Upgrades in place are Unix's** so far ([`UpgradeError::Unsupported`] on Windows), and
+//!   hand over the socket of the server asked, one per process: a program with two servers
+//!   cannot upgrade (its new process finds the second address in use, exits, and the
+//!   upgrade fails cleanly).
 //!
 //! # Common mistakes
 //!
@@ -218,6 +243,13 @@
 //!   so that every pooled connection is told to close while the server still serves.
 //! - **A load balancer's connect timeout of a second or less**: see the limitation above;
 //!   nginx's `proxy_connect_timeout 2s` is enough.
+//! - **Upgrading a program that builds its server with [`Server::from_listener`]**: only
+//!   [`Server::bind`] and [`Server::inherited`] take an inherited socket; the new process
+//!   binds anew, finds the address in use, and the upgrade fails (cleanly: the old process
+//!   serves on).
+//! - **Spawning another lameduck program from a socket-activated one** without clearing
+//!   `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` for it: the child's `build` fails
+//!   with [`InheritError::OtherProcess`] rather than take sockets meant for its parent.
 //!
 //! # Log levels
 //!
@@ -227,9 +259,9 @@
 //!
 //! | level | what |
 //! |---|---|
-//! | `error` | a handler panicked (answered 500); the accept loop died while serving |
-//! | `warn` | the deadline was exceeded (with the report); a second signal; a stop that could not be confirmed |
-//! | `info` | each shutdown phase: serving, lame duck, stop accepting and drain, the report; once a second of a drain that lasts, where it is (`draining: …`, with key-values) |
+//! | `error` | a handler panicked (answered 500); the accept loop died while serving; an upgrade failed (the server serves on) |
+//! | `warn` | the deadline was exceeded (with the report); a second signal; a stop that could not be confirmed; an upgrade refused |
+//! | `info` | each shutdown phase: serving, lame duck, stop accepting and drain, the report; once a second of a drain that lasts, where it is (`draining: …`, with key-values); each step of an upgrade; an inherited socket taken |
 //! | `debug` | each request, when answered; the end of the accept loop |
 //! | `trace` | each request, when received |
 //!
@@ -244,11 +276,16 @@
 //! process moments later. The connection table (the drain's view of connections, and the
 //! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
 //! after the last keep-alive response, the rescue is timed, and the socket is closed once
-//! every connection accepted so far has a thread.
+//! every connection accepted so far has a thread. Upgrades in place, inherited sockets and
+//! systemd's notifications are Unix's (see the README's platform table).
 //!
 //! # Safety
 //!
-//! `#![deny(unsafe_code)]`: lameduck itself has no `unsafe`.
+//! `#![deny(unsafe_code)]`, allowed in one module per OS and nowhere else: on Unix
+//! `restart/unix.rs`, where a descriptor number announced by the environment (socket
+//! activation, an upgrade) is checked and becomes a socket, and where the new process of
+//! an upgrade gets the socket as a descriptor number (`pre_exec` + `dup2`), each `unsafe`
+//! block with its `SAFETY:` comment.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -17,6 +17,9 @@
 //! program with the same arguments (`--addr 127.0.0.1:0`) takes the socket;
 //! `LAMEDUCK_UPGRADE_KEEP_OPEN` says that systemd holds the socket too.
 
+// Unix only so far: elsewhere most of this is compiled but not used.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Mutex, OnceLock, PoisonError};

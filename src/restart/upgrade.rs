@@ -18,6 +18,9 @@
 //!
 //! One upgrade at a time: another one asked for meanwhile is refused, and said so.
 
+// Unix only so far: elsewhere most of this is compiled but not used.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
