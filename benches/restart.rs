@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The server: `lameduck::Server` on a fixed loopback port, 32 workers, a handler that answers
-//! at once with its process id, `signal::install` and `signal::install_upgrade`; this binary
+//! at once with its process id, `signal::install` and `Handle::upgrade_on_sigusr2`; this binary
 //! run again (`LAMEDUCK_BENCH_RESTART=ADDR`). The load: 32 keep-alive clients and one that
 //! connects anew for each request, all in a loop, counting answers, refused connects (a
 //! refused client tries again 1 ms later) and requests lost (written, and no whole response
@@ -475,7 +475,7 @@ fn serve(addr: &str) -> ! {
                 lameduck::tiny_http::Response::from_string(pid.to_string()).boxed()
             })?;
         #[cfg(unix)]
-        lameduck::signal::install_upgrade(&server.handle())?;
+        server.handle().upgrade_on_sigusr2()?;
         println!("listening on http://{}", server.local_addr());
         server.run().map(drop)
     })();

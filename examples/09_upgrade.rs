@@ -1,7 +1,7 @@
 //! # 09 — upgrade in place: a new copy takes over, no connection refused
 //!
 //! **Teaches:** restarting a server without refusing a connection, as nginx does on SIGUSR2.
-//! `signal::install_upgrade` makes SIGUSR2 call `Handle::upgrade`: the program starts again
+//! `Handle::upgrade_on_sigusr2` makes SIGUSR2 call `Handle::upgrade`: the program starts again
 //! (the same path and arguments: a new binary installed over the old one is what starts)
 //! with the listening socket handed over. Its `Server::bind` takes that socket instead of
 //! binding, and says it is ready; only then does the old process stop accepting and drain,
@@ -53,7 +53,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         })?;
     // SIGUSR2: upgrade. (On Windows, call `server.handle().upgrade()` yourself.)
     #[cfg(unix)]
-    lameduck::signal::install_upgrade(&server.handle())?;
+    server.handle().upgrade_on_sigusr2()?;
     println!("pid {pid} listening on http://{}", server.local_addr());
 
     let stopped = server.run()?;

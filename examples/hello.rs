@@ -77,7 +77,7 @@ fn run() -> Result<(), Box<dyn StdError>> {
     })?;
     // SIGUSR2 (Unix): upgrade in place, a new copy takes the socket, this one drains.
     #[cfg(unix)]
-    lameduck::signal::install_upgrade(&server.handle())?;
+    server.handle().upgrade_on_sigusr2()?;
     println!("listening on http://{}", server.local_addr());
     server.run()?;
     log::info!("graceful shutdown finished.");

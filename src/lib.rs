@@ -85,7 +85,7 @@
 //!
 //! # Restarting without refusing a connection
 //!
-//! [`Handle::upgrade`] (or SIGUSR2, [`signal::install_upgrade`]) starts the program again
+//! [`Handle::upgrade`] (or SIGUSR2, [`Handle::upgrade_on_sigusr2`]) starts the program again
 //! and hands it the listening socket; the new process's [`Server::bind`] takes it instead
 //! of binding and says it is ready, and only then does this one fire its shutdown
 //! ([`Reason::Upgrade`]), stop accepting and drain. The socket never closes: no connect is

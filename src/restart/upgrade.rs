@@ -3,7 +3,7 @@
 //! SIGUSR2. No connection is refused: the socket never closes.
 //!
 //! 1. [`Handle::upgrade`](crate::Handle::upgrade) (or SIGUSR2, see
-//!    [`signal::install_upgrade`](crate::signal::install_upgrade)) starts the program
+//!    [`Handle::upgrade_on_sigusr2`](crate::Handle::upgrade_on_sigusr2), or a file) starts the program
 //!    again: the same path (the file now there: a new binary installed over the old one is
 //!    the one started) and arguments, or [`Builder::upgrade_command`](crate::Builder::upgrade_command).
 //!    The socket is its descriptor 3, the baton (`baton.rs`) its descriptor 4.

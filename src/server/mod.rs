@@ -420,8 +420,9 @@ impl Handle {
     ///
     /// The new process is the program again with the same arguments (or
     /// [`Builder::upgrade_command`]): its [`Server::bind`] takes the socket instead of
-    /// binding. It inherits standard input, output and error. SIGUSR2 can ask for it (see
-    /// [`signal::install_upgrade`](crate::signal::install_upgrade)), as for nginx.
+    /// binding. It inherits standard input, output and error. SIGUSR2 can ask for it
+    /// ([`Handle::upgrade_on_sigusr2`]), as for nginx, or a file
+    /// ([`Handle::upgrade_on_file`]).
     ///
     /// # Errors
     ///
@@ -441,6 +442,57 @@ impl Handle {
             keep_open: shared.http.keeps_socket_open(),
             timeout: config.upgrade_timeout,
             command: config.upgrade_command.as_ref(),
+        })
+    }
+
+    /// Upgrades the server on each `SIGUSR2` ([`Handle::upgrade`]), nginx's convention, and
+    /// `ExecReload=kill -USR2 $MAINPID` in a systemd unit. Unix only: Windows has no such
+    /// signal.
+    ///
+    /// The signal is handled on a thread of its own (`lameduck-sigusr2`) that lives as long
+    /// as the process, through `signal-hook` (`ctrlc`, which handles the others, cannot tell
+    /// signals apart). Each one logs what came of it; one during an upgrade under way, or
+    /// after one that succeeded, is refused and says so.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SignalInstall`] if the handler could not be installed, [`Error::Spawn`] if
+    /// its thread could not be started.
+    #[cfg(unix)]
+    pub fn upgrade_on_sigusr2(&self) -> Result<(), Error> {
+        let handle = self.clone();
+        crate::shutdown::signal::on_sigusr2("lameduck-sigusr2", move || {
+            log::info!("SIGUSR2: upgrade");
+            // What came of it is logged by the upgrade itself.
+            let _ = handle.upgrade();
+        })
+    }
+
+    /// Upgrades the server ([`Handle::upgrade`]) each time `file`'s condition holds, as the
+    /// same [`FileTrigger`](crate::watch::FileTrigger) would shut it down: for a deployment
+    /// tool that drops a file. The file is removed first (or, for
+    /// [`FileTrigger::disappears`](crate::watch::FileTrigger::disappears), created), so that
+    /// the new process, the same program watching the same path, does not upgrade in turn.
+    /// The watch ends when the server shuts down.
+    ///
+    /// ```no_run
+    /// # use lameduck::tiny_http::{Request, Response};
+    /// # let server = lameduck::Server::bind("127.0.0.1:0")
+    /// #     .build(|_: &mut Request| Response::from_string("x").boxed())?;
+    /// server
+    ///     .handle()
+    ///     .upgrade_on_file(lameduck::watch::FileTrigger::appears("/run/myapp/upgrade"))?;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if its thread could not be started.
+    pub fn upgrade_on_file(&self, file: crate::watch::FileTrigger) -> Result<(), Error> {
+        let handle = self.clone();
+        file.watch(&self.trigger.listener(), move |reason| {
+            log::info!("{reason}: upgrade");
+            let _ = handle.upgrade();
         })
     }
 

@@ -159,33 +159,26 @@ pub fn install(trigger: &Trigger) -> Result<(), Error> {
     Signals::new().install(trigger)
 }
 
-/// Upgrades `handle`'s server in place on each `SIGUSR2`, nginx's convention (and
-/// `ExecReload=kill -USR2 $MAINPID` in a systemd unit): see
-/// [`Handle::upgrade`](crate::Handle::upgrade). Unix only: Windows has no such signal;
-/// call [`Handle::upgrade`](crate::Handle::upgrade) there.
-///
-/// `ctrlc` cannot tell signals apart, so this one goes through `signal-hook`, on a thread
-/// of its own (`lameduck-sigusr2`) that lives as long as the process; it does not touch
-/// SIGINT, SIGTERM nor SIGHUP. Each signal logs what came of it; one during an upgrade
-/// under way, or after one that succeeded, is refused and says so.
+/// Runs `action` on a thread of its own (`name`), that lives as long as the process, at
+/// each `SIGUSR2`. `ctrlc` cannot tell signals apart, so this one goes through
+/// `signal-hook`; SIGINT, SIGTERM and SIGHUP are not touched.
 ///
 /// # Errors
 ///
 /// [`Error::SignalInstall`] if the handler could not be installed, [`Error::Spawn`] if its
 /// thread could not be started.
 #[cfg(unix)]
-pub fn install_upgrade(handle: &crate::Handle) -> Result<(), Error> {
+pub(crate) fn on_sigusr2(
+    name: &str,
+    mut action: impl FnMut() + Send + 'static,
+) -> Result<(), Error> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])
         .map_err(Error::SignalInstall)?;
-    let handle = handle.clone();
-    let name = "lameduck-sigusr2";
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             for _ in signals.forever() {
-                log::info!("SIGUSR2: upgrade");
-                // What came of it is logged by the upgrade itself.
-                let _ = handle.upgrade();
+                action();
             }
         })
         .map(drop)

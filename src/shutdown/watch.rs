@@ -25,7 +25,7 @@ use std::time::Duration;
 use crossbeam_channel::{select, Sender};
 
 use super::pool::Pool;
-use super::trigger::{Reason, Trigger};
+use super::trigger::{Listener, Reason, Trigger};
 use crate::error::Error;
 
 /// A watchdog: fires shutdown with [`Reason::Heartbeat`] when no [`beat`](Heartbeat::beat)
@@ -125,6 +125,48 @@ impl FileTrigger {
                 log::info!("{reason}: shutting down");
                 trigger.fire(reason);
                 return;
+            }
+            if listener.sleep(self.poll).is_err() {
+                return;
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Runs `action` each time the condition holds, after undoing it (the file removed, or
+    /// created), until `listener` fires: what
+    /// [`Handle::upgrade_on_file`](crate::Handle::upgrade_on_file) does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if its thread could not be started.
+    pub(crate) fn watch(
+        self,
+        listener: &Listener,
+        mut action: impl FnMut(Reason) + Send + 'static,
+    ) -> Result<(), Error> {
+        let listener = listener.clone();
+        Pool::with_prefix("lameduck-file").spawn(move || loop {
+            if self.path.exists() == self.fire_when_present {
+                let undone = if self.fire_when_present {
+                    std::fs::remove_file(&self.path)
+                } else {
+                    std::fs::File::create(&self.path).map(drop)
+                };
+                match undone {
+                    Ok(()) => action(Reason::File {
+                        path: self.path.clone(),
+                        appeared: self.fire_when_present,
+                    }),
+                    Err(e) => {
+                        // Acting without undoing would act again at once, and forever.
+                        log::error!(
+                            "{}: cannot undo it ({e}): not acting on it",
+                            self.path.display()
+                        );
+                        return;
+                    }
+                }
             }
             if listener.sleep(self.poll).is_err() {
                 return;

@@ -104,3 +104,31 @@ fn a_second_upgrade_is_refused_and_a_shutdown_that_comes_first_kills_the_new_pro
         Err(UpgradeError::ShuttingDown)
     ));
 }
+
+/// A file dropped by a deployment tool asks for an upgrade: it is removed first (so that the
+/// new process would not upgrade in turn), the upgrade is tried, and, the new process having
+/// failed, the server serves on and the next file tries again.
+#[test]
+fn a_file_asks_for_an_upgrade_and_is_removed_first() {
+    let (tried, tries) = crossbeam_channel::unbounded();
+    let command = move || {
+        let _ = tried.send(());
+        sh("exit 3")()
+    };
+    let server = Running::start(|b| b.upgrade_command(command), hello);
+    let dir = crate::support::scratch_dir("upgrade-file");
+    let path = dir.join("upgrade");
+    server
+        .handle
+        .upgrade_on_file(
+            lameduck::watch::FileTrigger::appears(&path).poll_every(Duration::from_millis(5)),
+        )
+        .unwrap();
+    for _ in 0..2 {
+        std::fs::write(&path, b"").unwrap();
+        tries.recv_timeout(BOUND).expect("no upgrade tried");
+        assert!(!path.exists(), "the file is removed before the upgrade");
+        assert_eq!(get(server.addr, "/").unwrap().text(), "hello");
+    }
+    server.shut_down();
+}

@@ -14,13 +14,17 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
 mod linux {
     use std::os::unix::net::UnixDatagram;
     use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
     use crate::support::http::Conn;
     use crate::support::{native_example, Proc, BOUND};
 
     pub fn trials() -> Vec<libtest_mimic::Trial> {
-        trials![hello_tells_systemd_ready_stopping_and_the_drain_with_its_timeout]
+        trials![
+            hello_tells_systemd_ready_stopping_and_the_drain_with_its_timeout,
+            an_upgrade_tells_systemd_the_new_main_pid_and_not_stopping,
+        ]
     }
 
     /// The service manager's side: one datagram per notification, its lines.
@@ -33,8 +37,10 @@ mod linux {
         /// In the temporary folder, whose path is short: a socket's path has room for 107
         /// bytes, which a target folder can exceed.
         fn new() -> Manager {
-            let path =
-                std::env::temp_dir().join(format!("lameduck-notify-{}.sock", std::process::id()));
+            static COUNT: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("lameduck-notify-{}-{n}.sock", std::process::id()));
             let _ = std::fs::remove_file(&path);
             let socket = UnixDatagram::bind(&path).unwrap();
             Manager { socket, path }
@@ -137,5 +143,46 @@ mod linux {
         assert!(status.starts_with("shutdown (signal) took "), "{report:?}");
         let exit = proc.wait_exit(BOUND);
         assert!(exit.success(), "{exit:?}\n{}", proc.output());
+    }
+
+    /// SIGUSR2: the old process says `MAINPID=` the new one and no `STOPPING=1` (the
+    /// service goes on), the new one `READY=1`, the old one's report last; SIGTERM to the
+    /// new one then says `STOPPING=1`.
+    fn an_upgrade_tells_systemd_the_new_main_pid_and_not_stopping() {
+        let manager = Manager::new();
+        let mut cmd = native_example("hello");
+        cmd.args(["--addr", "127.0.0.1:0", "--delay-ms", "0"])
+            .env("NOTIFY_SOCKET", manager.env())
+            .env("RUST_LOG", "info,tiny_http=off");
+        let mut proc = Proc::spawn(cmd);
+        let ready = manager.next(&mut proc);
+        assert_eq!(value(&ready, "READY"), Some("1"), "{ready:?}");
+
+        proc.signal("USR2");
+        let mut seen = Vec::new();
+        let (mut new_ready, mut old_report) = (false, false);
+        while !(new_ready && old_report) {
+            let message = manager.next(&mut proc);
+            new_ready |= value(&message, "READY") == Some("1");
+            old_report |=
+                value(&message, "STATUS").is_some_and(|s| s.starts_with("shutdown (upgrade: pid "));
+            seen.push(message);
+        }
+        let main_pid: u32 = seen
+            .iter()
+            .find_map(|m| value(m, "MAINPID"))
+            .unwrap_or_else(|| panic!("no MAINPID in {seen:?}"))
+            .parse()
+            .unwrap();
+        assert_ne!(main_pid, proc.pid);
+        assert!(
+            seen.iter().all(|m| value(m, "STOPPING").is_none()),
+            "{seen:?}"
+        );
+
+        proc.signal_pid(main_pid, "TERM");
+        let stopping = manager.next(&mut proc);
+        assert_eq!(value(&stopping, "STOPPING"), Some("1"), "{stopping:?}");
+        assert!(proc.wait_exit(BOUND).success(), "{}", proc.output());
     }
 }
