@@ -18,10 +18,14 @@
 //! INFO  lameduck::server] shutdown (upgrade: pid 4243 serves) took 104.2ms: served 2 before and 0 during the drain, ...
 //! INFO  09_upgrade] pid 4242: upgraded to pid 4243, exiting
 //! ```
-//! Ctrl+C stops whichever process serves. Unix only: Windows has no SIGUSR2, and
-//! `Handle::upgrade` says there that upgrades are Unix's so far. Options: `--addr ADDR`.
+//! Ctrl+C stops whichever process serves. Windows has no SIGUSR2: there (and anywhere),
+//! `--upgrade-file upgrade` upgrades when a file `upgrade` appears (`echo > upgrade`), which
+//! is removed first. Options: `--addr ADDR`, `--upgrade-file PATH`.
+
+use std::time::Duration;
 
 use lameduck::tiny_http::{Request, Response};
+use lameduck::watch::FileTrigger;
 use lameduck::{Reason, Server};
 
 fn main() {
@@ -36,11 +40,16 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [flag, addr] if flag == "--addr" => addr.clone(),
-        [] => "127.0.0.1:8080".to_owned(),
-        _ => return Err("usage: 09_upgrade [--addr ADDR]".into()),
-    };
+    let (mut addr, mut file) = ("127.0.0.1:8080".to_owned(), None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--addr" => addr = value,
+            "--upgrade-file" => file = Some(value),
+            _ => return Err("usage: 09_upgrade [--addr ADDR] [--upgrade-file PATH]".into()),
+        }
+    }
     let (trigger, _listener) = lameduck::trigger();
     lameduck::signal::install(&trigger)?;
 
@@ -51,9 +60,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build(move |_: &mut Request| {
             Response::from_string(format!("served by pid {pid}\n")).boxed()
         })?;
-    // SIGUSR2: upgrade. (On Windows, call `server.handle().upgrade()` yourself.)
+    // SIGUSR2 (Unix), or a file (anywhere): upgrade.
     #[cfg(unix)]
     server.handle().upgrade_on_sigusr2()?;
+    if let Some(file) = file {
+        let appears = FileTrigger::appears(file).poll_every(Duration::from_millis(50));
+        server.handle().upgrade_on_file(appears)?;
+    }
     println!("pid {pid} listening on http://{}", server.local_addr());
 
     let stopped = server.run()?;

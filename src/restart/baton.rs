@@ -20,10 +20,22 @@
 //!
 //! A closed baton says the other side is gone: the new process exited (the upgrade fails),
 //! or the old one did (the new one accepts at once).
+//!
+//! **The line itself.** On Unix, a socket pair: one end is the new process's descriptor 4.
+//! On Windows, where a child inherits no socket, a loopback TCP connection the new process
+//! opens to the old one (`LAMEDUCK_UPGRADE_BATON`), saying first the token it was given
+//! (`LAMEDUCK_UPGRADE_TOKEN`); the old one answers with the listening socket, duplicated for
+//! the new process (`WSADuplicateSocketW`, in `windows.rs`), before the two messages above.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+/// The line: a socket pair's end on Unix, a loopback connection on Windows.
+#[cfg(unix)]
+pub(crate) type Line = std::os::unix::net::UnixStream;
+/// The line: a socket pair's end on Unix, a loopback connection on Windows.
+#[cfg(windows)]
+pub(crate) type Line = std::net::TcpStream;
 
 /// What the new process says when its server is built.
 const READY: &str = "ready";
@@ -33,7 +45,7 @@ const RELEASED: &str = "released";
 /// One end of the baton.
 #[derive(Debug)]
 pub(crate) struct Baton {
-    stream: UnixStream,
+    stream: Line,
 }
 
 /// What came over the baton instead of the message waited for.
@@ -48,8 +60,26 @@ pub(crate) enum Broken {
 }
 
 impl Baton {
-    pub(crate) fn new(stream: UnixStream) -> Baton {
+    pub(crate) fn new(stream: Line) -> Baton {
         Baton { stream }
+    }
+
+    /// A line of the handshake (Windows), sent.
+    #[cfg(windows)]
+    pub(crate) fn say(&mut self, line: &str) -> io::Result<()> {
+        writeln!(self.stream, "{line}")
+    }
+
+    /// A line of the handshake (Windows), waited for up to `timeout`.
+    #[cfg(windows)]
+    pub(crate) fn hear(&mut self, timeout: Duration) -> Result<String, Broken> {
+        self.read_line(timeout)
+    }
+
+    /// A copy of the line, to shut it from another thread (which ends a wait on it).
+    #[cfg(unix)]
+    pub(crate) fn try_clone_line(&self) -> io::Result<Line> {
+        self.stream.try_clone()
     }
 
     /// The new process: its server is built.
@@ -117,9 +147,10 @@ impl std::fmt::Display for Broken {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn ready_then_released_and_a_closed_end_is_seen() {
-        let (old, new) = UnixStream::pair().unwrap();
+        let (old, new) = Line::pair().unwrap();
         let (mut old, mut new) = (Baton::new(old), Baton::new(new));
         assert!(matches!(
             old.wait_ready(Duration::from_millis(10)),

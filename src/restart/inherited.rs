@@ -72,6 +72,12 @@ pub enum InheritError {
         /// This process's parent.
         parent: u32,
     },
+    /// The old process of an upgrade could not hand the socket over (Windows: the
+    /// connection to it, or the socket it described).
+    Handover {
+        /// What went wrong.
+        what: String,
+    },
     /// [`Server::inherited`](crate::Server::inherited): the process inherited no listening
     /// socket, or every one has been taken by a server built before.
     Nothing,
@@ -90,6 +96,9 @@ impl fmt::Display for InheritError {
                 "LAMEDUCK_UPGRADE_PARENT={named} is not this process's parent ({parent}): the \
                  upgrade was not meant for it"
             ),
+            InheritError::Handover { what } => {
+                write!(f, "the old process could not hand the socket over: {what}")
+            }
             InheritError::Malformed { var, value } => write!(f, "{var}={value:?} is malformed"),
             InheritError::CountMismatch { fds, names } => write!(
                 f,
@@ -145,7 +154,7 @@ pub(crate) struct Inherited {
     /// (socket activation, or an upgrade of a process that had it from systemd).
     pub(crate) keep_open: bool,
     /// The line to the old process (an upgrade), until the server is built on the socket.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     pub(crate) baton: Option<super::baton::Baton>,
 }
 
@@ -203,6 +212,12 @@ pub(crate) const UPGRADE_PARENT: &str = "LAMEDUCK_UPGRADE_PARENT";
 pub(crate) const UPGRADE_ADDR: &str = "LAMEDUCK_UPGRADE_ADDR";
 /// Set when systemd holds the socket too (the old process had it from socket activation).
 pub(crate) const UPGRADE_KEEP_OPEN: &str = "LAMEDUCK_UPGRADE_KEEP_OPEN";
+/// Windows: where the old process waits for the new one's connection.
+#[cfg(windows)]
+pub(crate) const UPGRADE_BATON: &str = "LAMEDUCK_UPGRADE_BATON";
+/// Windows: what the new process says first on that connection.
+#[cfg(windows)]
+pub(crate) const UPGRADE_TOKEN: &str = "LAMEDUCK_UPGRADE_TOKEN";
 
 /// The first descriptor of socket activation (`SD_LISTEN_FDS_START`).
 #[cfg(unix)]
@@ -214,6 +229,16 @@ fn from_env() -> Sockets {
     #[cfg(unix)]
     if let Some(parent) = var(UPGRADE_PARENT) {
         return from_parent(&parent, var(UPGRADE_ADDR), var(UPGRADE_KEEP_OPEN).is_some());
+    }
+    #[cfg(windows)]
+    if let Some(parent) = var(UPGRADE_PARENT) {
+        return from_parent_windows(
+            &parent,
+            var(UPGRADE_ADDR),
+            var(UPGRADE_KEEP_OPEN).is_some(),
+            var(UPGRADE_BATON),
+            var(UPGRADE_TOKEN),
+        );
     }
     let Some(fds) = var(LISTEN_FDS) else {
         return Ok(Vec::new());
@@ -278,6 +303,83 @@ fn from_parent(named: &str, asked: Option<String>, keep_open: bool) -> Sockets {
     Ok(sockets)
 }
 
+/// An upgrade on Windows: connects to the old process, says the token, and opens the socket
+/// it describes in answer.
+#[cfg(windows)]
+fn from_parent_windows(
+    parent: &str,
+    asked: Option<String>,
+    keep_open: bool,
+    baton: Option<String>,
+    token: Option<String>,
+) -> Sockets {
+    use std::time::Duration;
+
+    use super::baton::Baton;
+    let parent = parent.parse::<u32>().map_err(|_| InheritError::Malformed {
+        var: UPGRADE_PARENT,
+        value: parent.to_owned(),
+    })?;
+    let malformed = |var: &'static str, value: Option<String>| InheritError::Malformed {
+        var,
+        value: value.unwrap_or_else(|| "(unset)".to_owned()),
+    };
+    let addr: SocketAddr = baton
+        .as_deref()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| malformed(UPGRADE_BATON, baton.clone()))?;
+    let token = token.ok_or_else(|| malformed(UPGRADE_TOKEN, None))?;
+    let asked = match asked {
+        Some(text) => Some(text.parse().map_err(|_| InheritError::Malformed {
+            var: UPGRADE_ADDR,
+            value: text,
+        })?),
+        None => None,
+    };
+    let handover = |what: String| InheritError::Handover { what };
+    // Bounds, not measurements: the old process waits for this connection, on loopback.
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| handover(format!("connect to pid {parent} at {addr}: {e}")))?;
+    let mut baton = Baton::new(stream);
+    baton
+        .say(&format!("hello {token}"))
+        .map_err(|e| handover(format!("write to pid {parent}: {e}")))?;
+    let line = baton
+        .hear(Duration::from_secs(10))
+        .map_err(|e| handover(format!("pid {parent} did not describe the socket: {e}")))?;
+    let bytes = line
+        .strip_prefix("socket ")
+        .and_then(unhex)
+        .ok_or_else(|| handover(format!("pid {parent} said {line:?}")))?;
+    let listener = super::windows::listener_from(&bytes)
+        .map_err(|e| handover(format!("open the socket pid {parent} described: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| handover(format!("read the socket's address: {e}")))?;
+    log::debug!("socket from pid {parent}: listening on {local}");
+    Ok(vec![Inherited {
+        listener,
+        local,
+        name: "upgrade".to_owned(),
+        origin: Origin::Upgrade { parent },
+        asked,
+        keep_open,
+        baton: Some(baton),
+    }])
+}
+
+/// Lowercase or uppercase hexadecimal as bytes.
+#[cfg(windows)]
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Takes descriptors 3, 4, … as the listening sockets `names` names.
 #[cfg(unix)]
 fn take_all(names: Vec<String>) -> Sockets {
@@ -330,7 +432,7 @@ mod tests {
             origin: Origin::Systemd,
             asked: None,
             keep_open: true,
-            #[cfg(unix)]
+            #[cfg(any(unix, windows))]
             baton: None,
         }
     }

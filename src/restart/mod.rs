@@ -8,10 +8,10 @@
 //! descriptor number from the environment becomes a socket (the crate's only `unsafe` on
 //! Unix).
 
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub(crate) mod baton;
-/// Upgrades are Unix's so far: elsewhere there is no baton.
-#[cfg(not(unix))]
+/// Upgrades are Unix's and Windows': elsewhere there is no baton.
+#[cfg(not(any(unix, windows)))]
 pub(crate) mod baton {
     /// None can be made.
     #[derive(Debug)]
@@ -22,3 +22,5 @@ pub(crate) mod systemd;
 #[cfg(unix)]
 mod unix;
 pub(crate) mod upgrade;
+#[cfg(windows)]
+mod windows;

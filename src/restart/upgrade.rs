@@ -19,7 +19,7 @@
 //! One upgrade at a time: another one asked for meanwhile is refused, and said so.
 
 // Unix only so far: elsewhere most of this is compiled but not used.
-#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+#![cfg_attr(not(any(unix, windows)), allow(dead_code, unused_imports))]
 
 use std::ffi::OsString;
 use std::fmt;
@@ -29,6 +29,8 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+#[cfg(any(unix, windows))]
+use super::baton::Baton;
 use crate::shutdown::trigger::{Reason, Trigger};
 
 /// How long the new process of an upgrade may take to be ready when no timeout is set. See
@@ -47,7 +49,7 @@ pub enum UpgradeError {
     },
     /// The server is shutting down, or has (an upgrade that succeeded is one).
     ShuttingDown,
-    /// Upgrades are Unix's so far.
+    /// Upgrades are not supported on this platform (they are on Unix and Windows).
     Unsupported,
     /// The new process could not be started.
     Spawn(io::Error),
@@ -84,7 +86,7 @@ impl fmt::Display for UpgradeError {
                 f.write_str("an upgrade is under way (its new process starting): refused")
             }
             UpgradeError::ShuttingDown => f.write_str("the server is shutting down"),
-            UpgradeError::Unsupported => f.write_str("upgrades are Unix's so far"),
+            UpgradeError::Unsupported => f.write_str("upgrades are not supported on this platform"),
             UpgradeError::Spawn(e) => write!(f, "start the new process: {e}"),
             UpgradeError::Exited { pid, status } => {
                 write!(
@@ -241,12 +243,8 @@ impl Upgrades {
         result
     }
 
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     fn start_and_wait(&self, setup: Setup<'_>) -> Result<u32, UpgradeError> {
-        use std::os::fd::AsFd;
-        use std::os::unix::net::UnixStream;
-
-        use super::baton::Baton;
         use super::inherited::{UPGRADE_ADDR, UPGRADE_KEEP_OPEN, UPGRADE_PARENT};
 
         {
@@ -270,9 +268,6 @@ impl Upgrades {
             .listener
             .ok_or(UpgradeError::ShuttingDown)
             .map_err(idle)?;
-        let (ours, theirs) = UnixStream::pair()
-            .map_err(UpgradeError::Spawn)
-            .map_err(idle)?;
         let mut cmd = match setup.command {
             Some(make) => (make.0)(),
             None => same_program(),
@@ -288,10 +283,10 @@ impl Upgrades {
             cmd.env_remove(UPGRADE_KEEP_OPEN);
         }
         let started = Instant::now();
-        let child = super::unix::spawn_with_fds(&mut cmd, &[listener.as_fd(), theirs.as_fd()])
+        let until = started + setup.timeout;
+        let (child, pending) = Pending::spawn(&mut cmd, listener)
             .map_err(UpgradeError::Spawn)
             .map_err(idle)?;
-        drop((listener, theirs));
         let pid = child.id();
         log::info!(
             "upgrade: started {:?} as pid {pid}; waiting up to {:?} for it to be ready",
@@ -308,12 +303,7 @@ impl Upgrades {
                 } => {
                     *slot = Some(child);
                     *p = Some(pid);
-                    // A copy of our end: shut, it ends the read of the original.
-                    if let Ok(copy) = ours.try_clone() {
-                        *wake = Some(Wake(Box::new(move || {
-                            let _ = copy.shutdown(std::net::Shutdown::Both);
-                        })));
-                    }
+                    *wake = pending.waker();
                 }
                 // The shutdown came meanwhile: it found no child to kill.
                 _ => {
@@ -323,8 +313,13 @@ impl Upgrades {
                 }
             }
         }
-        let mut baton = Baton::new(ours);
-        let waited = baton.wait_ready(setup.timeout);
+        let waited = pending
+            .baton(pid, until, || self.gone())
+            .and_then(|mut baton| {
+                baton
+                    .wait_ready(until.saturating_duration_since(Instant::now()))
+                    .map(|()| baton)
+            });
         let mut state = self.lock();
         let State::Starting { child, .. } = &mut *state else {
             // The shutdown came first and killed it.
@@ -332,7 +327,7 @@ impl Upgrades {
         };
         let child = child.take();
         match waited {
-            Ok(()) => {
+            Ok(baton) => {
                 *state = State::Handed { baton, pid };
                 drop(state);
                 drop(child); // not waited for: it is the server now
@@ -355,15 +350,176 @@ impl Upgrades {
         }
     }
 
-    #[cfg(not(unix))]
+    /// Whether the new process under way is gone: exited, or killed by the shutdown.
+    #[cfg(any(unix, windows))]
+    fn gone(&self) -> bool {
+        match &mut *self.lock() {
+            State::Starting {
+                child: Some(child), ..
+            } => !matches!(child.try_wait(), Ok(None)),
+            _ => true,
+        }
+    }
+
+    #[cfg(not(any(unix, windows)))]
     fn start_and_wait(&self, _setup: Setup<'_>) -> Result<u32, UpgradeError> {
         Err(UpgradeError::Unsupported)
     }
 }
 
+/// The new process, started, and how its baton comes to the old one.
+#[cfg(any(unix, windows))]
+enum Pending {
+    /// Unix: a socket pair, whose other end is the new process's descriptor 4.
+    #[cfg(unix)]
+    Ready(Baton),
+    /// Windows: the new process connects to `control` and says `token`; it is answered with
+    /// `listener`, described for it.
+    #[cfg(windows)]
+    Connect {
+        control: std::net::TcpListener,
+        token: String,
+        listener: TcpListener,
+    },
+}
+
+#[cfg(any(unix, windows))]
+impl Pending {
+    /// Starts `cmd` with `listener` handed over as the platform does it.
+    #[cfg(unix)]
+    fn spawn(cmd: &mut Command, listener: TcpListener) -> io::Result<(Child, Pending)> {
+        use std::os::fd::AsFd;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let child = super::unix::spawn_with_fds(cmd, &[listener.as_fd(), theirs.as_fd()])?;
+        Ok((child, Pending::Ready(Baton::new(ours))))
+    }
+
+    /// Starts `cmd` with `listener` handed over as the platform does it.
+    #[cfg(windows)]
+    fn spawn(cmd: &mut Command, listener: TcpListener) -> io::Result<(Child, Pending)> {
+        use super::inherited::{UPGRADE_BATON, UPGRADE_TOKEN};
+        let control = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let token = token();
+        cmd.env(UPGRADE_BATON, control.local_addr()?.to_string())
+            .env(UPGRADE_TOKEN, &token);
+        let child = cmd.spawn()?;
+        Ok((
+            child,
+            Pending::Connect {
+                control,
+                token,
+                listener,
+            },
+        ))
+    }
+
+    /// What ends a wait on the baton from another thread, where it can be had now.
+    fn waker(&self) -> Option<Wake> {
+        match self {
+            #[cfg(unix)]
+            Pending::Ready(baton) => baton.try_clone_line().ok().map(|copy| {
+                Wake(Box::new(move || {
+                    let _ = copy.shutdown(std::net::Shutdown::Both);
+                }))
+            }),
+            // Killing the new process closes its connection, which ends the wait.
+            #[cfg(windows)]
+            Pending::Connect { .. } => None,
+        }
+    }
+
+    /// The baton to the new process `pid`, by `until`; `gone` says whether the process is.
+    #[cfg_attr(unix, allow(unused_variables))]
+    fn baton(
+        self,
+        pid: u32,
+        until: Instant,
+        gone: impl Fn() -> bool,
+    ) -> Result<Baton, super::baton::Broken> {
+        match self {
+            #[cfg(unix)]
+            Pending::Ready(baton) => Ok(baton),
+            #[cfg(windows)]
+            Pending::Connect {
+                control,
+                token,
+                listener,
+            } => connect(&control, &token, &listener, pid, until, gone),
+        }
+    }
+}
+
+/// Windows: waits for the new process's connection (one that says the token: another is
+/// dropped), and sends it the listening socket, described for it.
+#[cfg(windows)]
+fn connect(
+    control: &std::net::TcpListener,
+    token: &str,
+    listener: &TcpListener,
+    pid: u32,
+    until: Instant,
+    gone: impl Fn() -> bool,
+) -> Result<Baton, super::baton::Broken> {
+    use super::baton::Broken;
+    let other = |e: io::Error| Broken::Other(e.to_string());
+    control.set_nonblocking(true).map_err(other)?;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match control.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(other)?;
+                let mut baton = Baton::new(stream);
+                match baton.hear(left.min(Duration::from_secs(1))) {
+                    Ok(line) if line == format!("hello {token}") => {
+                        let info = super::windows::describe_for(listener, pid).map_err(other)?;
+                        baton
+                            .say(&format!("socket {}", hex(&info)))
+                            .map_err(other)?;
+                        return Ok(baton);
+                    }
+                    _ => log::warn!("upgrade: a connection without the token: dropped"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if gone() {
+                    return Err(Broken::Closed);
+                }
+                if left.is_zero() {
+                    return Err(Broken::TimedOut);
+                }
+                // Polled: std has no accept with a timeout. A bound on the new process's
+                // start, not a measurement.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(other(e)),
+        }
+    }
+}
+
+/// A token for the new process to say: not secret from this machine's users (it is in the
+/// new process's environment), only unlikely to be guessed by a stray connection.
+#[cfg(windows)]
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// Bytes as lowercase hexadecimal.
+#[cfg(windows)]
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Why the new process did not get ready: its exit if it has exited (or does so within a
 /// moment of closing the baton), otherwise what the baton said; it is killed.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 fn failed(
     mut child: Child,
     pid: u32,

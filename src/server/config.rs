@@ -444,7 +444,7 @@ fn adopt(socket: Inherited, asked: Option<&SocketAddr>) -> Listening {
     // new connection for good: none is meant to be there.
     #[cfg(target_os = "linux")]
     let _ = socket2::SockRef::from(&socket.listener).detach_filter();
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     if let Some(baton) = socket.baton {
         take_over(baton);
     }
@@ -475,7 +475,7 @@ impl Listening {
 
 /// The new process of an upgrade: says it is ready, and waits until the old process has
 /// stopped accepting (or is gone) before it accepts itself.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 fn take_over(mut baton: crate::restart::baton::Baton) {
     use crate::restart::baton::Broken;
     if let Err(e) = baton.say_ready() {
@@ -494,7 +494,7 @@ fn take_over(mut baton: crate::restart::baton::Baton) {
 
 /// How long the new process of an upgrade waits for the old one to stop accepting. The
 /// stop takes milliseconds; a bound, not a measurement.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bind(addrs: &[SocketAddr]) -> Result<TcpListener, Error> {

@@ -429,7 +429,10 @@ impl Handle {
     /// [`UpgradeError`](crate::UpgradeError), logged too: another upgrade is under way,
     /// the server is shutting down, the new process could not start, exited, or was not
     /// ready in time (it is then killed). This server serves on in every case.
-    /// On Windows: [`UpgradeError::Unsupported`](crate::UpgradeError::Unsupported) so far.
+    ///
+    /// On Windows the socket goes to the new process through `WSADuplicateSocketW`, over a
+    /// loopback connection the new process opens to this one (a child inherits no socket
+    /// there); the rest is the same.
     pub fn upgrade(&self) -> Result<u32, crate::UpgradeError> {
         let Some(shared) = self.shared.upgrade() else {
             return Err(crate::UpgradeError::ShuttingDown);

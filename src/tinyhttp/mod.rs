@@ -406,12 +406,12 @@ impl Http {
 /// tiny_http's accept loop comes out of its queue, which the drain reads, so this waits on
 /// a thread of its own. The bound is the deadline: a loop that has not ended by then never
 /// will, and the process exits (which closes the baton too).
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 fn release_when_ended(baton: Baton, _: Latch, _: bool, _: Instant) {
     match baton {}
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 fn release_when_ended(baton: Baton, ended: Latch, began: bool, deadline: Instant) {
     let wait = deadline.saturating_duration_since(Instant::now());
     let release = move || {

@@ -32,6 +32,7 @@ mod unix {
             example_07_readiness_flips_and_the_lame_duck_serves,
             example_08_a_second_signal_exits_130,
             example_09_upgrades_on_sigusr2_and_the_new_process_serves,
+            example_09_upgrades_when_a_file_appears,
             example_10_archives_what_the_deadline_cut_and_11_replays_it,
         ]
     }
@@ -75,6 +76,38 @@ mod unix {
         p.wait_line(&format!("pid {new}: stopped (signal), exiting"), BOUND);
         // Both output pipes close once both processes are gone; the old one is ours to reap.
         assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+    }
+
+    /// A file asks for the upgrade: the way on Windows, and so the one run under wine too
+    /// (where the socket goes to the new process through `WSADuplicateSocketW`). The new
+    /// process answers on the same address; the old one drains and says so. Both are ended
+    /// by the group kill when the test ends (the new one's pid is Windows' under wine).
+    fn example_09_upgrades_when_a_file_appears() {
+        let dir = scratch_dir("example-09");
+        let (mut p, addr) =
+            serve_example_in("09_upgrade", &["--upgrade-file", "upgrade"], Some(&dir));
+        let old = get(addr, "/").unwrap().text();
+        let old = old.trim().rsplit(' ').next().unwrap().to_owned();
+        std::fs::write(dir.join("upgrade"), b"").unwrap();
+        let line = p.wait_line(&format!("pid {old}: upgraded to pid "), BOUND);
+        let new = line
+            .rsplit("pid ")
+            .next()
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        assert_ne!(new, old);
+        assert_eq!(
+            get(addr, "/").unwrap().text(),
+            format!("served by pid {new}\n")
+        );
+        assert!(!dir.join("upgrade").exists(), "the file is removed");
+        let output = p.output();
+        assert!(
+            !output.contains("WARN") && !output.contains("ERROR"),
+            "{output}"
+        );
     }
 
     fn example_01_flag_stops_between_rounds() {
