@@ -89,8 +89,9 @@
 //! and hands it the listening socket; the new process's [`Server::bind`] takes it instead
 //! of binding and says it is ready, and only then does this one fire its shutdown
 //! ([`Reason::Upgrade`]), stop accepting and drain. The socket never closes: no connect is
-//! refused. A new process that fails or is late is killed; this one serves on. Unix only
-//! so far.
+//! refused. A new process that fails or is late is killed; this one serves on. On Windows
+//! the socket goes over with `WSADuplicateSocketW`, and a file asks for it
+//! ([`Handle::upgrade_on_file`]: Windows has no SIGUSR2).
 //!
 //! The same [`Server::bind`] takes a socket from systemd's socket activation
 //! (`LISTEN_FDS`; [`Server::inherited`] takes the first), and leaves it open at its stop
@@ -184,7 +185,8 @@
 //!   once serving, `STOPPING=1` at the fire, the drain's progress as `STATUS=`, and
 //!   `EXTEND_TIMEOUT_USEC` so that the unit's stop timeout covers the deadline.
 //! - `unix.rs` — a descriptor number become a socket, and sockets given to a child as
-//!   descriptor numbers: the only `unsafe` on Unix.
+//!   descriptor numbers: the only `unsafe` on Unix; `windows.rs` — a socket described for
+//!   another process and opened there: the only `unsafe` on Windows.
 //!
 //! **`error.rs`** — [`Error`], the one error type.
 //!
@@ -216,8 +218,7 @@
 //!   speaks HTTP/1.1 upstream (nginx) where clients are not trusted.
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
-//! - **Upgrades in place are Unix's** so far ([`UpgradeError::Unsupported`] on Windows), and
-//!   hand over the socket of the server asked, one per process: a program with two servers
+//! - **An upgrade hands over the socket of the server asked**, one per process: a program with two servers
 //!   cannot upgrade (its new process finds the second address in use, exits, and the
 //!   upgrade fails cleanly).
 //!
@@ -276,16 +277,19 @@
 //! process moments later. The connection table (the drain's view of connections, and the
 //! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
 //! after the last keep-alive response, the rescue is timed, and the socket is closed once
-//! every connection accepted so far has a thread. Upgrades in place, inherited sockets and
-//! systemd's notifications are Unix's (see the README's platform table).
+//! every connection accepted so far has a thread. Upgrades in place work on Unix and
+//! Windows (SIGUSR2 is Unix's); inherited sockets and systemd's notifications are Unix's
+//! (see the README's platform table).
 //!
 //! # Safety
 //!
 //! `#![deny(unsafe_code)]`, allowed in one module per OS and nowhere else: on Unix
 //! `restart/unix.rs`, where a descriptor number announced by the environment (socket
 //! activation, an upgrade) is checked and becomes a socket, and where the new process of
-//! an upgrade gets the socket as a descriptor number (`pre_exec` + `dup2`), each `unsafe`
-//! block with its `SAFETY:` comment.
+//! an upgrade gets the socket as a descriptor number (`pre_exec` + `dup2`); on Windows
+//! `restart/windows.rs`, where the socket is described for the new process of an upgrade
+//! (`WSADuplicateSocketW`) and opened there (`WSASocketW`). Each `unsafe` block has its
+//! `SAFETY:` comment.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

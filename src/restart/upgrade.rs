@@ -18,7 +18,7 @@
 //!
 //! One upgrade at a time: another one asked for meanwhile is refused, and said so.
 
-// Unix only so far: elsewhere most of this is compiled but not used.
+// Unix and Windows: elsewhere most of this is compiled but not used.
 #![cfg_attr(not(any(unix, windows)), allow(dead_code, unused_imports))]
 
 use std::ffi::OsString;

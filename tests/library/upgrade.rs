@@ -1,9 +1,8 @@
 //! Upgrades that do not happen, through [`Handle::upgrade`] with a command of the test's
 //! own: the new process exits, is late, the shutdown comes first, another upgrade is under
 //! way. In each case the server serves on (or shuts down as asked) and says why. Upgrades
-//! that happen are in `tests/process/upgrade.rs`, with real programs.
-
-#![cfg(unix)]
+//! that happen are in `tests/process/upgrade.rs`, with real programs. The first and the
+//! last run on Windows (under wine) too, with `cmd.exe` for `sh`.
 
 use std::process::Command;
 use std::thread;
@@ -22,13 +21,18 @@ fn hello(_: &mut Request) -> lameduck::tiny_http::ResponseBox {
 
 fn sh(script: &'static str) -> impl Fn() -> Command + Send + Sync + 'static {
     move || {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", script]);
+        let mut cmd = if cfg!(windows) {
+            Command::new("cmd.exe")
+        } else {
+            Command::new("sh")
+        };
+        cmd.args([if cfg!(windows) { "/c" } else { "-c" }, script]);
         cmd
     }
 }
 
 /// Whether process `pid` is gone (or a zombie no one has reaped, which the kill makes it).
+#[cfg(unix)]
 fn gone(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.is_empty() || stat.contains(") Z ")
@@ -46,6 +50,7 @@ fn a_new_process_that_exits_is_named_with_its_status_and_the_server_serves_on() 
     server.shut_down();
 }
 
+#[cfg(unix)]
 #[test]
 fn a_new_process_not_ready_in_time_is_killed_and_the_server_serves_on() {
     let server = Running::start(
@@ -68,6 +73,7 @@ fn a_new_process_not_ready_in_time_is_killed_and_the_server_serves_on() {
 /// The second upgrade, asked for while the first one waits for its new process, is refused
 /// with the first one's pid; a shutdown then kills that process, and the first upgrade
 /// returns that the server is shutting down.
+#[cfg(unix)]
 #[test]
 fn a_second_upgrade_is_refused_and_a_shutdown_that_comes_first_kills_the_new_process() {
     let (spawning, spawned) = crossbeam_channel::bounded(1);

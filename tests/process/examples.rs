@@ -80,12 +80,26 @@ mod unix {
 
     /// A file asks for the upgrade: the way on Windows, and so the one run under wine too
     /// (where the socket goes to the new process through `WSADuplicateSocketW`). The new
-    /// process answers on the same address; the old one drains and says so. Both are ended
-    /// by the group kill when the test ends (the new one's pid is Windows' under wine).
+    /// process answers on the same address; the old one drains, says so, and exits 0 (under
+    /// wine the runner says with what code, and lets the new process run on:
+    /// `LAMEDUCK_WINDOWS_WAIT_ALL`). The new one is ended by the group kill when the test
+    /// ends (its pid is Windows' under wine).
     fn example_09_upgrades_when_a_file_appears() {
         let dir = scratch_dir("example-09");
-        let (mut p, addr) =
-            serve_example_in("09_upgrade", &["--upgrade-file", "upgrade"], Some(&dir));
+        let mut cmd = example("09_upgrade");
+        cmd.current_dir(&dir)
+            .args(["--addr", "127.0.0.1:0", "--upgrade-file", "upgrade"])
+            .env("RUST_LOG", "info,tiny_http=off")
+            .env("LAMEDUCK_WINDOWS_WAIT_ALL", "1");
+        let mut p = Proc::spawn(cmd);
+        let line = p.wait_line("listening on http://", BOUND);
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let old = get(addr, "/").unwrap().text();
         let old = old.trim().rsplit(' ').next().unwrap().to_owned();
         std::fs::write(dir.join("upgrade"), b"").unwrap();
@@ -108,6 +122,15 @@ mod unix {
             !output.contains("WARN") && !output.contains("ERROR"),
             "{output}"
         );
+        if std::env::var_os("LAMEDUCK_EXAMPLE_RUNNER").is_some() {
+            p.wait_line("the program exited with code 0;", BOUND);
+            p.signal("TERM"); // the runner: it stops wine, and the new process with it
+            p.wait_exit(BOUND);
+        } else {
+            p.signal_pid(new.parse().unwrap(), "INT");
+            p.wait_line(&format!("pid {new}: stopped (signal), exiting"), BOUND);
+            assert_eq!(p.wait_exit(BOUND).code(), Some(0), "{}", p.output());
+        }
     }
 
     fn example_01_flag_stops_between_rounds() {
