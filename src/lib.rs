@@ -184,9 +184,10 @@
 //! - `systemd.rs` — what a service manager is told when `NOTIFY_SOCKET` is set: `READY=1`
 //!   once serving, `STOPPING=1` at the fire, the drain's progress as `STATUS=`, and
 //!   `EXTEND_TIMEOUT_USEC` so that the unit's stop timeout covers the deadline.
-//! - `unix.rs` — a descriptor number become a socket, and sockets given to a child as
-//!   descriptor numbers: the only `unsafe` on Unix; `windows.rs` — a socket described for
-//!   another process and opened there: the only `unsafe` on Windows.
+//!
+//! **`os/`** — the crate's only `unsafe`, one file per OS. `unix.rs`: a descriptor number
+//! become a socket, and sockets given to a child as descriptor numbers; `windows.rs`: a
+//! socket described for another process and opened there.
 //!
 //! **`error.rs`** — [`Error`], the one error type.
 //!
@@ -273,8 +274,9 @@
 //! # Platforms
 //!
 //! Linux, macOS and Windows alike; the differences, and what each OS delivers, are in
-//! [`signal`]. Windows: closing the console window fires shutdown but Windows ends the
-//! process moments later. The connection table (the drain's view of connections, and the
+//! [`signal`]. Windows: closing the console window, logging off or shutting down fires
+//! shutdown and holds the process until the drain is over, within the 5 s Windows allows
+//! ([`console`]). The connection table (the drain's view of connections, and the
 //! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
 //! after the last keep-alive response, the rescue is timed, and the socket is closed once
 //! every connection accepted so far has a thread. Upgrades in place work on Unix and
@@ -284,10 +286,10 @@
 //! # Safety
 //!
 //! `#![deny(unsafe_code)]`, allowed in one module per OS and nowhere else: on Unix
-//! `restart/unix.rs`, where a descriptor number announced by the environment (socket
+//! `os/unix.rs`, where a descriptor number announced by the environment (socket
 //! activation, an upgrade) is checked and becomes a socket, and where the new process of
 //! an upgrade gets the socket as a descriptor number (`pre_exec` + `dup2`); on Windows
-//! `restart/windows.rs`, where the socket is described for the new process of an upgrade
+//! `os/windows.rs`, where the socket is described for the new process of an upgrade
 //! (`WSADuplicateSocketW`) and opened there (`WSASocketW`). Each `unsafe` block has its
 //! `SAFETY:` comment.
 
@@ -295,6 +297,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod os;
 mod restart;
 mod server;
 mod shutdown;
@@ -313,6 +316,8 @@ pub use server::report::{ConnectionsLeft, HookOutcome, HookReport, ShutdownRepor
 pub use server::stats::Stats;
 pub use server::stopped::Stopped;
 pub use server::{Handle, Handler, Server};
+pub use shutdown::console;
+pub use shutdown::console::ConsoleEvent;
 pub use shutdown::join::{JoinReport, Panicked};
 pub use shutdown::pool::Pool;
 pub use shutdown::signal;

@@ -25,7 +25,7 @@
 //! On Windows, where a child inherits no socket, a loopback TCP connection the new process
 //! opens to the old one (`LAMEDUCK_UPGRADE_BATON`), saying first the token it was given
 //! (`LAMEDUCK_UPGRADE_TOKEN`); the old one answers with the listening socket, duplicated for
-//! the new process (`WSADuplicateSocketW`, in `windows.rs`), before the two messages above.
+//! the new process (`WSADuplicateSocketW`, in `os/windows.rs`), before the two messages above.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;

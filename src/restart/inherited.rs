@@ -293,7 +293,7 @@ fn from_parent(named: &str, asked: Option<String>, keep_open: bool) -> Sockets {
         None => None,
     };
     let mut sockets = take_all(vec!["upgrade".to_owned()])?;
-    let baton = super::unix::take_unix_stream(FIRST_FD + 1)?;
+    let baton = crate::os::unix::take_unix_stream(FIRST_FD + 1)?;
     if let Some(socket) = sockets.first_mut() {
         socket.origin = Origin::Upgrade { parent };
         socket.asked = asked;
@@ -351,7 +351,7 @@ fn from_parent_windows(
         .strip_prefix("socket ")
         .and_then(unhex)
         .ok_or_else(|| handover(format!("pid {parent} said {line:?}")))?;
-    let listener = super::windows::listener_from(&bytes)
+    let listener = crate::os::windows::listener_from(&bytes)
         .map_err(|e| handover(format!("open the socket pid {parent} described: {e}")))?;
     let local = listener
         .local_addr()
@@ -385,7 +385,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 fn take_all(names: Vec<String>) -> Sockets {
     let mut sockets = Vec::with_capacity(names.len());
     for (fd, name) in (FIRST_FD..).zip(names) {
-        let listener = super::unix::take_listener(fd)?;
+        let listener = crate::os::unix::take_listener(fd)?;
         let local = listener
             .local_addr()
             .map_err(|e| InheritError::NotListening {

@@ -4,9 +4,8 @@
 //! The files: `inherited.rs` the sockets this process was given at its start, read once from
 //! its environment and taken by [`Server::bind`](crate::Server::bind) and
 //! [`Server::inherited`](crate::Server::inherited); `systemd.rs` what the service manager is
-//! told (`READY=1`, `STOPPING=1`, …); `unix.rs` the one place where a
-//! descriptor number from the environment becomes a socket (the crate's only `unsafe` on
-//! Unix).
+//! told (`READY=1`, `STOPPING=1`, …); `upgrade.rs` the new process started with the socket,
+//! and `baton.rs` the line between the two. What needs `unsafe` is in `crate::os`.
 
 #[cfg(any(unix, windows))]
 pub(crate) mod baton;
@@ -19,8 +18,4 @@ pub(crate) mod baton {
 }
 pub(crate) mod inherited;
 pub(crate) mod systemd;
-#[cfg(unix)]
-mod unix;
 pub(crate) mod upgrade;
-#[cfg(windows)]
-mod windows;

@@ -390,7 +390,7 @@ impl Pending {
     fn spawn(cmd: &mut Command, listener: TcpListener) -> io::Result<(Child, Pending)> {
         use std::os::fd::AsFd;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        let child = super::unix::spawn_with_fds(cmd, &[listener.as_fd(), theirs.as_fd()])?;
+        let child = crate::os::unix::spawn_with_fds(cmd, &[listener.as_fd(), theirs.as_fd()])?;
         Ok((child, Pending::Ready(Baton::new(ours))))
     }
 
@@ -471,7 +471,8 @@ fn connect(
                 let mut baton = Baton::new(stream);
                 match baton.hear(left.min(Duration::from_secs(1))) {
                     Ok(line) if line == format!("hello {token}") => {
-                        let info = super::windows::describe_for(listener, pid).map_err(other)?;
+                        let info =
+                            crate::os::windows::describe_for(listener, pid).map_err(other)?;
                         baton
                             .say(&format!("socket {}", hex(&info)))
                             .map_err(other)?;

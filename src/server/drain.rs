@@ -21,6 +21,7 @@ use super::report::{ConnectionsLeft, HookReport, ShutdownReport};
 use super::Shared;
 use crate::restart::systemd;
 use crate::restart::upgrade::Stop;
+use crate::shutdown::console;
 use crate::shutdown::join::JoinReport;
 use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Fired, Listener, Reason};
@@ -101,8 +102,12 @@ impl Helpers {
 pub(super) struct Shutdown<'a> {
     shared: &'a Arc<Shared>,
     fired: Fired,
-    /// The one deadline: the fire plus `Builder::deadline`.
+    /// The one deadline: the fire plus `Builder::deadline` (or less: see `deadline_len`).
     deadline: Instant,
+    /// From the fire to the deadline: `Builder::deadline`, or less where the OS ends the
+    /// process sooner (a console closed on Windows: `capped`).
+    deadline_len: Duration,
+    capped: bool,
     lame_duck: Duration,
     stopped_accepting: Duration,
     drained: Duration,
@@ -114,7 +119,8 @@ impl<'a> Shutdown<'a> {
     /// Waits for the fire; the deadline counts from it.
     pub(super) fn wait(shared: &'a Arc<Shared>, fire: &Listener) -> Shutdown<'a> {
         let fired = fire.wait();
-        let deadline = fired.at() + shared.config.deadline;
+        let (deadline_len, capped) = console::capped(fired.reason(), shared.config.deadline);
+        let deadline = fired.at() + deadline_len;
         shared.live.set_deadline(deadline);
         // An upgrade: the service goes on, in the new process (which is told `MAINPID`).
         if !matches!(fired.reason(), Reason::Upgrade { .. }) {
@@ -126,6 +132,8 @@ impl<'a> Shutdown<'a> {
         Shutdown {
             shared,
             deadline,
+            deadline_len,
+            capped,
             fired,
             lame_duck: Duration::ZERO,
             stopped_accepting: Duration::ZERO,
@@ -139,12 +147,14 @@ impl<'a> Shutdown<'a> {
     pub(super) fn lame_duck(&mut self) {
         let delay = self.shared.config.lame_duck;
         let t0 = self.fired.at();
-        if !delay.is_zero() {
+        // No balancer waits on a closing console: its few seconds go to the drain.
+        let console = matches!(self.fired.reason(), Reason::Console { .. });
+        if !delay.is_zero() && !console {
             log::info!(
                 "shutdown ({}): lame duck for {delay:?}: readiness 503, still serving \
                  (deadline {:?})",
                 self.fired.reason(),
-                self.shared.config.deadline
+                self.deadline_len
             );
             self.shared.live.phases.enter(Phase::LameDuck);
             sleep_until(t0 + delay.saturating_sub(STOPPING_LEAD));
@@ -161,9 +171,14 @@ impl<'a> Shutdown<'a> {
     pub(super) fn stop_accepting(&mut self, helpers: Helpers) {
         let shared = self.shared;
         log::info!(
-            "shutdown ({}): stop accepting, drain (deadline {:?})",
+            "shutdown ({}): stop accepting, drain (deadline {:?}{})",
             self.fired.reason(),
-            shared.config.deadline
+            self.deadline_len,
+            if self.capped {
+                ", cut to what the OS allows"
+            } else {
+                ""
+            }
         );
         shared.live.phases.enter(Phase::Stopping);
         helpers.stop(shared);
@@ -396,7 +411,7 @@ impl<'a> Shutdown<'a> {
             self.shared.live.phases.enter(Phase::Overdue);
             self.shared.live.phases.stop_taking().open();
             workers.absorb(pool.join_timeout(OVERDUE_GRACE));
-            self.drained = self.shared.config.deadline;
+            self.drained = self.deadline_len;
         }
         workers
     }
@@ -436,7 +451,8 @@ impl<'a> Shutdown<'a> {
             stopped_accepting: self.stopped_accepting,
             drained: self.drained,
             total: self.fired.elapsed(),
-            deadline: shared.config.deadline,
+            deadline: self.deadline_len,
+            deadline_capped: self.capped,
             served_before: counts.served_before,
             served_during_drain: counts.served_during_drain,
             rejected: shared.live.rejected(),

@@ -16,7 +16,7 @@ fn seconds(duration: Duration) -> f64 {
 
 impl Serialize for ShutdownReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("ShutdownReport", 18)?;
+        let mut s = serializer.serialize_struct("ShutdownReport", 19)?;
         s.serialize_field("reason", &self.reason().to_string())?;
         let fired_at = self
             .fired
@@ -26,6 +26,7 @@ impl Serialize for ShutdownReport {
         s.serialize_field("fired_at", &fired_at)?;
         s.serialize_field("complete", &self.is_complete())?;
         s.serialize_field("deadline_seconds", &seconds(self.deadline))?;
+        s.serialize_field("deadline_capped", &self.deadline_capped)?;
         s.serialize_field("lame_duck_seconds", &seconds(self.lame_duck))?;
         s.serialize_field(
             "stopped_accepting_seconds",

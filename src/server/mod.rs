@@ -315,6 +315,8 @@ impl Server {
     ///   the drain.
     /// - [`Error::Spawn`] if a worker thread could not be started (shutdown is then fired).
     pub fn run(self) -> Result<Stopped, Error> {
+        // Until `run` returns: a console closing on Windows waits for this (`console.rs`).
+        let _serving = crate::shutdown::console::Serving::enter(self.trigger.listener());
         let shared = &self.shared;
         let mut pool = Pool::new();
         let mut failed = None;
@@ -350,10 +352,7 @@ impl Server {
         if complete {
             log::info!("{report}");
         } else {
-            log::warn!(
-                "deadline of {:?} exceeded: {report}",
-                shared.config.deadline
-            );
+            log::warn!("deadline of {:?} exceeded: {report}", report.deadline());
         }
         let answering = Answering {
             late,

@@ -50,6 +50,7 @@ use crate::shutdown::trigger::{Fired, Reason};
 pub struct ShutdownReport {
     pub(crate) fired: Fired,
     pub(crate) deadline: Duration,
+    pub(crate) deadline_capped: bool,
     pub(crate) stopped_accepting: Duration,
     pub(crate) drained: Duration,
     pub(crate) total: Duration,
@@ -80,6 +81,13 @@ impl ShutdownReport {
     /// The deadline the drain had, counted from the fire.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// Whether the deadline was cut below [`Builder::deadline`](crate::Builder::deadline)
+    /// because the OS ends the process sooner: a console closed, a log-off or a system
+    /// shutdown on Windows ([`Reason::Console`], [`CONSOLE_DEADLINE`](crate::console::CONSOLE_DEADLINE)).
+    pub fn deadline_capped(&self) -> bool {
+        self.deadline_capped
     }
 
     /// From the fire until new connects were refused (or the check gave up, which is
@@ -194,6 +202,13 @@ impl fmt::Display for ShutdownReport {
         )?;
         if self.shed > 0 {
             write!(f, "; {} shed with 503 while overloaded", self.shed)?;
+        }
+        if self.deadline_capped {
+            write!(
+                f,
+                "; deadline cut to {:?}, what the OS allows after the event",
+                self.deadline
+            )?;
         }
         let left = &self.connections;
         if left.idle > 0 {

@@ -2,6 +2,7 @@
 //! that fire it, and the pool of threads joined with a deadline. A program without a server
 //! uses these alone (`examples/01_flag.rs` to `03_timed_join.rs`).
 
+pub mod console;
 pub(crate) mod helper;
 pub(crate) mod join;
 pub(crate) mod latch;

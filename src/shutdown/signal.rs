@@ -6,16 +6,19 @@
 //! |---|---|---|
 //! | Linux, macOS, other Unix | `SIGINT` (Ctrl+C in a terminal), `SIGTERM` (`kill`, systemd, Kubernetes, Docker), `SIGHUP` (terminal closed) | exit code 130 |
 //! | Windows | Ctrl+C, Ctrl+Break | exit code 130 |
-//! | Windows | console window closed, log-off, system shutdown | the OS ends the process right after the handler returns: see below |
+//! | Windows | console window closed, log-off, system shutdown | drained, within the 5 s Windows allows: see below |
 //!
 //! `SIGKILL` (Unix) and `TerminateProcess` (Windows, Task Manager's "End task") cannot be
 //! caught by any program: the process ends at once, with no drain.
 //!
-//! **Windows console close.** When the console window is closed, Windows sends
-//! `CTRL_CLOSE_EVENT` and ends the process as soon as the handler returns (at the latest
-//! after about 5 seconds). `ctrlc`'s handler returns at once, so shutdown fires but the drain
-//! is cut short by the OS. Run servers that must drain as a service, or stop them with
-//! Ctrl+C / Ctrl+Break.
+//! **Windows console close, log-off, shutdown.** After `CTRL_CLOSE_EVENT`,
+//! `CTRL_LOGOFF_EVENT` and `CTRL_SHUTDOWN_EVENT` Windows ends the process as soon as the
+//! handler returns, and at the latest about 5 seconds later. `ctrlc`'s handler returns at
+//! once, which would cut the drain at its start; so [`install`] also registers a handler of
+//! lameduck's own for these three, which fires shutdown ([`Reason::Console`]) and returns
+//! only once every server this trigger stops has returned from `run`, or the 5 s are nearly
+//! spent. The deadline is cut to [`CONSOLE_DEADLINE`](crate::console::CONSOLE_DEADLINE)
+//! (4.5 s) for such a fire, and the report says so ([`console`](crate::console)).
 //!
 //! **Handlers replaced.** Installing replaces whatever handled these signals before,
 //! including an inherited "ignore" (`nohup` ignores `SIGHUP`; a non-interactive shell
@@ -110,6 +113,7 @@ impl Signals {
     ///   by lameduck or by the application through `ctrlc`.
     /// - [`Error::SignalInstall`] if the operating system refused.
     pub fn install(self, trigger: &Trigger) -> Result<(), Error> {
+        let console_trigger = trigger.clone();
         let trigger = trigger.clone();
         let mut second = self.second;
         let mut count: u64 = 0;
@@ -140,7 +144,14 @@ impl Signals {
             ctrlc::Error::MultipleHandlers => Error::SignalHandlerExists,
             ctrlc::Error::System(source) => Error::SignalInstall(source),
             other => Error::SignalInstall(io::Error::other(other)),
-        })
+        })?;
+        // After ctrlc's: the handler registered last is called first (see `console`).
+        #[cfg(windows)]
+        crate::os::windows::install_console_handler(&console_trigger)
+            .map_err(Error::SignalInstall)?;
+        #[cfg(not(windows))]
+        drop(console_trigger);
+        Ok(())
     }
 }
 

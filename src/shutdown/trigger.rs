@@ -167,6 +167,12 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Whether `other` listens to the same trigger.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn same(&self, other: &Listener) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Returns `true` once shutdown has been fired. One atomic load: cheap enough for a hot loop.
     pub fn is_triggered(&self) -> bool {
         self.latch.is_open()
@@ -270,6 +276,13 @@ pub enum Reason {
         /// `true` if it appeared, `false` if it disappeared.
         appeared: bool,
     },
+    /// Windows: the console window was closed, the user is logging off, or the system is
+    /// shutting down ([`console`](crate::console)). The OS ends the process about 5 s later:
+    /// the drain's deadline is cut to fit.
+    Console {
+        /// Which event.
+        event: crate::console::ConsoleEvent,
+    },
     /// Standard input reached its end: the parent process is gone
     /// ([`watch::stdin_closed`](crate::watch::stdin_closed)).
     StdinClosed,
@@ -297,6 +310,7 @@ impl fmt::Display for Reason {
                 if *appeared { "appeared" } else { "disappeared" }
             ),
             Reason::StdinClosed => f.write_str("stdin closed"),
+            Reason::Console { event } => write!(f, "{event}"),
             Reason::Upgrade { pid } => write!(f, "upgrade: pid {pid} serves"),
             Reason::Other(what) => f.write_str(what),
         }

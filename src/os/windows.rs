@@ -1,6 +1,7 @@
-//! A listening socket handed to another process on Windows, where a child inherits no
-//! socket: `WSADuplicateSocketW` describes it for the new process, `WSASocketW` opens it
-//! there from that description. The crate's only `unsafe` on Windows.
+//! The crate's only `unsafe` on Windows: a listening socket handed to another process, where
+//! a child inherits no socket (`WSADuplicateSocketW` describes it for the new process,
+//! `WSASocketW` opens it there), and the console handler of lameduck's own
+//! (`SetConsoleCtrlHandler`), which drains on a console close, a log-off or a shutdown.
 
 #![allow(unsafe_code)]
 
@@ -27,7 +28,7 @@ fn last_error() -> io::Error {
 /// # Errors
 ///
 /// What `WSADuplicateSocketW` says (the process is gone, say).
-pub(super) fn describe_for(listener: &TcpListener, pid: u32) -> io::Result<Vec<u8>> {
+pub(crate) fn describe_for(listener: &TcpListener, pid: u32) -> io::Result<Vec<u8>> {
     let mut info = WSAPROTOCOL_INFOW::default();
     // SAFETY: the socket is open while `listener` is borrowed; `info` is a valid, writable
     // WSAPROTOCOL_INFOW, which the call fills.
@@ -51,7 +52,7 @@ pub(super) fn describe_for(listener: &TcpListener, pid: u32) -> io::Result<Vec<u
 /// # Errors
 ///
 /// If `bytes` is not a description, or `WSASocketW` refuses it.
-pub(super) fn listener_from(bytes: &[u8]) -> io::Result<TcpListener> {
+pub(crate) fn listener_from(bytes: &[u8]) -> io::Result<TcpListener> {
     if bytes.len() != INFO_SIZE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -81,4 +82,47 @@ pub(super) fn listener_from(bytes: &[u8]) -> io::Result<TcpListener> {
     }
     // SAFETY: `socket` was just opened and no one else owns it.
     Ok(unsafe { TcpListener::from_raw_socket(socket as RawSocket) })
+}
+
+/// The trigger lameduck's console handler fires, set once by [`install_console_handler`].
+static CONSOLE_TRIGGER: std::sync::OnceLock<crate::Trigger> = std::sync::OnceLock::new();
+
+/// Registers lameduck's handler for the console's close, log-off and shutdown events, ahead
+/// of `ctrlc`'s (a handler registered later is called first): it fires `trigger` and waits
+/// for the drains (`shutdown/console.rs`); Ctrl+C and Ctrl+Break go on to `ctrlc`'s.
+///
+/// # Errors
+///
+/// What `SetConsoleCtrlHandler` says.
+pub(crate) fn install_console_handler(trigger: &crate::Trigger) -> io::Result<()> {
+    use windows_sys::Win32::System::Console::SetConsoleCtrlHandler;
+    if CONSOLE_TRIGGER.set(trigger.clone()).is_err() {
+        return Ok(()); // installed already: `ctrlc` refuses a second install before this
+    }
+    // SAFETY: `console_handler` has the signature of a HandlerRoutine and lives as long as
+    // the process; registering it touches no memory of ours.
+    if unsafe { SetConsoleCtrlHandler(Some(console_handler), 1) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Called by Windows on a thread of its own for each console event.
+unsafe extern "system" fn console_handler(event: u32) -> windows_sys::core::BOOL {
+    use crate::shutdown::console::{self, ConsoleEvent};
+    use windows_sys::Win32::System::Console::{
+        CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+    };
+    let event = match event {
+        CTRL_CLOSE_EVENT => ConsoleEvent::Close,
+        CTRL_LOGOFF_EVENT => ConsoleEvent::Logoff,
+        CTRL_SHUTDOWN_EVENT => ConsoleEvent::Shutdown,
+        _ => return 0, // Ctrl+C, Ctrl+Break: the next handler, `ctrlc`'s
+    };
+    if let Some(trigger) = CONSOLE_TRIGGER.get() {
+        // A panic must not unwind into Windows: caught, and the process ends as it would.
+        let _ =
+            std::panic::catch_unwind(|| console::on_event(event, trigger, console::HANDLER_WAIT));
+    }
+    1 // handled: Windows ends the process now
 }

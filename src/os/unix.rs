@@ -17,7 +17,7 @@ use std::process::{Child, Command};
 
 use socket2::{SockRef, Type};
 
-use super::inherited::InheritError;
+use crate::restart::inherited::InheritError;
 
 /// Takes descriptor `fd`, announced by the environment, as a listening TCP socket, and
 /// marks it close-on-exec so that children do not inherit it by accident.
@@ -26,7 +26,7 @@ use super::inherited::InheritError;
 ///
 /// [`InheritError::Closed`] if `fd` is not open; [`InheritError::NotListening`] if it is
 /// not a listening TCP socket (and it is then left open and untouched).
-pub(super) fn take_listener(fd: RawFd) -> Result<TcpListener, InheritError> {
+pub(crate) fn take_listener(fd: RawFd) -> Result<TcpListener, InheritError> {
     // SAFETY: `fcntl(F_GETFD)` reads the flags of a descriptor number and touches no memory;
     // on a number that is not open it fails with EBADF, which is what it is asked here.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -94,7 +94,7 @@ fn listening(_socket: SockRef<'_>) -> Result<(), &'static str> {
 /// # Errors
 ///
 /// As [`take_listener`], for a descriptor that is not a Unix stream socket.
-pub(super) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
+pub(crate) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
     // SAFETY: as in `take_listener`: a flags read on a number, no memory touched.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(InheritError::Closed { fd });
@@ -129,7 +129,7 @@ pub(super) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
 /// # Errors
 ///
 /// If the descriptors could not be copied, or the child could not be started.
-pub(super) fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<Child> {
+pub(crate) fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<Child> {
     let first = 3 + fds.len() as RawFd;
     // Copies numbered above every target, so that no `dup2` in the child overwrites a
     // source it has yet to copy; close-on-exec, so that only the targets reach the program.
