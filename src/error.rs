@@ -40,6 +40,10 @@ pub enum Error {
     Listener(&'static str, io::Error),
     /// tiny_http could not start on the listener.
     Start(Box<dyn std::error::Error + Send + Sync>),
+    /// The process could not run as a Windows service
+    /// ([`service::run`](crate::service)): it was not started by the service control
+    /// manager, or could not register with it.
+    Service(Box<dyn std::error::Error + Send + Sync>),
     /// The shutdown deadline passed before the drain was over. The report names what was
     /// cut; the stopped server goes on answering late requests `503` while this error lives.
     DeadlineExceeded(Box<Stopped>),
@@ -67,6 +71,7 @@ impl fmt::Display for Error {
             Error::Inherit(source) => write!(f, "take the inherited socket: {source}"),
             Error::Listener(what, source) => write!(f, "{what}: {source}"),
             Error::Start(source) => write!(f, "start tiny_http: {source}"),
+            Error::Service(source) => write!(f, "run as a Windows service: {source}"),
             Error::DeadlineExceeded(stopped) => write!(
                 f,
                 "shutdown deadline of {:?} exceeded: {} unfinished",
@@ -84,7 +89,7 @@ impl std::error::Error for Error {
             | Error::Spawn { source, .. }
             | Error::Bind { source, .. }
             | Error::Listener(_, source) => Some(source),
-            Error::Start(source) => Some(source.as_ref()),
+            Error::Start(source) | Error::Service(source) => Some(source.as_ref()),
             Error::Inherit(source) => Some(source),
             Error::SignalHandlerExists | Error::DeadlineExceeded(_) => None,
         }

@@ -276,7 +276,9 @@
 //! Linux, macOS and Windows alike; the differences, and what each OS delivers, are in
 //! [`signal`]. Windows: closing the console window, logging off or shutting down fires
 //! shutdown and holds the process until the drain is over, within the 5 s Windows allows
-//! ([`console`]). The connection table (the drain's view of connections, and the
+//! ([`console`]); as a service ([`service`], feature `service`) the service control
+//! manager's STOP and PRESHUTDOWN drain, and a log-off is ignored. The README's platform
+//! table says which of these were checked under wine and which at the seam. The connection table (the drain's view of connections, and the
 //! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
 //! after the last keep-alive response, the rescue is timed, and the socket is closed once
 //! every connection accepted so far has a thread. Upgrades in place work on Unix and
@@ -320,6 +322,8 @@ pub use shutdown::console;
 pub use shutdown::console::ConsoleEvent;
 pub use shutdown::join::{JoinReport, Panicked};
 pub use shutdown::pool::Pool;
+pub use shutdown::service;
+pub use shutdown::service::ServiceStop;
 pub use shutdown::signal;
 pub use shutdown::signal::{SecondSignal, Signals};
 pub use shutdown::trigger::{trigger, Fired, Interrupted, Listener, Reason, Trigger};

@@ -115,6 +115,8 @@ unsafe extern "system" fn console_handler(event: u32) -> windows_sys::core::BOOL
     };
     let event = match event {
         CTRL_CLOSE_EVENT => ConsoleEvent::Close,
+        // A service outlives the session: handled, and nothing done (not passed to `ctrlc`).
+        CTRL_LOGOFF_EVENT if crate::shutdown::service::service_mode() => return 1,
         CTRL_LOGOFF_EVENT => ConsoleEvent::Logoff,
         CTRL_SHUTDOWN_EVENT => ConsoleEvent::Shutdown,
         _ => return 0, // Ctrl+C, Ctrl+Break: the next handler, `ctrlc`'s

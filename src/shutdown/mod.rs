@@ -7,6 +7,7 @@ pub(crate) mod helper;
 pub(crate) mod join;
 pub(crate) mod latch;
 pub(crate) mod pool;
+pub mod service;
 pub mod signal;
 pub(crate) mod trigger;
 pub mod watch;

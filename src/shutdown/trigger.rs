@@ -283,6 +283,12 @@ pub enum Reason {
         /// Which event.
         event: crate::console::ConsoleEvent,
     },
+    /// The Windows service control manager asked the service to stop
+    /// ([`service`](crate::service)).
+    Service {
+        /// Which request.
+        stop: crate::service::ServiceStop,
+    },
     /// Standard input reached its end: the parent process is gone
     /// ([`watch::stdin_closed`](crate::watch::stdin_closed)).
     StdinClosed,
@@ -311,6 +317,7 @@ impl fmt::Display for Reason {
             ),
             Reason::StdinClosed => f.write_str("stdin closed"),
             Reason::Console { event } => write!(f, "{event}"),
+            Reason::Service { stop } => write!(f, "{stop}"),
             Reason::Upgrade { pid } => write!(f, "upgrade: pid {pid} serves"),
             Reason::Other(what) => f.write_str(what),
         }
