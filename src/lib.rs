@@ -141,6 +141,10 @@
 //! - `signal.rs` — [`signal`]: the only code that calls `ctrlc`; what each OS delivers; the
 //!   second signal.
 //! - `watch.rs` — [`watch`]: triggers besides signals (heartbeat, a file, the end of stdin).
+//! - `console.rs` — [`console`]: Windows' console close, log-off and shutdown, which end
+//!   the process 5 s later: fired, and waited for until the drains are over.
+//! - `service.rs` — [`service`]: running as a Windows service; the service control
+//!   manager's requests, and what it is told while the drain lasts.
 //! - `pool.rs`, `join.rs` — [`Pool`], [`JoinReport`]: named threads, exit reports over a
 //!   channel, the timed join and what it found.
 //! - `latch.rs`, `helper.rs` — lameduck's own one-shot broadcast, and the start, stop and
