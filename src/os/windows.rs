@@ -115,16 +115,18 @@ unsafe extern "system" fn console_handler(event: u32) -> windows_sys::core::BOOL
     };
     let event = match event {
         CTRL_CLOSE_EVENT => ConsoleEvent::Close,
-        // A service outlives the session: handled, and nothing done (not passed to `ctrlc`).
-        CTRL_LOGOFF_EVENT if crate::shutdown::service::service_mode() => return 1,
         CTRL_LOGOFF_EVENT => ConsoleEvent::Logoff,
         CTRL_SHUTDOWN_EVENT => ConsoleEvent::Shutdown,
         _ => return 0, // Ctrl+C, Ctrl+Break: the next handler, `ctrlc`'s
     };
     if let Some(trigger) = CONSOLE_TRIGGER.get() {
         // A panic must not unwind into Windows: caught, and the process ends as it would.
-        let _ =
-            std::panic::catch_unwind(|| console::on_event(event, trigger, console::HANDLER_WAIT));
+        let service = crate::shutdown::service::service_mode();
+        let _ = std::panic::catch_unwind(|| {
+            console::on_event(event, trigger, console::HANDLER_WAIT, service)
+        });
     }
-    1 // handled: Windows ends the process now
+    // Handled (not passed to `ctrlc`): Windows ends the process now, a service's after a
+    // log-off excepted.
+    1
 }

@@ -88,10 +88,20 @@ impl Drop for Serving {
 }
 
 /// What a console event does: fires `trigger`, then waits up to `wait` for every server it
-/// stops to return from `run`. Returns whether they all did. (Windows calls it; the tests,
-/// on every OS, too.)
+/// stops to return from `run`. Returns whether they all did. A log-off reaching a service
+/// (`service`: the process runs as one) is ignored: a service outlives the session. (Windows
+/// calls it; the tests, on every OS, too.)
 #[cfg_attr(not(windows), allow(dead_code))]
-pub(crate) fn on_event(event: ConsoleEvent, trigger: &Trigger, wait: Duration) -> bool {
+pub(crate) fn on_event(
+    event: ConsoleEvent,
+    trigger: &Trigger,
+    wait: Duration,
+    service: bool,
+) -> bool {
+    if service && event == ConsoleEvent::Logoff {
+        log::info!("{event}: ignored, a service outlives the session");
+        return true;
+    }
     let until = Instant::now() + wait;
     log::warn!(
         "{event}: shutting down; Windows ends the process within {CONSOLE_BUDGET:?}, the drain \
@@ -178,7 +188,12 @@ mod tests {
         let (trigger, _) = crate::trigger();
         let (handle, result) = running(&trigger, Duration::from_secs(10), Duration::from_secs(4));
         let mut conn = in_flight(&handle);
-        assert!(on_event(ConsoleEvent::Close, &trigger, CONSOLE_BUDGET));
+        assert!(on_event(
+            ConsoleEvent::Close,
+            &trigger,
+            CONSOLE_BUDGET,
+            false
+        ));
         // The handler returned once `run` was returning: its outcome comes at once.
         let stopped = result
             .recv_timeout(Duration::from_secs(5))
@@ -215,7 +230,12 @@ mod tests {
         let (handle, result) =
             running(&trigger, Duration::from_millis(300), Duration::from_secs(3));
         let _conn = in_flight(&handle);
-        assert!(on_event(ConsoleEvent::Logoff, &trigger, CONSOLE_BUDGET));
+        assert!(on_event(
+            ConsoleEvent::Logoff,
+            &trigger,
+            CONSOLE_BUDGET,
+            false
+        ));
         let error = result
             .recv_timeout(Duration::from_secs(5))
             .unwrap()
@@ -233,7 +253,12 @@ mod tests {
         let (theirs, _) = crate::trigger();
         let (_, our_result) = running(&ours, Duration::from_secs(10), Duration::ZERO);
         let (_, their_result) = running(&theirs, Duration::from_secs(10), Duration::ZERO);
-        assert!(on_event(ConsoleEvent::Shutdown, &ours, CONSOLE_BUDGET));
+        assert!(on_event(
+            ConsoleEvent::Shutdown,
+            &ours,
+            CONSOLE_BUDGET,
+            false
+        ));
         our_result
             .recv_timeout(Duration::from_secs(5))
             .unwrap()
@@ -245,6 +270,25 @@ mod tests {
         );
         theirs.fire(Reason::Requested);
         their_result
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// A log-off reaching a service is ignored: nothing fired, nothing waited for.
+    #[test]
+    fn a_logoff_is_ignored_by_a_service() {
+        let (trigger, _) = crate::trigger();
+        let (_, result) = running(&trigger, Duration::from_secs(10), Duration::ZERO);
+        assert!(on_event(
+            ConsoleEvent::Logoff,
+            &trigger,
+            CONSOLE_BUDGET,
+            true
+        ));
+        assert!(!trigger.is_triggered());
+        trigger.fire(Reason::Requested);
+        result
             .recv_timeout(Duration::from_secs(30))
             .unwrap()
             .unwrap();

@@ -218,6 +218,11 @@ fn service_main(_arguments: Vec<std::ffi::OsString>) {
     };
     let session = Session::new();
     let stop = session.stopper();
+    // A log-off reaches a service's console handler, and the default one ends the process:
+    // lameduck's ignores it in service mode (its console events fire this session's trigger).
+    if let Err(e) = crate::os::windows::install_console_handler(&session.trigger) {
+        log::warn!("service {name}: no console handler, a log-off may end the service: {e}");
+    }
     let handler = move |control| match control {
         ServiceControl::Stop => {
             stop(ServiceStop::Stop);
