@@ -1,5 +1,6 @@
-//! Descriptor numbers from the environment, made sockets, and sockets handed to a child as
-//! descriptor numbers: the crate's only `unsafe` on Unix.
+//! Descriptor numbers from the environment, made sockets, sockets handed to a child as
+//! descriptor numbers, and the addresses of the process's own sockets: the crate's only
+//! `unsafe` on Unix.
 //!
 //! A number in `LISTEN_FDS` is a promise by whoever started the process, not a fact: the
 //! descriptor may be closed, a file, a datagram socket, a socket that does not listen. Each
@@ -164,6 +165,59 @@ pub(crate) fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::R
     let child = cmd.spawn();
     drop(copies);
     child
+}
+
+/// What descriptor `fd`, a number from `/proc/self/fd` (Linux), is if it is a socket: its
+/// inode and, for a connected TCP socket, its two ends. `None` if it is not a socket (or
+/// was closed meanwhile).
+///
+/// The number is only read from: a descriptor another thread closes meanwhile, or one
+/// opened again under the same number, gives `None` or that other socket, which the caller
+/// allows for (`tinyhttp/connections/linux.rs`).
+#[cfg(target_os = "linux")]
+pub(crate) fn socket_at(fd: RawFd) -> Option<OwnSocket> {
+    // SAFETY: `fstat` writes one `stat` into the zeroed one given, and reads nothing else;
+    // a number not open makes it fail, which is an answer here.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    let end = |get: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int| {
+        // SAFETY: `getsockname`/`getpeername` write at most `*len` bytes at `storage`, which
+        // `try_init` provides for any address and whose length it passes; `fd` is a number
+        // the calls only read the socket of, and one not open (or not a connection) makes
+        // them fail, which is an answer here.
+        let ((), addr) = unsafe {
+            socket2::SockAddr::try_init(|storage, len| {
+                if get(fd, storage.cast(), len) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+        }
+        .ok()?;
+        addr.as_socket()
+    };
+    Some(OwnSocket {
+        inode: stat.st_ino,
+        ends: end(libc::getsockname).zip(end(libc::getpeername)),
+    })
+}
+
+/// One of this process's sockets ([`socket_at`]).
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OwnSocket {
+    /// Its inode: what the kernel's table of connections names it by.
+    pub(crate) inode: u64,
+    /// Its local end and its peer's, if it is a connected TCP socket.
+    pub(crate) ends: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 #[cfg(test)]

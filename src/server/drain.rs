@@ -87,8 +87,12 @@ impl Helpers {
         }
     }
 
-    /// Stops both, and waits (boundedly) for them.
+    /// Stops both, and waits (boundedly) for them: both are asked first, so that they end
+    /// side by side.
     pub(super) fn stop(self, shared: &Shared) {
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.ask_to_stop();
+        }
         if let Some(shedder) = self.shedder {
             shedder.stop(shared.http.queue());
         }
@@ -113,6 +117,8 @@ pub(super) struct Shutdown<'a> {
     drained: Duration,
     /// The connections as the drain last saw them, where they can be seen.
     census: Option<Census>,
+    /// The drain found the server idle: nothing queued, no connection (`idle`).
+    idle: bool,
 }
 
 impl<'a> Shutdown<'a> {
@@ -139,6 +145,7 @@ impl<'a> Shutdown<'a> {
             stopped_accepting: Duration::ZERO,
             drained: Duration::ZERO,
             census: None,
+            idle: false,
         }
     }
 
@@ -201,7 +208,10 @@ impl<'a> Shutdown<'a> {
         if let Err(e) = stopped {
             log::warn!("stop accepting on {}: {e}", shared.http.local_addr());
         }
-        shared.live.phases.socket_closed();
+        // An idle server's socket, sealed, closes as its workers end (`join`).
+        if !shared.http.none_left() {
+            shared.live.phases.socket_closed();
+        }
         self.stopped_accepting = self.fired.elapsed();
     }
 
@@ -334,6 +344,7 @@ impl<'a> Shutdown<'a> {
             shared.live.gauges().saw_open(0);
             self.census = Some(Census::default());
             self.drained = self.fired.elapsed();
+            self.idle = true;
         }
         idle
     }
@@ -406,6 +417,7 @@ impl<'a> Shutdown<'a> {
     ///    moment are in a handler; the report names them.
     pub(super) fn join(&mut self, mut pool: Pool) -> JoinReport {
         self.shared.http.end_accept_loop();
+        self.shared.live.phases.socket_closed();
         let mut workers = pool.join_deadline(self.deadline);
         if !workers.is_complete() {
             self.shared.live.phases.enter(Phase::Overdue);
@@ -417,15 +429,21 @@ impl<'a> Shutdown<'a> {
     }
 
     /// 4. Sweep: the late responder answers 503 to what is still queued (this waits
-    ///    [`BACKLOG_WAIT`] at most for that, so that the report counts it) and to what
-    ///    arrives from now on; what the deadline cut goes to the archive.
+    ///    [`BACKLOG_WAIT`] at most for that, so that the report counts it; not at all after
+    ///    an idle drain, which left nothing queued) and to what arrives from now on; what
+    ///    the deadline cut goes to the archive.
     pub(super) fn sweep(&mut self) -> Option<LateResponder> {
         let shared = Arc::clone(self.shared);
         let rejecting = Arc::clone(&shared);
+        let backlog_wait = if self.idle {
+            Duration::ZERO
+        } else {
+            BACKLOG_WAIT
+        };
         let late = LateResponder::start(
             Arc::clone(shared.http.queue()),
             move |request| rejecting.late(request),
-            BACKLOG_WAIT,
+            backlog_wait,
         )
         .map_err(|e| log::error!("{e}: requests arriving from now on will not be answered"))
         .ok();

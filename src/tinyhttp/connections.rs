@@ -230,6 +230,27 @@ impl Table {
         Ok(Vec::new())
     }
 
+    /// Whether no connection is on the port at all, nor in the listening socket's backlog,
+    /// shown in some 50 µs where a dump of the table takes a millisecond (the kernel walks
+    /// its whole table): one lookup of the listening socket gives its backlog, and the
+    /// process's own descriptors the connections it has accepted. `false` where that cannot
+    /// be shown (and on other OSes): then [`Table::read_once`] tells.
+    ///
+    /// A handshake still under way (the client's SYN answered, its last ACK not yet in)
+    /// is in neither, only in the table: call this only once new connections cannot come
+    /// (the socket sealed), and know that such a connection is not seen. On loopback a
+    /// handshake completes within the client's `connect`.
+    ///
+    /// # Errors
+    ///
+    /// If the OS did not answer the lookup (within a second).
+    pub(crate) fn none_open(&mut self) -> io::Result<bool> {
+        #[cfg(target_os = "linux")]
+        return self.os.none_open();
+        #[cfg(not(target_os = "linux"))]
+        Ok(false)
+    }
+
     /// From now on, only the connections this process has accepted: not those of another
     /// process sharing the socket, nor the backlog, which that process takes.
     pub(crate) fn own_only(&mut self) {
@@ -276,6 +297,7 @@ impl Table {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use crate::tinyhttp::socket;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::time::{Duration, Instant};
@@ -293,6 +315,46 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn none_open_sees_the_backlog_and_accepted_connections() {
+        for local in ["127.0.0.1:0", "[::1]:0", "0.0.0.0:0"] {
+            let Ok(listener) = TcpListener::bind(local) else {
+                continue; // no IPv6 here
+            };
+            let addr = listener.local_addr().unwrap();
+            let mut table = Table::open(addr).unwrap();
+            assert!(table.none_open().unwrap(), "{addr}: nothing open yet");
+
+            // In the backlog: the listening socket's lookup shows it (once the kernel has
+            // the client's last ACK, which on loopback is before `connect` returns, unless
+            // a busy machine defers it).
+            let client = TcpStream::connect(socket::reach(addr)).unwrap();
+            let until = Instant::now() + Duration::from_secs(5);
+            while table.none_open().unwrap() {
+                assert!(Instant::now() < until, "{addr}: the backlog never showed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+
+            // Accepted: a socket of this process on the port.
+            let (server, _) = listener.accept().unwrap();
+            assert!(!table.none_open().unwrap(), "{addr}: one accepted");
+
+            drop(server);
+            drop(client);
+            assert!(table.none_open().unwrap(), "{addr}: closed again");
+        }
+    }
+
+    #[test]
+    fn none_open_is_false_for_a_socket_not_this_processs() {
+        // A table for a port nothing listens on: no listening socket to find.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let mut table = Table::open(addr).unwrap();
+        assert!(!table.none_open().unwrap());
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl Supervisor {
         Ok(Supervisor { helper })
     }
 
+    /// Asks it to stop, without waiting: [`Supervisor::stop`] waits.
+    pub(crate) fn ask_to_stop(&self) {
+        self.helper.ask_to_stop();
+    }
+
     /// Stops it and waits (boundedly) for it: it stops at once, or after a rescue, ping or
     /// restart under way.
     pub(crate) fn stop(self) {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Connection;
+use crate::os::unix::OwnSocket;
 
 const AF_NETLINK: i32 = 16;
 const NETLINK_SOCK_DIAG: i32 = 4;
@@ -32,7 +33,11 @@ const NLM_F_DUMP: u16 = 0x300;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LISTEN: u8 = 10;
 const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// `INET_DIAG_NOCOOKIE`: a lookup of one socket by its addresses, whatever its cookie.
+const NO_COOKIE: u32 = !0;
 
 /// `INET_DIAG_INFO`: the attribute that carries `tcp_info`; asked for as bit `1 << (2 - 1)`.
 const INET_DIAG_INFO: u16 = 2;
@@ -51,6 +56,14 @@ const DIAG_MSG: usize = 72;
 /// forever. One dump takes about 0.7 ms here, whatever the number of connections (the
 /// kernel walks its whole table).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The listening socket, as one lookup shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Listening {
+    pub(super) inode: u32,
+    /// Connections whose handshake is complete, waiting in the backlog to be accepted.
+    pub(super) backlog: u32,
+}
 
 pub(super) struct SockDiag {
     socket: Socket,
@@ -73,6 +86,72 @@ impl SockDiag {
             seq: 0,
             buf: vec![0; 64 * 1024],
         })
+    }
+
+    /// The listening socket on the address, from one lookup in the kernel's hash of
+    /// listening sockets (microseconds, where a dump walks the whole table): `None` if
+    /// there is none.
+    pub(super) fn listening(&mut self) -> io::Result<Option<Listening>> {
+        self.seq = self.seq.wrapping_add(1);
+        (&self.socket).write_all(&lookup(self.local, self.seq))?;
+        loop {
+            let n = (&self.socket).read(&mut self.buf)?;
+            let mut rest = &self.buf[..n];
+            while rest.len() >= NLMSG_HDR {
+                let len = u32_at(rest, 0) as usize;
+                if len < NLMSG_HDR || len > rest.len() {
+                    return Err(bad("netlink message length"));
+                }
+                let (kind, seq) = (u16_at(rest, 4), u32_at(rest, 8));
+                let body = &rest[NLMSG_HDR..len];
+                rest = &rest[align(len).min(rest.len())..];
+                if seq != self.seq {
+                    continue;
+                }
+                match kind {
+                    NLMSG_ERROR => {
+                        let code = body
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        return match -code {
+                            libc::ENOENT => Ok(None),
+                            _ => Err(io::Error::from_raw_os_error(-code)),
+                        };
+                    }
+                    SOCK_DIAG_BY_FAMILY if body.len() >= DIAG_MSG => {
+                        return Ok((body[1] == TCP_LISTEN).then(|| Listening {
+                            inode: u32_at(body, 68),
+                            backlog: u32_at(body, 56),
+                        }));
+                    }
+                    _ => return Err(bad("answer to a lookup")),
+                }
+            }
+        }
+    }
+
+    /// Whether no connection is on the port, shown without a dump: the listening socket,
+    /// one of this process's, has nothing in its backlog, and no socket of the process is
+    /// a connection on the port. `false` when unsure.
+    pub(super) fn none_open(&mut self) -> io::Result<bool> {
+        let Some(listening) = self.listening()? else {
+            return Ok(false);
+        };
+        if listening.backlog > 0 {
+            return Ok(false);
+        }
+        let Some(own) = own_sockets() else {
+            return Ok(false);
+        };
+        let ours = own.iter().any(|s| s.inode == u64::from(listening.inode));
+        let on_port = |end: SocketAddr| {
+            end.port() == self.local.port()
+                && (self.local.ip().is_unspecified() || same_ip(end.ip(), self.local.ip()))
+        };
+        let connection = own
+            .iter()
+            .any(|s| s.ends.is_some_and(|(local, _)| on_port(local)));
+        Ok(ours && !connection)
     }
 
     pub(super) fn read(&mut self) -> io::Result<Vec<Connection>> {
@@ -139,6 +218,38 @@ fn request(local: SocketAddr, seq: u32) -> Vec<u8> {
     m
 }
 
+/// A lookup of the one socket listening on `local` (no dump: `NLM_F_REQUEST` alone, both
+/// ends given, the peer's as zero, which only a listening socket matches).
+fn lookup(local: SocketAddr, seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(NLMSG_HDR + REQ_V2);
+    m.extend_from_slice(&((NLMSG_HDR + REQ_V2) as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // to the kernel
+    m.push(family(&local));
+    m.push(IPPROTO_TCP);
+    m.push(0); // no tcp_info
+    m.push(0);
+    m.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    // inet_diag_sockid: local port, peer port 0, local address, peer address 0, any
+    // interface, any cookie.
+    m.extend_from_slice(&local.port().to_be_bytes());
+    m.extend_from_slice(&0u16.to_be_bytes());
+    let mut ip = [0u8; 16];
+    match local.ip() {
+        IpAddr::V4(v4) => ip[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => ip = v6.octets(),
+    }
+    m.extend_from_slice(&ip);
+    m.extend_from_slice(&[0u8; 16]);
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    debug_assert_eq!(m.len(), NLMSG_HDR + REQ_V2);
+    m
+}
+
 /// The connection an `inet_diag_msg` describes, if it is one of `local`'s.
 fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
     if msg.len() < DIAG_MSG {
@@ -175,6 +286,22 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
             .filter(|i| i.len() >= LAST_DATA_SENT + 4)
             .map(|i| Duration::from_millis(u64::from(u32_at(i, LAST_DATA_SENT)))),
     })
+}
+
+/// This process's sockets: the descriptors in `/proc/self/fd`, each looked at through
+/// its number (three system calls, where reading the link is a walk through `/proc`).
+/// `None` if the descriptors cannot be listed. A descriptor closed meanwhile is left out;
+/// one opened meanwhile may be: the caller makes sure no connection can be accepted while
+/// this reads ([`Table::none_open`]).
+///
+/// [`Table::none_open`]: super::Table::none_open
+fn own_sockets() -> Option<Vec<OwnSocket>> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(
+        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter_map(crate::os::unix::socket_at)
+            .collect(),
+    )
 }
 
 /// The inodes of this process's sockets, from the links in `/proc/self/fd`
