@@ -66,11 +66,14 @@ pub(super) struct Helpers {
 }
 
 impl Helpers {
-    /// Starts both.
-    pub(super) fn start(shared: &Arc<Shared>) -> Helpers {
+    /// Starts both. Without a lame-duck delay they end at `fire` on their own, side by
+    /// side with the server's thread (which waits for them as the stop begins); with one
+    /// they go on while the server serves, until asked.
+    pub(super) fn start(shared: &Arc<Shared>, fire: &Listener) -> Helpers {
+        let until = shared.config.lame_duck.is_zero().then(|| fire.clone());
         let supervisor = shared
             .http
-            .supervise(shared.config.retry_after)
+            .supervise(shared.config.retry_after, until.clone())
             .map_err(|e| log::warn!("{e}: connections tiny_http leaves without a thread will wait"))
             .ok();
         let shedding = Arc::clone(shared);
@@ -78,6 +81,7 @@ impl Helpers {
             Arc::clone(shared.http.queue()),
             Arc::clone(&shared.live.occupancy),
             move |request| shedding.shed(request),
+            until,
         )
         .map_err(|e| log::warn!("{e}: requests will wait without bound when every worker is busy"))
         .ok();
@@ -119,6 +123,8 @@ pub(super) struct Shutdown<'a> {
     census: Option<Census>,
     /// The drain found the server idle: nothing queued, no connection (`idle`).
     idle: bool,
+    /// The late responder, once started.
+    late: Option<LateResponder>,
 }
 
 impl<'a> Shutdown<'a> {
@@ -146,6 +152,7 @@ impl<'a> Shutdown<'a> {
             drained: Duration::ZERO,
             census: None,
             idle: false,
+            late: None,
         }
     }
 
@@ -415,9 +422,15 @@ impl<'a> Shutdown<'a> {
     ///    deadline. If some are still running then, the server is overdue: workers stop
     ///    taking requests (what waits is answered 503), and those still running after a
     ///    moment are in a handler; the report names them.
+    ///
+    ///    After an idle drain the late responder starts first (see `sweep`): the workers
+    ///    have stopped taking requests, and its start overlaps with their end.
     pub(super) fn join(&mut self, mut pool: Pool) -> JoinReport {
         self.shared.http.end_accept_loop();
         self.shared.live.phases.socket_closed();
+        if self.idle {
+            self.late = self.start_late();
+        }
         let mut workers = pool.join_deadline(self.deadline);
         if !workers.is_complete() {
             self.shared.live.phases.enter(Phase::Overdue);
@@ -433,26 +446,34 @@ impl<'a> Shutdown<'a> {
     ///    an idle drain, which left nothing queued) and to what arrives from now on; what
     ///    the deadline cut goes to the archive.
     pub(super) fn sweep(&mut self) -> Option<LateResponder> {
-        let shared = Arc::clone(self.shared);
-        let rejecting = Arc::clone(&shared);
-        let backlog_wait = if self.idle {
-            Duration::ZERO
-        } else {
-            BACKLOG_WAIT
+        let shared = self.shared;
+        let late = match self.late.take() {
+            Some(late) => Some(late),
+            None => self.start_late(),
         };
-        let late = LateResponder::start(
-            Arc::clone(shared.http.queue()),
-            move |request| rejecting.late(request),
-            backlog_wait,
-        )
-        .map_err(|e| log::error!("{e}: requests arriving from now on will not be answered"))
-        .ok();
         for cut in shared.live.slots.cut() {
             shared.archive(cut);
         }
         shared.live.set_drain_time(self.drained);
         shared.live.phases.enter(Phase::Done);
         late
+    }
+
+    /// Starts the late responder; see `sweep`.
+    fn start_late(&self) -> Option<LateResponder> {
+        let rejecting = Arc::clone(self.shared);
+        let backlog_wait = if self.idle {
+            Duration::ZERO
+        } else {
+            BACKLOG_WAIT
+        };
+        LateResponder::start(
+            Arc::clone(self.shared.http.queue()),
+            move |request| rejecting.late(request),
+            backlog_wait,
+        )
+        .map_err(|e| log::error!("{e}: requests arriving from now on will not be answered"))
+        .ok()
     }
 
     /// 5. Shutdown hooks, in order, sharing what is left of the deadline.

@@ -324,7 +324,7 @@ impl Server {
             self.trigger.fire(Reason::Other(format!("{e}")));
             failed = Some(e);
         }
-        let helpers = Helpers::start(shared);
+        let helpers = Helpers::start(shared, &self.trigger.listener());
         if failed.is_none() {
             log::info!(
                 "serving http://{} with {} workers",

@@ -1,11 +1,55 @@
 //! A background thread of lameduck's own (the supervisor, the shedder, the late responder):
 //! one way to start it, tell it to stop, and join it within a bound.
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver};
 
 use super::latch::Latch;
 use super::pool::Pool;
+use super::trigger::Listener;
 use crate::error::Error;
+
+/// What tells a helper's work to end: its own latch, which [`Helper::stop`] opens, and, for
+/// a helper started with [`Helper::start_until`], the fire of the server's trigger too.
+pub(crate) struct Stop {
+    asked: Latch,
+    fire: Option<Listener>,
+    never: Receiver<Infallible>,
+}
+
+impl Stop {
+    /// Whether the work should end now.
+    pub(crate) fn is_open(&self) -> bool {
+        self.asked.is_open() || self.fire.as_ref().is_some_and(Listener::is_triggered)
+    }
+
+    /// The receivers that disconnect when it should end, both for one `select!`.
+    pub(crate) fn receivers(&self) -> (&Receiver<Infallible>, &Receiver<Infallible>) {
+        let fire = self.fire.as_ref().map_or(&self.never, Listener::receiver);
+        (self.asked.receiver(), fire)
+    }
+
+    /// Blocks until it should end, or `timeout` has passed; returns whether it should.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let (asked, fire) = self.receivers();
+        while !self.is_open() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                return false;
+            }
+            let left = left.unwrap_or(Duration::MAX);
+            select! {
+                recv(asked) -> _ => {}
+                recv(fire) -> _ => {}
+                default(left) => {}
+            }
+        }
+        true
+    }
+}
 
 /// A named thread that runs until its stop latch opens (or its work ends).
 pub(crate) struct Helper {
@@ -14,20 +58,39 @@ pub(crate) struct Helper {
 }
 
 impl Helper {
-    /// Starts `work` on a thread named `<name>-1`; `work` gets the latch that asks it to stop,
-    /// and must return soon after it opens.
+    /// Starts `work` on a thread named `<name>-1`; `work` gets what asks it to stop, and must
+    /// return soon after it opens.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] if the thread could not be started.
     pub(crate) fn start(
         name: &str,
-        work: impl FnOnce(&Latch) + Send + 'static,
+        work: impl FnOnce(&Stop) + Send + 'static,
+    ) -> Result<Helper, Error> {
+        Helper::start_until(name, None, work)
+    }
+
+    /// As [`Helper::start`], and `work` is also told to stop when `fire` fires: a helper
+    /// that has nothing to do once a server stops serving then ends as the server's thread
+    /// wakes, not after it asks (a stop's first step waits for it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the thread could not be started.
+    pub(crate) fn start_until(
+        name: &str,
+        fire: Option<Listener>,
+        work: impl FnOnce(&Stop) + Send + 'static,
     ) -> Result<Helper, Error> {
         let stop = Latch::new();
         let mut pool = Pool::with_prefix(name);
-        let asked = stop.clone();
-        pool.spawn(move || work(&asked))?;
+        let told = Stop {
+            asked: stop.clone(),
+            fire,
+            never: crossbeam_channel::never(),
+        };
+        pool.spawn(move || work(&told))?;
         Ok(Helper { pool, stop })
     }
 
@@ -41,5 +104,61 @@ impl Helper {
     pub(crate) fn stop(mut self, bound: Duration) -> bool {
         self.ask_to_stop();
         self.pool.join_timeout(bound).is_complete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shutdown::trigger::{trigger, Reason};
+
+    /// A helper's work that waits on its `Stop`, and says when it ended.
+    fn waiting(ended: crossbeam_channel::Sender<()>) -> impl FnOnce(&Stop) + Send + 'static {
+        move |stop: &Stop| {
+            let (asked, fire) = stop.receivers();
+            while !stop.is_open() {
+                select! {
+                    recv(asked) -> _ => {}
+                    recv(fire) -> _ => {}
+                }
+            }
+            let _ = ended.send(());
+        }
+    }
+
+    #[test]
+    fn a_helper_started_until_the_fire_ends_at_the_fire() {
+        let (trigger, listener) = trigger();
+        let (ended_tx, ended) = crossbeam_channel::bounded(1);
+        let helper = Helper::start_until("test-until", Some(listener), waiting(ended_tx)).unwrap();
+        assert!(ended.recv_timeout(Duration::from_millis(50)).is_err());
+        trigger.fire(Reason::Requested);
+        ended.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(helper.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_helper_without_a_fire_ends_when_asked_only() {
+        let (trigger, _listener) = trigger();
+        let (ended_tx, ended) = crossbeam_channel::bounded(1);
+        let helper = Helper::start("test-asked", waiting(ended_tx)).unwrap();
+        trigger.fire(Reason::Requested);
+        assert!(ended.recv_timeout(Duration::from_millis(50)).is_err());
+        assert!(helper.stop(Duration::from_secs(5)));
+        ended.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn wait_timeout_returns_at_the_fire_or_the_timeout() {
+        let (trigger, listener) = trigger();
+        let stop = Stop {
+            asked: Latch::new(),
+            fire: Some(listener),
+            never: crossbeam_channel::never(),
+        };
+        assert!(!stop.wait_timeout(Duration::from_millis(5)));
+        trigger.fire(Reason::Requested);
+        assert!(stop.wait_timeout(Duration::from_secs(5)));
+        assert!(stop.is_open());
     }
 }

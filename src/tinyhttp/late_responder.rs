@@ -13,8 +13,7 @@ use tiny_http::Request;
 
 use super::queue::Queue;
 use crate::error::Error;
-use crate::shutdown::helper::Helper;
-use crate::shutdown::latch::Latch;
+use crate::shutdown::helper::{Helper, Stop};
 
 /// How long stopping waits for the thread to end. It only waits longer than an instant if
 /// it is writing a 503 to a client that does not read. A bound; its usual stop is not
@@ -39,7 +38,7 @@ impl LateResponder {
         backlog_wait: Duration,
     ) -> Result<LateResponder, Error> {
         let (backlog_done, backlog) = crossbeam_channel::bounded(1);
-        let helper = Helper::start("lameduck-late", move |stop: &Latch| {
+        let helper = Helper::start("lameduck-late", move |stop: &Stop| {
             let lead = queue.lead();
             while let Some(request) = queue.try_take_waiting().or_else(|| lead.try_receive()) {
                 reject(request);

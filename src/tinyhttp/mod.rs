@@ -64,6 +64,7 @@ use supervisor::Watched;
 use crate::error::Error;
 use crate::restart::baton::Baton;
 use crate::shutdown::latch::Latch;
+use crate::shutdown::trigger::Listener;
 
 /// The tiny_http side of one server: its queue, its listening socket, what the rescue
 /// knows of its connections.
@@ -164,21 +165,29 @@ impl Http {
         &self.gauges
     }
 
-    /// Starts the supervisor (`supervisor.rs`).
+    /// Starts the supervisor (`supervisor.rs`), until stopped, or until `fire` fires if
+    /// given.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] if its thread could not be started.
-    pub(crate) fn supervise(&self, retry_after: Duration) -> Result<Supervisor, Error> {
-        Supervisor::start(Watched {
-            queue: Arc::clone(&self.queue),
-            socket: Arc::clone(&self.socket),
-            peers: Arc::clone(&self.peers),
-            table: Arc::clone(&self.table),
-            gauges: Arc::clone(&self.gauges),
-            addr: reach(self.addr),
-            retry_after,
-        })
+    pub(crate) fn supervise(
+        &self,
+        retry_after: Duration,
+        fire: Option<Listener>,
+    ) -> Result<Supervisor, Error> {
+        Supervisor::start(
+            Watched {
+                queue: Arc::clone(&self.queue),
+                socket: Arc::clone(&self.socket),
+                peers: Arc::clone(&self.peers),
+                table: Arc::clone(&self.table),
+                gauges: Arc::clone(&self.gauges),
+                addr: reach(self.addr),
+                retry_after,
+            },
+            fire,
+        )
     }
 
     /// Stops accepting, and returns once no new connection can get in; `between` runs once

@@ -31,7 +31,7 @@ use tiny_http::Request;
 use super::gauges::Gauges;
 use super::peers::Peers;
 use crate::error::Error;
-use crate::shutdown::helper::Helper;
+use crate::shutdown::helper::{Helper, Stop};
 use crate::shutdown::latch::Latch;
 
 /// How long a thread moving a dead generation's requests into a full waiting room waits
@@ -478,7 +478,7 @@ impl Queue {
     }
 
     /// A dead generation's thread: moves what its connections still send into the room.
-    fn move_into_room(&self, gen: &Generation, stop: &Latch) {
+    fn move_into_room(&self, gen: &Generation, stop: &Stop) {
         while !stop.is_open() {
             let received = gen.http.recv();
             let Some(mut request) = self.received(gen, received) else {

@@ -22,8 +22,8 @@ use tiny_http::Request;
 
 use super::queue::Queue;
 use crate::error::Error;
-use crate::shutdown::helper::Helper;
-use crate::shutdown::latch::Latch;
+use crate::shutdown::helper::{Helper, Stop};
+use crate::shutdown::trigger::Listener;
 
 /// How long every worker must stay busy, none freed, before the shedder takes requests into
 /// the room. Set with `cargo bench --bench shutdown` (2026-11-24), but no figure for it
@@ -102,7 +102,8 @@ pub(crate) struct Shedder {
 }
 
 impl Shedder {
-    /// Starts the shedder thread; `shed` answers a request the room has no place for.
+    /// Starts the shedder thread, until [`Shedder::stop`], or until `fire` fires if given;
+    /// `shed` answers a request the room has no place for.
     ///
     /// # Errors
     ///
@@ -111,8 +112,9 @@ impl Shedder {
         queue: Arc<Queue>,
         occupancy: Arc<Occupancy>,
         shed: impl Fn(Request) + Send + 'static,
+        fire: Option<Listener>,
     ) -> Result<Shedder, Error> {
-        let helper = Helper::start("lameduck-shedder", move |stop| {
+        let helper = Helper::start_until("lameduck-shedder", fire, move |stop| {
             run(&queue, &occupancy, &shed, stop);
         })?;
         Ok(Shedder { helper })
@@ -126,11 +128,13 @@ impl Shedder {
     }
 }
 
-fn run(queue: &Queue, occupancy: &Occupancy, shed: &dyn Fn(Request), stop: &Latch) {
+fn run(queue: &Queue, occupancy: &Occupancy, shed: &dyn Fn(Request), stop: &Stop) {
+    let (asked, fire) = stop.receivers();
     loop {
         select! {
             recv(occupancy.all_busy_rx) -> _ => {}
-            recv(stop.receiver()) -> _ => return,
+            recv(asked) -> _ => return,
+            recv(fire) -> _ => return,
         }
         // Every worker busy for a moment is the normal state of a loaded server; overload is
         // every worker busy, with none freed, for a while.

@@ -31,8 +31,8 @@ use super::queue::Queue;
 use super::rescue::{self, CONNECT_TIMEOUT, RESCUE_WAIT};
 use super::socket::Socket;
 use crate::error::Error;
-use crate::shutdown::helper::Helper;
-use crate::shutdown::latch::Latch;
+use crate::shutdown::helper::{Helper, Stop};
+use crate::shutdown::trigger::Listener;
 
 /// While connections come, how often the supervisor looks at the connection table, at most:
 /// after a look that found another number of connections open than the one before, or a new
@@ -110,13 +110,15 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts supervising until [`Supervisor::stop`].
+    /// Starts supervising until [`Supervisor::stop`], or until `fire` fires if given.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] if the thread could not be started.
-    pub(crate) fn start(watched: Watched) -> Result<Supervisor, Error> {
-        let helper = Helper::start("lameduck-supervisor", move |stop| supervise(&watched, stop))?;
+    pub(crate) fn start(watched: Watched, fire: Option<Listener>) -> Result<Supervisor, Error> {
+        let helper = Helper::start_until("lameduck-supervisor", fire, move |stop| {
+            supervise(&watched, stop);
+        })?;
         Ok(Supervisor { helper })
     }
 
@@ -133,7 +135,8 @@ impl Supervisor {
     }
 }
 
-fn supervise(w: &Watched, stop: &Latch) {
+fn supervise(w: &Watched, stop: &Stop) {
+    let (asked, fire) = stop.receivers();
     let with_table = lock(&w.table).is_some();
     let never = crossbeam_channel::never();
     let mut pinged = Instant::now();
@@ -158,7 +161,8 @@ fn supervise(w: &Watched, stop: &Latch) {
             &never
         };
         select! {
-            recv(stop.receiver()) -> _ => return,
+            recv(asked) -> _ => return,
+            recv(fire) -> _ => return,
             recv(w.queue.deaths()) -> dead => {
                 if dead.is_ok_and(|n| n == w.queue.current().number()) {
                     restart(w, stop);
@@ -213,7 +217,7 @@ fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
 
 /// Starts a new generation after the current one's accept loop died; sheds the backlog with
 /// 503s until it can (descriptors free again), or until stopped.
-fn restart(w: &Watched, stop: &Latch) {
+fn restart(w: &Watched, stop: &Stop) {
     let mut shed = 0;
     let mut reported = false;
     while !stop.is_open() {
