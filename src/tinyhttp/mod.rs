@@ -301,7 +301,9 @@ impl Http {
     fn rescue_before_stop(&self, deadline: Instant, shed: &dyn Fn(Request)) {
         let addr = reach(self.addr);
         let from_table = lock(&self.table).as_mut().map(|table| {
-            rescue::rescue_from_table(table, deadline, &mut |n| rescue::kicks(addr, n))
+            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut |n| {
+                rescue::kicks(addr, n)
+            })
         });
         match from_table {
             Some(Ok(_)) => return,
@@ -416,7 +418,9 @@ impl Http {
             return;
         }
         let mut kick = |n| lock(&self.socket).kick_through_seal(n);
-        if let Ok(rescued) = rescue::rescue_from_table(table, deadline, &mut kick) {
+        if let Ok(rescued) =
+            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut kick)
+        {
             self.none_left
                 .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);
             if rescued.none_open {

@@ -209,8 +209,10 @@ fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
     let mut table = lock(&w.table);
     let table = table.as_mut()?;
     let until = Instant::now() + RESCUE_BOUND;
-    let rescued =
-        rescue::rescue_from_table(table, until, &mut |n| rescue::kicks(w.addr, n)).ok()?;
+    let rescued = rescue::rescue_from_table(table, until, rescue::Pace::Serving, &mut |n| {
+        rescue::kicks(w.addr, n)
+    })
+    .ok()?;
     w.gauges.saw_open(rescued.open);
     Some(rescued)
 }
@@ -281,7 +283,9 @@ fn accept_loop_answers(w: &Watched) -> bool {
                 Some(table) => {
                     let until = Instant::now() + RESCUE_BOUND;
                     let _ =
-                        rescue::rescue_from_table(table, until, &mut |n| rescue::kicks(w.addr, n));
+                        rescue::rescue_from_table(table, until, rescue::Pace::Serving, &mut |n| {
+                            rescue::kicks(w.addr, n)
+                        });
                 }
                 None => {
                     rescue::rescue(w.addr, &w.peers, &|| true);
