@@ -288,17 +288,34 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
     })
 }
 
+/// The most descriptors [`own_sockets`] looks at: three system calls for each socket
+/// cost more than a dump of the table (a millisecond) beyond a few hundred.
+const MOST_DESCRIPTORS: usize = 256;
+
 /// This process's sockets: the descriptors in `/proc/self/fd`, each looked at through
 /// its number (three system calls, where reading the link is a walk through `/proc`).
-/// `None` if the descriptors cannot be listed. A descriptor closed meanwhile is left out;
-/// one opened meanwhile may be: the caller makes sure no connection can be accepted while
-/// this reads ([`Table::none_open`]).
+/// `None` if the descriptors cannot be listed, or if there are more than
+/// [`MOST_DESCRIPTORS`]. A descriptor closed meanwhile is left out; one opened meanwhile
+/// may be: the caller makes sure no connection can be accepted while this reads
+/// ([`Table::none_open`]).
 ///
 /// [`Table::none_open`]: super::Table::none_open
 fn own_sockets() -> Option<Vec<OwnSocket>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut fds = Vec::new();
+    for entry in dir {
+        if fds.len() == MOST_DESCRIPTORS {
+            return None;
+        }
+        if let Some(fd) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str()?.parse().ok())
+        {
+            fds.push(fd);
+        }
+    }
     Some(
-        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        fds.into_iter()
             .filter_map(crate::os::unix::socket_at)
             .collect(),
     )
