@@ -8,7 +8,12 @@
 //! takes what the backlog holds, and only then is the socket closed. A client whose SYN was
 //! dropped sends it again after a second (TCP's initial retransmission timeout) and is
 //! refused, or reaches a restarted server on the same port. The socket stays sealed for a
-//! few milliseconds. Where it cannot be sealed, it is closed once every connection accepted
+//! few milliseconds. Before it closes, the connection table shows what the backlog still
+//! holds and which connection waits for a thread; a server with no connection at all is
+//! told apart without the table (`Table::none_open`: the backlog from one lookup of the
+//! listening socket, accepted connections from the process's descriptors), and a handshake
+//! still under way then (the client's last ACK not yet in) is not waited for: it is reset
+//! as the socket closes. On loopback a handshake completes within the client's `connect`. Where it cannot be sealed, it is closed once every connection accepted
 //! so far has a thread, and the backlog's connections at that instant are reset, as with
 //! Go's `Shutdown`.
 //!
