@@ -167,22 +167,15 @@ pub(crate) fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::R
     child
 }
 
-/// What descriptor `fd`, a number from `/proc/self/fd` (Linux), is if it is a socket: its
-/// inode and, for a connected TCP socket, its two ends. `None` if it is not a socket (or
-/// was closed meanwhile).
+/// The two ends of the TCP connection on descriptor `fd`, a number from `/proc/self/fd`
+/// (Linux): `None` if it is not a connected TCP socket (a listener, a Unix socket, closed
+/// meanwhile).
 ///
 /// The number is only read from: a descriptor another thread closes meanwhile, or one
-/// opened again under the same number, gives `None` or that other socket, which the caller
-/// allows for (`tinyhttp/connections/linux.rs`).
+/// opened again under the same number, gives `None` or the ends of that other socket, which
+/// the caller allows for (`tinyhttp/connections/linux.rs`).
 #[cfg(target_os = "linux")]
-pub(crate) fn socket_at(fd: RawFd) -> Option<OwnSocket> {
-    // SAFETY: `fstat` writes one `stat` into the zeroed one given, and reads nothing else;
-    // a number not open makes it fail, which is an answer here.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut stat) } != 0 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return None;
-    }
+pub(crate) fn tcp_ends(fd: RawFd) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
     let end = |get: unsafe extern "C" fn(
         libc::c_int,
         *mut libc::sockaddr,
@@ -204,20 +197,7 @@ pub(crate) fn socket_at(fd: RawFd) -> Option<OwnSocket> {
         .ok()?;
         addr.as_socket()
     };
-    Some(OwnSocket {
-        inode: stat.st_ino,
-        ends: end(libc::getsockname).zip(end(libc::getpeername)),
-    })
-}
-
-/// One of this process's sockets ([`socket_at`]).
-#[cfg(target_os = "linux")]
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OwnSocket {
-    /// Its inode: what the kernel's table of connections names it by.
-    pub(crate) inode: u64,
-    /// Its local end and its peer's, if it is a connected TCP socket.
-    pub(crate) ends: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    Some((end(libc::getsockname)?, end(libc::getpeername)?))
 }
 
 #[cfg(test)]

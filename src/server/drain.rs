@@ -67,8 +67,9 @@ pub(super) struct Helpers {
 
 impl Helpers {
     /// Starts both. Without a lame-duck delay they end at `fire` on their own, side by
-    /// side with the server's thread (which waits for them as the stop begins); with one
-    /// they go on while the server serves, until asked.
+    /// side with the server's thread (which waits for them as the stop begins), once a
+    /// rescue or ping under way, or the shedder's lead, is over; with one they go on while
+    /// the server serves, until asked.
     pub(super) fn start(shared: &Arc<Shared>, fire: &Listener) -> Helpers {
         let until = shared.config.lame_duck.is_zero().then(|| fire.clone());
         let supervisor = shared
@@ -231,6 +232,13 @@ impl<'a> Shutdown<'a> {
         shared.live.phases.enter(Phase::Draining);
         if self.idle() {
             return true;
+        }
+        if shared.http.none_left() {
+            // No connection, but not idle after all (a worker between two requests): the
+            // socket, left sealed for the workers' end, closes now, so that no response
+            // waits for it through the drain.
+            shared.http.end_accept_loop();
+            shared.live.phases.socket_closed();
         }
         let lead = shared.http.queue().lead();
         shared.live.occupancy.wake_on_end(true);

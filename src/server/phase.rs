@@ -48,7 +48,8 @@ pub enum Phase {
     LameDuck,
     /// The socket is closing: no new connection gets in.
     Stopping,
-    /// The socket is closed; what the server holds is served.
+    /// The socket is closed (an idle server's stays sealed until its workers end); what the
+    /// server holds is served.
     Draining,
     /// The deadline passed with work left: waiting requests are answered 503, handlers
     /// still running are left to the report.

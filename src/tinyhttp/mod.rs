@@ -74,7 +74,8 @@ pub(crate) struct Http {
     peers: Arc<Peers>,
     /// The OS's table of the connections on the port, where there is one.
     table: Arc<Mutex<Option<Table>>>,
-    /// The stop found no connection, and none can come: the drain need not look.
+    /// The stop found no connection, and none can come (but what its look cannot see: see
+    /// `Table::none_open`): the drain need not look.
     none_left: std::sync::atomic::AtomicBool,
     /// Set by a hand-off: opens when tiny_http's accept loop has ended. Until then it may
     /// still accept a connection from the socket's backlog, which the drain must wait for.

@@ -242,8 +242,9 @@ struct Watch {
     /// In the listening socket's backlog at the first look: the rescue waits until they are
     /// accepted.
     backlog: Vec<SocketAddr>,
-    /// In the backlog at the last look: one still there at the next shows an accept loop
-    /// that is behind (a burst), whose connections the rescue waits for too.
+    /// Established in the backlog at the last look: one still there at the next shows an
+    /// accept loop that is behind (a burst), whose connections the rescue waits for too. (A
+    /// handshake under way for that long only shows a distant client.)
     behind: HashSet<SocketAddr>,
     /// Unread at the first look: each must be seen read (or kicked for, then read).
     suspects: HashSet<SocketAddr>,
@@ -269,7 +270,7 @@ impl Watch {
             |keep: fn(&Connection) -> bool| first.iter().filter(move |c| keep(c)).map(|c| c.peer);
         Watch {
             backlog: peers(in_backlog).collect(),
-            behind: peers(in_backlog).collect(),
+            behind: peers(awaiting_accept).collect(),
             suspects: peers(unread).collect(),
             accepted: peers(|c| c.accepted).collect(),
             waiting_since: HashMap::new(),
@@ -312,11 +313,12 @@ impl Watch {
             }
         }
         let accepting = conns.iter().any(|c| {
-            in_backlog(c) && (self.backlog.contains(&c.peer) || self.behind.contains(&c.peer))
+            (in_backlog(c) && self.backlog.contains(&c.peer))
+                || (awaiting_accept(c) && self.behind.contains(&c.peer))
         });
         self.behind = conns
             .iter()
-            .filter(|c| in_backlog(c))
+            .filter(|c| awaiting_accept(c))
             .map(|c| c.peer)
             .collect();
         let starved = self
@@ -391,6 +393,11 @@ fn kick(addr: SocketAddr) -> bool {
             false
         }
     }
+}
+
+/// Established and in the listening socket's backlog: the accept loop's to take.
+fn awaiting_accept(c: &Connection) -> bool {
+    c.established && !c.accepted
 }
 
 /// In the listening socket's backlog, or on its way there (its handshake under way).

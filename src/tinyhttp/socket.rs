@@ -12,8 +12,9 @@
 //! holds and which connection waits for a thread; a server with no connection at all is
 //! told apart without the table (`Table::none_open`: the backlog from one lookup of the
 //! listening socket, accepted connections from the process's descriptors), and a handshake
-//! still under way then (the client's last ACK not yet in) is not waited for: it is reset
-//! as the socket closes. On loopback a handshake completes within the client's `connect`. Where it cannot be sealed, it is closed once every connection accepted
+//! still under way then (the client's last ACK not yet in) is not waited for: it is reset as
+//! the socket closes, or, if it completes before, its request is answered 503 by the late
+//! responder. On loopback a handshake completes within the client's `connect`. Where it cannot be sealed, it is closed once every connection accepted
 //! so far has a thread, and the backlog's connections at that instant are reset, as with
 //! Go's `Shutdown`.
 //!

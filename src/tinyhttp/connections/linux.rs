@@ -16,7 +16,6 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Connection;
-use crate::os::unix::OwnSocket;
 
 const AF_NETLINK: i32 = 16;
 const NETLINK_SOCK_DIAG: i32 = 4;
@@ -143,7 +142,7 @@ impl SockDiag {
         let Some(own) = own_sockets() else {
             return Ok(false);
         };
-        let ours = own.iter().any(|s| s.inode == u64::from(listening.inode));
+        let ours = own.iter().any(|s| s.inode == listening.inode);
         let on_port = |end: SocketAddr| {
             end.port() == self.local.port()
                 && (self.local.ip().is_unspecified() || same_ip(end.ip(), self.local.ip()))
@@ -288,37 +287,52 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
     })
 }
 
-/// The most descriptors [`own_sockets`] looks at: three system calls for each socket
+/// The most descriptors [`own_sockets`] looks at: a link and two system calls for each
 /// cost more than a dump of the table (a millisecond) beyond a few hundred.
 const MOST_DESCRIPTORS: usize = 256;
 
-/// This process's sockets: the descriptors in `/proc/self/fd`, each looked at through
-/// its number (three system calls, where reading the link is a walk through `/proc`).
-/// `None` if the descriptors cannot be listed, or if there are more than
-/// [`MOST_DESCRIPTORS`]. A descriptor closed meanwhile is left out; one opened meanwhile
-/// may be: the caller makes sure no connection can be accepted while this reads
-/// ([`Table::none_open`]).
+/// One of this process's sockets.
+struct OwnSocket {
+    /// Its inode: what the kernel's table names it by.
+    inode: u32,
+    /// Its local end and its peer's, if it is a connected TCP socket.
+    ends: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// This process's sockets: the links in `/proc/self/fd` that name one (`socket:[12345]`,
+/// read without touching any file system: `fstat` on a file of a network file system could
+/// wait for its server), and the two ends of each. `None` if the descriptors cannot be
+/// listed, or if there are more than [`MOST_DESCRIPTORS`]. A descriptor closed meanwhile is
+/// left out; one opened meanwhile may be (see [`Table::none_open`]).
 ///
 /// [`Table::none_open`]: super::Table::none_open
 fn own_sockets() -> Option<Vec<OwnSocket>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    let mut fds = Vec::new();
-    for entry in dir {
-        if fds.len() == MOST_DESCRIPTORS {
+    let mut sockets = Vec::new();
+    for (n, entry) in dir.enumerate() {
+        if n == MOST_DESCRIPTORS {
             return None;
         }
-        if let Some(fd) = entry
-            .ok()
-            .and_then(|e| e.file_name().to_str()?.parse().ok())
-        {
-            fds.push(fd);
-        }
+        let Ok(entry) = entry else { continue };
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // Fails for a descriptor closed meanwhile (the directory's own among them).
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let Some(inode) = link
+            .to_str()
+            .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+        else {
+            continue;
+        };
+        sockets.push(OwnSocket {
+            inode,
+            ends: crate::os::unix::tcp_ends(fd),
+        });
     }
-    Some(
-        fds.into_iter()
-            .filter_map(crate::os::unix::socket_at)
-            .collect(),
-    )
+    Some(sockets)
 }
 
 /// The inodes of this process's sockets, from the links in `/proc/self/fd`
