@@ -169,7 +169,8 @@
 //!   still served; a new one when it died.
 //! - `connections.rs` (`connections/linux.rs`), `peers.rs` — the OS's table of connections
 //!   and what lameduck knows of each client: the states above.
-//! - `supervisor.rs`, `rescue.rs` — connections tiny_http leaves without a thread, freed.
+//! - `supervisor.rs`, `rescue.rs`, `threads.rs` — connections tiny_http leaves without a
+//!   thread, found by counting its threads, and freed.
 //! - `framing.rs` — requests whose framing is ambiguous (request smuggling), refused.
 //! - `shedder.rs` — the bound on waiting requests; `late_responder.rs` — the 503 after the
 //!   drain; `gauges.rs` — the waiting requests and the connections last seen, for

@@ -11,7 +11,7 @@
 //! | Many threads blocking in its one queue; `unblock` wakes one of them, whichever; a timed receive can take the wake-up of a push and leave the request for nobody. | Idle workers block in its queue while the server serves (a request wakes one); a thread of lameduck's that must take the queue over turns the workers out first, waking each still inside with an `unblock` of its own, and then receives alone. | `queue.rs` |
 //! | Its accept loop stops only when its `Server` is dropped, which loses the queued requests. | lameduck keeps a clone of the listening socket, makes it non-blocking and connects once: the loop ends on `WouldBlock`, the socket closes, the queue is still served. Before that (Linux) the socket is sealed, so that what its backlog holds is accepted, not reset. | `socket.rs` |
 //! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue, or a ping every 300 ms that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
-//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. | Kicks (connections to itself that close at once) free them: in the background when new connections were seen, and before the socket closes at shutdown, from the OS's connection table where there is one. | `rescue.rs`, `connections.rs` |
+//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. | Kicks (connections to itself that close at once) free them: in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `rescue.rs`, `threads.rs`, `connections.rs` |
 //! | Its queue is unbounded and shows nothing of its length. | While every worker is busy, the shedder becomes the receiver and bounds the waiting requests; 503 beyond. | `shedder.rs` |
 //! | It shows nothing of its connections: a request on its way, an idle keep-alive connection and a deadlocked one look alike (nothing in the queue). | The OS's table of the connections on the port (Linux), held against when each client's last request came out: the drain waits for requests on their way, lingers for idle connections, gives up on stuck ones. | `connections.rs`, `peers.rs` |
 //! | No idle or read timeout: an idle keep-alive connection cannot be closed, and holds a thread. | Every response after the fire says `Connection: close`; the drain waits the idle linger for a request on an idle connection; after the drain, requests still arriving get `503` + `Connection: close` while the value `run` returned lives. | `late_responder.rs` |
@@ -37,6 +37,7 @@ pub(crate) mod response;
 mod shedder;
 mod socket;
 mod supervisor;
+mod threads;
 
 pub use body::{read_body, Body};
 pub(crate) use gauges::Gauges;
@@ -60,6 +61,7 @@ use connections::Table;
 use peers::Peers;
 use socket::{reach, Socket};
 use supervisor::Watched;
+use threads::{PoolName, Threads};
 
 use crate::error::Error;
 use crate::restart::baton::Baton;
@@ -85,6 +87,8 @@ pub(crate) struct Http {
     /// The room's count and the connections last seen, for stats.
     gauges: Arc<Gauges>,
     addr: SocketAddr,
+    /// The name tiny_http's threads bear (`threads.rs`).
+    pool_name: PoolName,
 }
 
 impl Http {
@@ -123,7 +127,8 @@ impl Http {
         let clone = listener
             .try_clone()
             .map_err(|e| Error::Listener("clone the listener", e))?;
-        let http = tiny_http::Server::from_listener(listener, None).map_err(Error::Start)?;
+        let pool_name = PoolName::new();
+        let http = pool_name.start(listener).map_err(Error::Start)?;
         let table = match Table::open(addr) {
             Ok(table) => Some(table),
             Err(e) => {
@@ -140,7 +145,8 @@ impl Http {
                 Arc::clone(&peers),
                 Arc::clone(&gauges),
             )),
-            socket: Arc::new(Mutex::new(Socket::new(clone, addr))),
+            socket: Arc::new(Mutex::new(Socket::new(clone, addr, pool_name.clone()))),
+            pool_name,
             peers,
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
@@ -183,6 +189,7 @@ impl Http {
                 socket: Arc::clone(&self.socket),
                 peers: Arc::clone(&self.peers),
                 table: Arc::clone(&self.table),
+                threads: Mutex::new(Threads::new(self.pool_name.clone())),
                 gauges: Arc::clone(&self.gauges),
                 addr: reach(self.addr),
                 retry_after,
@@ -302,9 +309,13 @@ impl Http {
     fn rescue_before_stop(&self, deadline: Instant, shed: &dyn Fn(Request)) {
         let addr = reach(self.addr);
         let from_table = lock(&self.table).as_mut().map(|table| {
-            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut |n| {
-                rescue::kicks(addr, n)
-            })
+            rescue::rescue_from_table(
+                table,
+                deadline,
+                rescue::Pace::Stop,
+                &mut || None,
+                &mut |n| rescue::kicks(addr, n),
+            )
         });
         match from_table {
             Some(Ok(_)) => return,
@@ -420,7 +431,7 @@ impl Http {
         }
         let mut kick = |n| lock(&self.socket).kick_through_seal(n);
         if let Ok(rescued) =
-            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut kick)
+            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut || None, &mut kick)
         {
             self.none_left
                 .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);

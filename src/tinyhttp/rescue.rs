@@ -2,9 +2,10 @@
 //! them one.
 //!
 //! tiny_http runs each connection as a task in its own thread pool. When connections
-//! arrive in a burst, the pool still counts threads it has just woken as idle, queues the
-//! next tasks for them, and ends up with tasks queued and no thread left to run them
-//! (measured: of 64 keep-alive connections opened at once, 60 waited). A queued task runs
+//! arrive in a burst, the pool still counts threads it has just woken as idle until they
+//! run, queues the next tasks for them, and ends up with tasks queued and no thread left to
+//! run them (measured: of 64 keep-alive connections opened at once, 60 waited; with both
+//! cores busy a woken thread can take tens of milliseconds to run, and of 256, 112 waited). A queued task runs
 //! only when some thread comes back for it: when another connection closes, which for a
 //! keep-alive client can be minutes. Its request is not even read, and a shutdown then
 //! would lose it.
@@ -17,9 +18,11 @@
 //! kicks again for as long as each kick is followed by such a request.
 //!
 //! The supervisor thread (`supervisor.rs`) starts a rescue when new connections were seen
-//! (a burst always gets some served) and now and then anyway. Right before the socket
-//! closes at shutdown one more runs: from the OS's connection table where there is one
-//! ([`rescue_from_table`]: it kicks exactly while some connection has bytes waiting unread),
+//! (a burst always gets some served) and now and then anyway: from the OS's connection table
+//! where there is one ([`rescue_from_table`]: it kicks for as many connections as it finds
+//! accepted beyond tiny_http's threads, counted by `threads.rs`). Right before the socket
+//! closes at shutdown one more runs: from the table where there is one (there it kicks for
+//! every connection with bytes left unread: a needless kick then costs nothing),
 //! otherwise timed ([`rescue_briefly`]: it kicks even while connections come and go, and
 //! takes freed requests from the queue itself). Kicks never reach a handler.
 
@@ -123,10 +126,12 @@ pub(super) const TABLE_RESCUE_BOUND: Duration = Duration::from_millis(500);
 /// [`TABLE_POLL`]). With it, `tests/burst_shutdown.rs` beside a CPU hog passed 25 of 25.
 const STARVED_AFTER: Duration = Duration::from_millis(2);
 
-/// A kick is expected to free one starved connection within this time; until then it is
-/// not repeated for the same need. Longer than a freed thread takes to run with every core
-/// busy, most of the time; a kick repeated too early only costs a connection that closes.
-/// Not measured for this rescue: the same 20 ms as [`BRIEF_WAIT_MAX`], the timed rescue's
+/// A kick is expected to free one starved connection within this time; until then, and
+/// while its connection is still in the table (no thread has ended it yet), it is not
+/// repeated for the same need. Kicks accepted while tiny_http's pool still counts a woken
+/// thread as waiting are queued behind the connections they were for, and free nothing
+/// until a thread comes back: the bound keeps such kicks from holding back new ones. Not
+/// measured for this rescue: the same 20 ms as [`BRIEF_WAIT_MAX`], the timed rescue's
 /// longest wait for a freed request beside busy cores.
 const KICK_EXPIRY: Duration = Duration::from_millis(20);
 
@@ -148,13 +153,24 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// thread); bytes that arrive later on a connection accepted before, and are read within
 /// [`STARVED_AFTER`] (a loaded server's ordinary traffic), hold nothing.
 /// No kick at all while no connection has bytes unread that long; `kick(n)` kicks `n` times
-/// and says how many went through. Returns what it saw, or the table's error (the caller then
-/// falls back to the timed rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
+/// and returns the client ends of those that went through.
+///
+/// Where `pool` counts tiny_http's pool threads (`threads.rs`), bytes left unread are not
+/// enough: it kicks only for the connections accepted beyond the pool's threads, which are
+/// queued with no thread (the others' threads have not run yet, and a kick for them would
+/// only add a thread to the ones the CPU is already behind with). The accept thread may
+/// hold one connection it has not handed on yet, so the last of them is kicked for only
+/// when two looks in a row show it. Such a rescue ends as soon as no connection is queued
+/// and the accept loop has settled.
+///
+/// Returns what it saw, or the table's error (the caller then falls back to the timed
+/// rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
 pub(crate) fn rescue_from_table(
     table: &mut Table,
     until: Instant,
     pace: Pace,
-    kick: &mut dyn FnMut(usize) -> usize,
+    pool: &mut dyn FnMut() -> Option<usize>,
+    kick: &mut dyn FnMut(usize) -> Vec<SocketAddr>,
 ) -> io::Result<Rescued> {
     let start = Instant::now();
     let until = until.min(start + TABLE_RESCUE_BOUND);
@@ -170,11 +186,14 @@ pub(crate) fn rescue_from_table(
         });
     }
     let mut watch = Watch::new(&conns);
-    let mut recent_kicks = std::collections::VecDeque::<Instant>::new();
+    // Kicks not yet taken by a thread (their connections are still in the table), and when
+    // each was made.
+    let mut in_flight = HashMap::<SocketAddr, Instant>::new();
     let mut kicks = 0usize;
+    let mut last_beyond = None;
     loop {
         let now = Instant::now();
-        let Some(starved) = watch.look(&conns, now) else {
+        let Some(look) = watch.look(&conns, now) else {
             log::trace!(
                 "rescue ends after {:?}: {} unread, {} accepted, {} connections",
                 now - start,
@@ -184,6 +203,37 @@ pub(crate) fn rescue_from_table(
             );
             break;
         };
+        in_flight
+            .retain(|kick, at| now - *at < KICK_EXPIRY && conns.iter().any(|c| c.peer == *kick));
+        let mut starved = look.starved;
+        if look.unread > 0 {
+            if let Some(threads) = pool() {
+                let beyond = conns
+                    .iter()
+                    .filter(|c| c.accepted)
+                    .count()
+                    .saturating_sub(threads);
+                // The accept thread may hold one it has not handed on yet: the last one only
+                // when two looks show it.
+                let queued = beyond
+                    .saturating_sub(1)
+                    .max(beyond.min(last_beyond.unwrap_or(0)));
+                last_beyond = Some(beyond);
+                log::trace!(
+                    "rescue: {} unread, {queued} queued ({beyond} accepted beyond {threads} pool \
+                     threads), {} kicks in flight",
+                    look.unread,
+                    in_flight.len()
+                );
+                // Never more than show bytes unread: the count cannot tell this process's
+                // connections from those of another sharing the port (an upgrade).
+                starved = look.unread.min(queued);
+                if starved == 0 && look.settled && beyond == 0 {
+                    // The rest have threads, slow to run: not the rescue's to wait for.
+                    break;
+                }
+            }
+        }
         if now >= until || kicks >= MAX_KICKS {
             if starved > 0 {
                 log::warn!(
@@ -194,15 +244,10 @@ pub(crate) fn rescue_from_table(
             }
             break;
         }
-        while recent_kicks
-            .front()
-            .is_some_and(|&at| now - at >= KICK_EXPIRY)
-        {
-            recent_kicks.pop_front();
-        }
-        let kicked = kick(starved.saturating_sub(recent_kicks.len()));
-        kicks += kicked;
-        recent_kicks.extend(std::iter::repeat(now).take(kicked));
+        let kicked = kick(starved.saturating_sub(in_flight.len()));
+        watch.kicked(kicked.len());
+        kicks += kicked.len();
+        in_flight.extend(kicked.into_iter().map(|kick| (kick, now)));
         match pace {
             Pace::Stop => {
                 std::thread::sleep(TABLE_POLL);
@@ -217,9 +262,12 @@ pub(crate) fn rescue_from_table(
     if kicks > 0 {
         log::debug!(
             "rescue: {} connections were waiting for a thread (tiny_http), the longest for \
-             {:.1} ms; {kicks} kicks",
+             {:.1} ms; {kicks} kicks; {} more were read late (threads slow to run), the last \
+             after {:.1} ms",
             watch.freed,
-            watch.longest.as_secs_f64() * 1e3
+            watch.longest.as_secs_f64() * 1e3,
+            watch.late,
+            watch.latest.as_secs_f64() * 1e3
         );
     }
     Ok(Rescued {
@@ -235,6 +283,20 @@ struct Waiting {
     seen: Instant,
     arrived: Instant,
     received: Option<u64>,
+    /// A kick was made for it.
+    kicked: bool,
+}
+
+/// What one look of a rescue from the table found.
+#[derive(Clone, Copy)]
+struct Look {
+    /// Connections with bytes unread for [`STARVED_AFTER`].
+    starved: usize,
+    /// Connections with bytes unread, none ever read.
+    unread: usize,
+    /// No connection left to accept: what the accept loop took at the last look was all,
+    /// and it took none for [`STARVED_AFTER`].
+    settled: bool,
 }
 
 /// What a rescue from the table keeps from one look to the next.
@@ -257,11 +319,16 @@ struct Watch {
     waiting_since: HashMap<SocketAddr, Waiting>,
     /// When a connection was last seen accepted for the first time.
     last_accept: Instant,
-    /// Connections seen waiting, then read (or gone).
+    /// Connections kicked for, then seen read (or gone).
     freed: usize,
     /// The longest any of those waited, from its bytes' arrival (as the OS dates it) until
     /// it was seen read.
     longest: Duration,
+    /// Connections seen waiting, then read without a kick for them: their threads were
+    /// slow to run.
+    late: usize,
+    /// The longest any of those waited.
+    latest: Duration,
 }
 
 impl Watch {
@@ -277,20 +344,40 @@ impl Watch {
             last_accept: Instant::now(),
             freed: 0,
             longest: Duration::ZERO,
+            late: 0,
+            latest: Duration::ZERO,
+        }
+    }
+
+    /// `n` kicks were made: they are for the connections waiting longest (tiny_http's pool
+    /// runs what it queued first first) not kicked for yet.
+    fn kicked(&mut self, n: usize) {
+        let mut waiting: Vec<&mut Waiting> = self
+            .waiting_since
+            .values_mut()
+            .filter(|w| !w.kicked)
+            .collect();
+        waiting.sort_by_key(|w| w.arrived);
+        for w in waiting.into_iter().take(n) {
+            w.kicked = true;
         }
     }
 
     /// Takes in one look at the table: how many connections are starved (bytes unread for
-    /// [`STARVED_AFTER`]), or `None` once nothing is left to rescue: none starved, none of
+    /// [`STARVED_AFTER`]) and whether the accept loop has settled, or `None` once nothing
+    /// is left to rescue: none starved, none of
     /// the first look's unread still waiting, the first look's backlog accepted, none left
     /// in the backlog since the last look, and no connection accepted for [`STARVED_AFTER`].
-    fn look(&mut self, conns: &[Connection], now: Instant) -> Option<usize> {
+    fn look(&mut self, conns: &[Connection], now: Instant) -> Option<Look> {
         // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
         self.waiting_since.retain(|peer, waiting| {
             let waits = conns.iter().find(|c| c.peer == *peer).map_or(true, unread);
-            if !waits {
+            if !waits && waiting.kicked {
                 self.freed += 1;
                 self.longest = self.longest.max(now - waiting.arrived);
+            } else if !waits {
+                self.late += 1;
+                self.latest = self.latest.max(now - waiting.arrived);
             }
             waits
         });
@@ -301,10 +388,14 @@ impl Watch {
                     .checked_sub(c.quiet_for.unwrap_or_default())
                     .unwrap_or(now),
                 received: c.received,
+                kicked: false,
             };
             let waiting = self.waiting_since.entry(c.peer).or_insert(seen);
             if waiting.received != c.received {
-                *waiting = seen;
+                *waiting = Waiting {
+                    kicked: waiting.kicked,
+                    ..seen
+                };
             }
         }
         for c in conns.iter().filter(|c| c.accepted) {
@@ -327,11 +418,15 @@ impl Watch {
             .filter(|w| now - w.seen >= STARVED_AFTER)
             .count();
         let suspected = self.waiting_since.keys().any(|p| self.suspects.contains(p));
-        let settled = now - self.last_accept >= STARVED_AFTER;
-        if starved == 0 && !suspected && !accepting && settled {
+        let settled = !accepting && now - self.last_accept >= STARVED_AFTER;
+        if starved == 0 && !suspected && settled {
             None
         } else {
-            Some(starved)
+            Some(Look {
+                starved,
+                unread: self.waiting_since.len(),
+                settled,
+            })
         }
     }
 }
@@ -376,21 +471,19 @@ pub(crate) struct Rescued {
 /// that came faster would only queue behind it. (Started all at once and waited for
 /// together, they left more connections waiting: `--only latency`-like runs at 256
 /// connections, 2026-12-02.)
-pub(crate) fn kicks(addr: SocketAddr, n: usize) -> usize {
-    (0..n).take_while(|_| kick(addr)).count()
+pub(crate) fn kicks(addr: SocketAddr, n: usize) -> Vec<SocketAddr> {
+    (0..n).map_while(|_| kick(addr)).collect()
 }
 
 /// A connection to ourselves that closes at once: tiny_http gives it a thread, which, once
-/// it has read the end of it, takes the next connection queued for a thread.
-fn kick(addr: SocketAddr) -> bool {
+/// it has read the end of it, takes the next connection queued for a thread. Returns its
+/// client end's address, if it went through.
+fn kick(addr: SocketAddr) -> Option<SocketAddr> {
     match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-        Ok(kick) => {
-            drop(kick);
-            true
-        }
+        Ok(kick) => kick.local_addr().ok().or(Some(addr)),
         Err(e) => {
             log::debug!("rescue: kick to {addr} failed: {e}");
-            false
+            None
         }
     }
 }
@@ -541,9 +634,9 @@ mod tests {
         reader.read_exact(&mut [0; REQUEST.len()]).unwrap();
         shown(&mut table, served.local_addr().unwrap(), 0);
         let mut asked = Vec::new();
-        rescue_from_table(&mut table, until, Pace::Stop, &mut |n| {
+        rescue_from_table(&mut table, until, Pace::Stop, &mut || None, &mut |n| {
             asked.push(n);
-            0
+            Vec::new()
         })
         .unwrap();
         assert_eq!(
@@ -562,12 +655,13 @@ mod tests {
             REQUEST.len() as u32,
         );
         let mut kicked = 0;
-        rescue_from_table(&mut table, until, Pace::Stop, &mut |n| {
+        rescue_from_table(&mut table, until, Pace::Stop, &mut || None, &mut |n| {
             if n > 0 && kicked == 0 {
                 left.read_exact(&mut [0; REQUEST.len()]).unwrap();
             }
             kicked += n;
-            n
+            // Not real connections: never in the table, so never in flight.
+            vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
         })
         .unwrap();
         assert_eq!(kicked, 1, "one kick for one starved connection");

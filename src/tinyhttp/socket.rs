@@ -42,6 +42,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::threads::PoolName;
 use crate::shutdown::latch::Latch;
 
 /// How long the wake-up connect may take. On loopback it takes microseconds; it can only
@@ -93,6 +94,8 @@ pub(crate) struct Socket {
     sealed: Option<Sealed>,
     /// The connection that woke the accept loop, held open until the loop has ended.
     wake: Option<TcpStream>,
+    /// The name of the threads of every tiny_http server started on it.
+    pool_name: PoolName,
 }
 
 /// What the seal lets through: the wake-up, bound before the seal, and kicks.
@@ -103,8 +106,9 @@ struct Sealed {
 
 impl Socket {
     /// Keeps `clone`, a `try_clone` of the listener given to tiny_http, bound to `addr`.
-    pub(crate) fn new(clone: TcpListener, addr: SocketAddr) -> Socket {
+    pub(crate) fn new(clone: TcpListener, addr: SocketAddr, pool_name: PoolName) -> Socket {
         Socket {
+            pool_name,
             clone: Some(clone),
             addr,
             spare: open_spare(),
@@ -183,10 +187,10 @@ impl Socket {
 
     /// Kicks `count` times through the seal: connections to the socket that close at once,
     /// each of which lets tiny_http's pool run a connection it left without a thread.
-    /// Returns how many went through.
-    pub(crate) fn kick_through_seal(&mut self, count: usize) -> usize {
+    /// Returns the client ends of those that went through.
+    pub(crate) fn kick_through_seal(&mut self, count: usize) -> Vec<SocketAddr> {
         let (Some(clone), Some(sealed)) = (&self.clone, &self.sealed) else {
-            return 0;
+            return Vec::new();
         };
         let target = reach(self.addr);
         let kicks: Vec<_> = (0..count)
@@ -195,12 +199,13 @@ impl Socket {
         let mut ports: Vec<u16> = kicks.iter().map(|(_, port)| *port).collect();
         ports.push(sealed.wake_port);
         if filter_new_connections(clone, &ports).is_err() {
-            return 0;
+            return Vec::new();
         }
         kicks
             .into_iter()
             .filter(|(kick, _)| kick.connect_timeout(&target.into(), WAKE_TIMEOUT).is_ok())
-            .count()
+            .map(|(_, port)| SocketAddr::new(target.ip(), port))
+            .collect()
     }
 
     /// The client address of the connection that woke the accept loop, while it is open.
@@ -266,7 +271,7 @@ impl Socket {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the server is stopping"))?;
         let listener = clone.try_clone()?;
         listener.set_nonblocking(false)?;
-        let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+        let http = self.pool_name.start(listener).map_err(io::Error::other)?;
         if self.spare.is_none() {
             self.spare = open_spare();
         }

@@ -30,6 +30,7 @@ use super::peers::Peers;
 use super::queue::Queue;
 use super::rescue::{self, CONNECT_TIMEOUT, RESCUE_WAIT};
 use super::socket::Socket;
+use super::threads::Threads;
 use crate::error::Error;
 use crate::shutdown::helper::{Helper, Stop};
 use crate::shutdown::trigger::Listener;
@@ -96,6 +97,8 @@ pub(crate) struct Watched {
     pub(crate) peers: Arc<Peers>,
     /// The OS's table of the connections on the port, where there is one.
     pub(crate) table: Arc<Mutex<Option<Table>>>,
+    /// tiny_http's threads, counted for the rescue.
+    pub(crate) threads: Mutex<Threads>,
     /// Where the connections each look finds open are noted, for stats.
     pub(crate) gauges: Arc<Gauges>,
     /// Where to connect to reach the listening socket.
@@ -138,6 +141,9 @@ impl Supervisor {
 fn supervise(w: &Watched, stop: &Stop) {
     let (asked, fire) = stop.receivers();
     let with_table = lock(&w.table).is_some();
+    if with_table {
+        lock(&w.threads).warm();
+    }
     let never = crossbeam_channel::never();
     let mut pinged = Instant::now();
     let mut looked = Instant::now();
@@ -209,9 +215,14 @@ fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
     let mut table = lock(&w.table);
     let table = table.as_mut()?;
     let until = Instant::now() + RESCUE_BOUND;
-    let rescued = rescue::rescue_from_table(table, until, rescue::Pace::Serving, &mut |n| {
-        rescue::kicks(w.addr, n)
-    })
+    let mut threads = lock(&w.threads);
+    let rescued = rescue::rescue_from_table(
+        table,
+        until,
+        rescue::Pace::Serving,
+        &mut || threads.pool(),
+        &mut |n| rescue::kicks(w.addr, n),
+    )
     .ok()?;
     w.gauges.saw_open(rescued.open);
     Some(rescued)
@@ -282,10 +293,14 @@ fn accept_loop_answers(w: &Watched) -> bool {
             match table.as_mut() {
                 Some(table) => {
                     let until = Instant::now() + RESCUE_BOUND;
-                    let _ =
-                        rescue::rescue_from_table(table, until, rescue::Pace::Serving, &mut |n| {
-                            rescue::kicks(w.addr, n)
-                        });
+                    let mut threads = lock(&w.threads);
+                    let _ = rescue::rescue_from_table(
+                        table,
+                        until,
+                        rescue::Pace::Serving,
+                        &mut || threads.pool(),
+                        &mut |n| rescue::kicks(w.addr, n),
+                    );
                 }
                 None => {
                     rescue::rescue(w.addr, &w.peers, &|| true);
