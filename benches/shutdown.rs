@@ -76,6 +76,8 @@ mod load;
 mod measure;
 #[path = "shutdown/process.rs"]
 mod process;
+#[path = "shutdown/starved.rs"]
+mod starved;
 #[path = "shutdown/summary.rs"]
 mod summary;
 #[path = "shutdown/table.rs"]
@@ -387,6 +389,7 @@ fn install(plan: &Plan) {
             !plan.smoke && go::version().is_none(),
             go::install,
         ),
+        ("iproute2", !starved::available(), starved::install),
     ];
     for (package, needed, install) in missing {
         if needed {

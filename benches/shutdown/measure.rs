@@ -340,9 +340,15 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
 
 pub struct Latency {
     pub runs: HashMap<(usize, Kind), Vec<WrkRun>>,
-    /// lameduck's rescues, per connection count: the longest a connection waited for a
-    /// thread in each run, in ms (0: none waited), from its own debug log.
+    /// Per run as in `runs`: the connections left without a thread, seen from outside
+    /// while wrk's load was on (`starved.rs`); `None` where that could not be seen.
+    pub starved: HashMap<(usize, Kind), Vec<Option<usize>>>,
+    /// lameduck's rescues, per connection count: the longest a connection kicked for waited
+    /// for its thread in each run, in ms (0: none waited), from its own debug log.
     pub rescue_waits: HashMap<usize, Vec<f64>>,
+    /// The same runs: the longest a connection that had a thread waited for it to read its
+    /// first request (the threads were slow to run: the machine's share, not the rescue's).
+    pub late_waits: HashMap<usize, Vec<f64>>,
 }
 
 impl Latency {
@@ -358,6 +364,47 @@ impl Latency {
 
     pub fn median_p99(&self, conns: usize, kind: Kind) -> Option<f64> {
         table::median(&self.values(conns, kind, |r| r.p99_ms))
+    }
+
+    /// The runs in which the server left no connection without a thread.
+    fn all_served(&self, conns: usize, kind: Kind) -> Vec<&WrkRun> {
+        let (Some(runs), Some(starved)) = (
+            self.runs.get(&(conns, kind)),
+            self.starved.get(&(conns, kind)),
+        ) else {
+            return Vec::new();
+        };
+        runs.iter()
+            .zip(starved)
+            .filter(|(_, starved)| **starved == Some(0))
+            .map(|(run, _)| run)
+            .collect()
+    }
+
+    /// How many runs served every connection.
+    pub fn all_served_runs(&self, conns: usize, kind: Kind) -> usize {
+        self.all_served(conns, kind).len()
+    }
+
+    /// The median p99 of the runs that served every connection: a server that left some
+    /// unserved measured the p99 of fewer connections.
+    pub fn median_p99_all_served(&self, conns: usize, kind: Kind) -> Option<f64> {
+        let p99: Vec<f64> = self
+            .all_served(conns, kind)
+            .iter()
+            .map(|r| r.p99_ms)
+            .collect();
+        table::median(&p99)
+    }
+
+    /// The most connections left without a thread in one run.
+    pub fn most_starved(&self, conns: usize, kind: Kind) -> Option<usize> {
+        self.starved
+            .get(&(conns, kind))?
+            .iter()
+            .flatten()
+            .max()
+            .copied()
     }
 
     /// The slowest request of all runs.
@@ -382,37 +429,63 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
         }
     };
     let mut runs: HashMap<(usize, Kind), Vec<WrkRun>> = HashMap::new();
+    let mut starved: HashMap<(usize, Kind), Vec<Option<usize>>> = HashMap::new();
     let mut rescue_waits: HashMap<usize, Vec<f64>> = HashMap::new();
+    let mut late_waits: HashMap<usize, Vec<f64>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.wrk_conns {
             for kind in Kind::rotated(Kind::throughput(), round) {
                 let mut server = ServerProcess::start(spec(kind))?;
                 one_request(&server)?;
-                let run = wrk::run(server.addr, conns, plan.load_time)
-                    .map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
+                // Looked at while the load is on, well after its connections were opened.
+                let (run, seen) = thread::scope(|s| {
+                    let look = s.spawn(|| {
+                        thread::sleep(plan.load_time.mul_f64(0.6));
+                        crate::starved::count(server.addr)
+                    });
+                    let run = wrk::run(server.addr, conns, plan.load_time);
+                    (run, look.join().ok().flatten())
+                });
+                let run =
+                    run.map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
                 runs.entry((conns, kind)).or_default().push(run);
+                starved.entry((conns, kind)).or_default().push(seen);
                 if kind == Kind::Lameduck {
                     server.kill();
                     let _ = server.wait_exit(EXIT_BOUND);
                     let tail = server.stderr_tail();
-                    let longest = tail
-                        .iter()
-                        .filter_map(|l| rescue_wait(l))
-                        .fold(0.0, f64::max);
-                    rescue_waits.entry(conns).or_default().push(longest);
+                    let longest = |key| {
+                        tail.iter()
+                            .filter_map(|l| rescue_wait(l, key))
+                            .fold(0.0, f64::max)
+                    };
+                    rescue_waits
+                        .entry(conns)
+                        .or_default()
+                        .push(longest("the longest for "));
+                    late_waits
+                        .entry(conns)
+                        .or_default()
+                        .push(longest("the last after "));
                 }
             }
         }
         progress("latency (wrk)", round, plan.rounds);
     }
-    let result = Latency { runs, rescue_waits };
+    let result = Latency {
+        runs,
+        starved,
+        rescue_waits,
+        late_waits,
+    };
     print_latency(plan, &result);
     Ok(result)
 }
 
-/// The wait in a lameduck rescue's debug line: `... the longest for 12.3 ms; ...`.
-fn rescue_wait(line: &str) -> Option<f64> {
-    let rest = line.split("the longest for ").nth(1)?;
+/// A wait in a lameduck rescue's debug line: `... the longest for 12.3 ms; ...` (`key`
+/// `"the longest for "`), `... the last after 4.5 ms` (`"the last after "`).
+fn rescue_wait(line: &str, key: &str) -> Option<f64> {
+    let rest = line.split(key).nth(1)?;
     rest.split(" ms").next()?.parse().ok()
 }
 
@@ -435,6 +508,9 @@ fn print_latency(plan: &Plan, result: &Latency) {
         "slowest ms",
         "timeouts",
         "errors",
+        "all served",
+        "p99 all served",
+        "most unserved",
     ]);
     for &conns in &plan.wrk_conns {
         for kind in Kind::throughput() {
@@ -455,6 +531,15 @@ fn print_latency(plan: &Plan, result: &Latency) {
                 num(result.max_ms(conns, kind), 1),
                 sum(|r| r.timeouts).to_string(),
                 sum(|r| r.errors).to_string(),
+                format!(
+                    "{}/{}",
+                    result.all_served_runs(conns, kind),
+                    result.runs.get(&(conns, kind)).map_or(0, Vec::len)
+                ),
+                num(result.median_p99_all_served(conns, kind), 2),
+                result
+                    .most_starved(conns, kind)
+                    .map_or("-".to_owned(), |n| n.to_string()),
             ]);
         }
     }
@@ -462,15 +547,24 @@ fn print_latency(plan: &Plan, result: &Latency) {
     println!(
         "  req/s, p50 and p99: medians over rounds; p99 max: the worst run's; slowest: the \
          slowest request of all runs; timeouts: requests that waited over 2 s; errors: socket \
-         errors and responses not 2xx/3xx (sums). A connection never served counts in none."
+         errors and responses not 2xx/3xx (sums). A connection never served counts in none \
+         of these: all served, runs in which `ss` showed no connection whose bytes all stayed \
+         unread {:.1} s into the load; p99 all served: the median over those runs; most \
+         unserved: the most such connections in one run (-: `ss` missing).",
+        plan.load_time.as_secs_f64() * 0.6
     );
     for &conns in &plan.wrk_conns {
-        let waits = result.rescue_waits.get(&conns).cloned().unwrap_or_default();
-        let texts: Vec<String> = waits.iter().map(|w| format!("{w:.1}")).collect();
+        let texts = |waits: Option<&Vec<f64>>| -> String {
+            let waits = waits.cloned().unwrap_or_default();
+            let texts: Vec<String> = waits.iter().map(|w| format!("{w:.1}")).collect();
+            texts.join(" ")
+        };
         println!(
             "  lameduck at {conns} connections: the longest a connection tiny_http left without \
-             a thread waited for its rescue, per run (ms, 0: none): {}",
-            texts.join(" ")
+             a thread waited for its rescue, per run (ms, 0: none): {}; in the same runs, the \
+             longest a connection that had a thread waited for it to run (ms, 0: none seen): {}",
+            texts(result.rescue_waits.get(&conns)),
+            texts(result.late_waits.get(&conns))
         );
     }
 }
