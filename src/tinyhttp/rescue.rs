@@ -127,8 +127,8 @@ pub(super) const TABLE_RESCUE_BOUND: Duration = Duration::from_millis(500);
 const STARVED_AFTER: Duration = Duration::from_millis(2);
 
 /// A kick is expected to free one starved connection within this time; until then, and
-/// while its connection is still in the table (no thread has ended it yet), it is not
-/// repeated for the same need. Kicks accepted while tiny_http's pool still counts a woken
+/// unless the table showed its connection and then no longer did (a thread has ended it),
+/// it is not repeated for the same need. Kicks accepted while tiny_http's pool still counts a woken
 /// thread as waiting are queued behind the connections they were for, and free nothing
 /// until a thread comes back: the bound keeps such kicks from holding back new ones. Not
 /// measured for this rescue: the same 20 ms as [`BRIEF_WAIT_MAX`], the timed rescue's
@@ -186,9 +186,11 @@ pub(crate) fn rescue_from_table(
         });
     }
     let mut watch = Watch::new(&conns);
-    // Kicks not yet taken by a thread (their connections are still in the table), and when
-    // each was made.
-    let mut in_flight = HashMap::<SocketAddr, Instant>::new();
+    // Kicks not yet taken by a thread, with when each was made and whether the table has
+    // shown its connection yet. One the table showed and no longer does has been taken; one
+    // it never showed (a table of this process's own connections only, at an upgrade, does
+    // not show those still in the backlog) counts until it expires.
+    let mut in_flight = HashMap::<SocketAddr, (Instant, bool)>::new();
     let mut kicks = 0usize;
     let mut last_beyond = None;
     loop {
@@ -203,8 +205,11 @@ pub(crate) fn rescue_from_table(
             );
             break;
         };
-        in_flight
-            .retain(|kick, at| now - *at < KICK_EXPIRY && conns.iter().any(|c| c.peer == *kick));
+        in_flight.retain(|kick, (at, seen)| {
+            let shown = conns.iter().any(|c| c.peer == *kick);
+            *seen |= shown;
+            now - *at < KICK_EXPIRY && (shown || !*seen)
+        });
         let mut starved = look.starved;
         if look.unread > 0 {
             if let Some(threads) = pool() {
@@ -247,7 +252,7 @@ pub(crate) fn rescue_from_table(
         let kicked = kick(starved.saturating_sub(in_flight.len()));
         watch.kicked(kicked.len());
         kicks += kicked.len();
-        in_flight.extend(kicked.into_iter().map(|kick| (kick, now)));
+        in_flight.extend(kicked.into_iter().map(|kick| (kick, (now, false))));
         match pace {
             Pace::Stop => {
                 std::thread::sleep(TABLE_POLL);
