@@ -169,8 +169,9 @@
 //!   still served; a new one when it died.
 //! - `connections.rs` (`connections/linux.rs`), `peers.rs` — the OS's table of connections
 //!   and what lameduck knows of each client: the states above.
-//! - `supervisor.rs`, `rescue.rs`, `threads.rs` — connections tiny_http leaves without a
-//!   thread, found by counting its threads, and freed.
+//! - `supervisor.rs`, `parking.rs`, `rescue.rs`, `threads.rs` — connections tiny_http
+//!   leaves without a thread: prevented by parking its idle threads on connections of
+//!   lameduck's own, found by counting its threads, and freed.
 //! - `framing.rs` — requests whose framing is ambiguous (request smuggling), refused.
 //! - `shedder.rs` — the bound on waiting requests; `late_responder.rs` — the 503 after the
 //!   drain; `gauges.rs` — the waiting requests and the connections last seen, for
@@ -284,7 +285,7 @@
 //! ([`console`]); as a service ([`service`], feature `service`) the service control
 //! manager's STOP and PRESHUTDOWN drain, and a log-off is ignored. The README's platform
 //! table says which of these were checked under wine and which at the seam. The connection table (the drain's view of connections, and the
-//! rescue on evidence) and the seal are Linux's; elsewhere the drain waits the idle linger
+//! rescue on evidence), the parking of tiny_http's idle threads and the seal are Linux's; elsewhere the drain waits the idle linger
 //! after the last keep-alive response, the rescue is timed, and the socket is closed once
 //! every connection accepted so far has a thread. Upgrades in place work on Unix and
 //! Windows (SIGUSR2 is Unix's); inherited sockets and systemd's notifications are Unix's

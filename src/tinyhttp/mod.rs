@@ -11,7 +11,7 @@
 //! | Many threads blocking in its one queue; `unblock` wakes one of them, whichever; a timed receive can take the wake-up of a push and leave the request for nobody. | Idle workers block in its queue while the server serves (a request wakes one); a thread of lameduck's that must take the queue over turns the workers out first, waking each still inside with an `unblock` of its own, and then receives alone. | `queue.rs` |
 //! | Its accept loop stops only when its `Server` is dropped, which loses the queued requests. | lameduck keeps a clone of the listening socket, makes it non-blocking and connects once: the loop ends on `WouldBlock`, the socket closes, the queue is still served. Before that (Linux) the socket is sealed, so that what its backlog holds is accepted, not reset. | `socket.rs` |
 //! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue, or a ping every 300 ms that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
-//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. | Kicks (connections to itself that close at once) free them: in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `rescue.rs`, `threads.rs`, `connections.rs` |
+//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. It happens only while some pool thread waits. | Where its threads can be counted (Linux), none waits: each idle one is parked, held on a connection of lameduck's own, so a burst gets a new thread for every connection. Those left without one anyway (a thread went idle just before) are freed by releasing parked threads, then by kicks (connections to itself that close at once): in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `parking.rs`, `rescue.rs`, `threads.rs`, `connections.rs` |
 //! | Its queue is unbounded and shows nothing of its length. | While every worker is busy, the shedder becomes the receiver and bounds the waiting requests; 503 beyond. | `shedder.rs` |
 //! | It shows nothing of its connections: a request on its way, an idle keep-alive connection and a deadlocked one look alike (nothing in the queue). | The OS's table of the connections on the port (Linux), held against when each client's last request came out: the drain waits for requests on their way, lingers for idle connections, gives up on stuck ones. | `connections.rs`, `peers.rs` |
 //! | No idle or read timeout: an idle keep-alive connection cannot be closed, and holds a thread. | Every response after the fire says `Connection: close`; the drain waits the idle linger for a request on an idle connection; after the drain, requests still arriving get `503` + `Connection: close` while the value `run` returned lives. | `late_responder.rs` |
@@ -30,6 +30,7 @@ mod connections;
 mod framing;
 mod gauges;
 mod late_responder;
+mod parking;
 mod peers;
 mod queue;
 mod rescue;
@@ -58,6 +59,7 @@ use tiny_http::{Request, ResponseBox};
 
 pub(crate) use connections::Census;
 use connections::Table;
+use parking::Parking;
 use peers::Peers;
 use socket::{reach, Socket};
 use supervisor::Watched;
@@ -89,6 +91,8 @@ pub(crate) struct Http {
     addr: SocketAddr,
     /// The name tiny_http's threads bear (`threads.rs`).
     pool_name: PoolName,
+    /// tiny_http's idle threads, held on connections of lameduck's own (`parking.rs`).
+    parking: Arc<Parking>,
 }
 
 impl Http {
@@ -147,6 +151,7 @@ impl Http {
             )),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr, pool_name.clone()))),
             pool_name,
+            parking: Arc::new(Parking::new(reach(addr))),
             peers,
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
@@ -190,6 +195,7 @@ impl Http {
                 peers: Arc::clone(&self.peers),
                 table: Arc::clone(&self.table),
                 threads: Mutex::new(Threads::new(self.pool_name.clone())),
+                parking: Arc::clone(&self.parking),
                 gauges: Arc::clone(&self.gauges),
                 addr: reach(self.addr),
                 retry_after,
@@ -222,6 +228,7 @@ impl Http {
         between: impl FnOnce(),
     ) -> io::Result<()> {
         self.queue.stopping();
+        self.parking.release_all();
         if lock(&self.socket).seal() {
             between();
             self.rescue_sealed(deadline);
@@ -271,6 +278,7 @@ impl Http {
         baton: Option<Baton>,
     ) -> io::Result<()> {
         self.queue.stopping();
+        self.parking.release_all();
         if let Some(table) = lock(&self.table).as_mut() {
             table.own_only();
         }
@@ -315,6 +323,7 @@ impl Http {
                 rescue::Pace::Stop,
                 &mut || None,
                 &mut |n| rescue::kicks(addr, n),
+                &mut |_| {},
             )
         });
         match from_table {
@@ -399,7 +408,7 @@ impl Http {
             .wake_peer();
         let connections: Vec<_> = connections
             .into_iter()
-            .filter(|c| Some(c.peer) != wake)
+            .filter(|c| Some(c.peer) != wake && !self.parking.is_ours(c.peer))
             .collect();
         self.peers
             .forget_all_but(connections.iter().map(|c| c.peer));
@@ -423,16 +432,24 @@ impl Http {
         let Some(table) = table.as_mut() else {
             return;
         };
-        if table.none_open().unwrap_or(false) {
+        if table
+            .none_open(&|peer| self.parking.is_ours(peer))
+            .unwrap_or(false)
+        {
             self.none_left
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             self.gauges.saw_open(0);
             return;
         }
         let mut kick = |n| lock(&self.socket).kick_through_seal(n);
-        if let Ok(rescued) =
-            rescue::rescue_from_table(table, deadline, rescue::Pace::Stop, &mut || None, &mut kick)
-        {
+        if let Ok(rescued) = rescue::rescue_from_table(
+            table,
+            deadline,
+            rescue::Pace::Stop,
+            &mut || None,
+            &mut kick,
+            &mut |_| {},
+        ) {
             self.none_left
                 .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);
             if rescued.none_open {

@@ -163,6 +163,9 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// when two looks in a row show it. Such a rescue ends as soon as no connection is queued
 /// and the accept loop has settled.
 ///
+/// Where `pool` counts, a look that finds more pool threads than connections accepted
+/// asks `park` to park the idle ones (`parking.rs`).
+///
 /// Returns what it saw, or the table's error (the caller then falls back to the timed
 /// rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
 pub(crate) fn rescue_from_table(
@@ -171,6 +174,7 @@ pub(crate) fn rescue_from_table(
     pace: Pace,
     pool: &mut dyn FnMut() -> Option<usize>,
     kick: &mut dyn FnMut(usize) -> Vec<SocketAddr>,
+    park: &mut dyn FnMut(usize),
 ) -> io::Result<Rescued> {
     let start = Instant::now();
     let until = until.min(start + TABLE_RESCUE_BOUND);
@@ -211,8 +215,17 @@ pub(crate) fn rescue_from_table(
             now - *at < KICK_EXPIRY && (shown || !*seen)
         });
         let mut starved = look.starved;
+        let threads = pool();
+        if let Some(threads) = threads {
+            let accepted = conns.iter().filter(|c| c.accepted).count();
+            if threads > accepted {
+                // Threads beyond the connections: idle ones, which open the window in
+                // which tiny_http queues the next connections (`parking.rs`).
+                park(threads - accepted);
+            }
+        }
         if look.unread > 0 {
-            if let Some(threads) = pool() {
+            if let Some(threads) = threads {
                 let beyond = conns
                     .iter()
                     .filter(|c| c.accepted)
@@ -639,10 +652,17 @@ mod tests {
         reader.read_exact(&mut [0; REQUEST.len()]).unwrap();
         shown(&mut table, served.local_addr().unwrap(), 0);
         let mut asked = Vec::new();
-        rescue_from_table(&mut table, until, Pace::Stop, &mut || None, &mut |n| {
-            asked.push(n);
-            Vec::new()
-        })
+        rescue_from_table(
+            &mut table,
+            until,
+            Pace::Stop,
+            &mut || None,
+            &mut |n| {
+                asked.push(n);
+                Vec::new()
+            },
+            &mut |_| {},
+        )
         .unwrap();
         assert_eq!(
             asked,
@@ -660,14 +680,21 @@ mod tests {
             REQUEST.len() as u32,
         );
         let mut kicked = 0;
-        rescue_from_table(&mut table, until, Pace::Stop, &mut || None, &mut |n| {
-            if n > 0 && kicked == 0 {
-                left.read_exact(&mut [0; REQUEST.len()]).unwrap();
-            }
-            kicked += n;
-            // Not real connections: never in the table, so never in flight.
-            vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
-        })
+        rescue_from_table(
+            &mut table,
+            until,
+            Pace::Stop,
+            &mut || None,
+            &mut |n| {
+                if n > 0 && kicked == 0 {
+                    left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+                }
+                kicked += n;
+                // Not real connections: never in the table, so never in flight.
+                vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
+            },
+            &mut |_| {},
+        )
         .unwrap();
         assert_eq!(kicked, 1, "one kick for one starved connection");
     }

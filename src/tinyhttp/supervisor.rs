@@ -1,6 +1,10 @@
-//! The supervisor thread, `lameduck-supervisor-1`: it rescues connections tiny_http leaves
-//! without a thread (`rescue.rs`), checks that tiny_http's accept loop is alive, and starts a
-//! new one when it has died.
+//! The supervisor thread, `lameduck-supervisor-1`: it parks tiny_http's idle threads
+//! (`parking.rs`), rescues connections tiny_http leaves without a thread (`rescue.rs`),
+//! checks that tiny_http's accept loop is alive, and starts a new one when it has died.
+//!
+//! **Parking.** Each look that finds nothing waiting counts tiny_http's pool threads
+//! beyond the connections open, idle ones, and parks them; so does each look of a rescue.
+//! A fresh server's are parked at once.
 //!
 //! **Rescue.** Where the OS's connection table can be read, from its evidence: a look
 //! [`FIRST_LOOK`] after a new connection shows up (only a connection being accepted can be
@@ -26,6 +30,7 @@ use crossbeam_channel::select;
 
 use super::connections::Table;
 use super::gauges::Gauges;
+use super::parking::Parking;
 use super::peers::Peers;
 use super::queue::Queue;
 use super::rescue::{self, CONNECT_TIMEOUT, RESCUE_WAIT};
@@ -75,6 +80,10 @@ const UNCONDITIONAL_EVERY: u64 = 10;
 /// each ping is one connection and one `400`.
 const PING_INTERVAL: Duration = Duration::from_millis(300);
 
+/// While connections come, how long a ping may be put off: a loop that died in silence
+/// during a burst is found about this late.
+const PING_DEFERRED: Duration = Duration::from_secs(1);
+
 /// How long a ping may wait for its `400`. A live loop answers in microseconds. A bound:
 /// a new connection and a whole request take about 0.3 ms beside 1 000 idle connections
 /// (`tests/idle.rs`); under wine a millisecond or more, 11.4 ms once in a loaded CI run.
@@ -99,6 +108,8 @@ pub(crate) struct Watched {
     pub(crate) table: Arc<Mutex<Option<Table>>>,
     /// tiny_http's threads, counted for the rescue.
     pub(crate) threads: Mutex<Threads>,
+    /// tiny_http's idle threads, held on connections of lameduck's own (`parking.rs`).
+    pub(crate) parking: Arc<Parking>,
     /// Where the connections each look finds open are noted, for stats.
     pub(crate) gauges: Arc<Gauges>,
     /// Where to connect to reach the listening socket.
@@ -139,16 +150,24 @@ impl Supervisor {
 }
 
 fn supervise(w: &Watched, stop: &Stop) {
+    supervise_parked(w, stop);
+    w.parking.release_all();
+}
+
+fn supervise_parked(w: &Watched, stop: &Stop) {
     let (asked, fire) = stop.receivers();
     let with_table = lock(&w.table).is_some();
-    if with_table {
-        lock(&w.threads).warm();
-    }
     let never = crossbeam_channel::never();
     let mut pinged = Instant::now();
     let mut looked = Instant::now();
     // With a table: when the next look is due, once a new connection was seen.
     let mut look_at: Option<Instant> = None;
+    if with_table {
+        lock(&w.threads).warm();
+        // tiny_http's resident threads wait from its start: park them before a burst, and
+        // look again (they may not all have started yet).
+        look_at = Some(Instant::now());
+    }
     // Connections the last look found open.
     let mut last_open = None;
     for round in 1u64.. {
@@ -187,17 +206,27 @@ fn supervise(w: &Watched, stop: &Stop) {
             if look_at.is_some_and(|at| Instant::now() >= at) || looked.elapsed() >= QUIET_LOOK {
                 looked = Instant::now();
                 let seen = rescue_on_evidence(w);
-                let open = seen.map(|rescued| rescued.open);
-                // Connections still coming, or some were waiting: look again (one left
-                // without a thread sends no sign).
-                let busy = open != last_open || seen.is_some_and(|rescued| !rescued.quiet);
+                let open = seen.map(|(rescued, _)| rescued.open);
+                // Connections still coming, or some were waiting, or threads were just
+                // parked: look again (one left without a thread sends no sign; a parked
+                // connection may have got a new thread while an idle one still waits).
+                let busy = open != last_open
+                    || seen.is_some_and(|(rescued, parked)| !rescued.quiet || parked > 0);
                 look_at = busy.then(|| looked + TABLE_INTERVAL);
                 last_open = open;
             }
         } else if w.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
             rescue::rescue(w.addr, &w.peers, &|| !stop.is_open());
         }
-        if pinged.elapsed() >= PING_INTERVAL {
+        // Not while connections come (for up to `PING_DEFERRED`): the thread a ping takes
+        // is left idle after it, and one idle thread is all it takes for tiny_http to queue
+        // the connections of a burst without a thread (`parking.rs`).
+        let due = if look_at.is_some() {
+            PING_DEFERRED
+        } else {
+            PING_INTERVAL
+        };
+        if pinged.elapsed() >= due {
             pinged = Instant::now();
             if !accept_loop_answers(w) {
                 let gen = w.queue.current();
@@ -211,7 +240,7 @@ fn supervise(w: &Watched, stop: &Stop) {
 /// One look at the table; if a connection has bytes unread, the rescue watches it and kicks
 /// for the ones whose bytes stay unread ([`rescue::rescue_from_table`]). Returns what it
 /// saw, if the table could be read.
-fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
+fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
     let mut table = lock(&w.table);
     let table = table.as_mut()?;
     let until = Instant::now() + RESCUE_BOUND;
@@ -221,11 +250,38 @@ fn rescue_on_evidence(w: &Watched) -> Option<rescue::Rescued> {
         until,
         rescue::Pace::Serving,
         &mut || threads.pool(),
-        &mut |n| rescue::kicks(w.addr, n),
+        &mut |n| release_then_kick(w, n),
+        &mut |idle| {
+            w.parking.park(idle);
+        },
     )
     .ok()?;
-    w.gauges.saw_open(rescued.open);
-    Some(rescued)
+    let mut parked = 0;
+    if rescued.quiet {
+        // Nothing waits for a thread: every pool thread beyond the connections open is
+        // idle (or about to be: a connection closing still counts as open).
+        if let Some(pool) = threads.pool() {
+            parked = w.parking.park(pool.saturating_sub(rescued.open));
+            log::trace!(
+                "look: {pool} pool threads, {} open, {} parked",
+                rescued.open,
+                w.parking.len()
+            );
+        }
+    }
+    w.gauges
+        .saw_open(rescued.open.saturating_sub(w.parking.len()));
+    Some((rescued, parked))
+}
+
+/// `n` connections to free: parked threads first (each takes a queued connection at once),
+/// then kicks. Returns the client ends of both.
+fn release_then_kick(w: &Watched, n: usize) -> Vec<SocketAddr> {
+    let mut freed = w.parking.release(n);
+    if freed.len() < n {
+        freed.extend(rescue::kicks(w.addr, n - freed.len()));
+    }
+    freed
 }
 
 /// Starts a new generation after the current one's accept loop died; sheds the backlog with
@@ -287,6 +343,17 @@ fn ping(addr: SocketAddr) -> io::Result<bool> {
 /// `false` if tiny_http's accept loop no longer answers: a ping goes unanswered, and still
 /// does after a rescue (a starved pool answers once rescued).
 fn accept_loop_answers(w: &Watched) -> bool {
+    // With every idle thread parked, a ping would start a thread of its own, idle after
+    // it: one parked thread takes the ping instead, and is parked again after.
+    let released = w.parking.release_one_and_wait(PING_WAIT);
+    let answers = ping_answers(w);
+    if released {
+        w.parking.park(1);
+    }
+    answers
+}
+
+fn ping_answers(w: &Watched) -> bool {
     match ping(w.addr) {
         Ok(false) => {
             let mut table = lock(&w.table);
@@ -299,7 +366,10 @@ fn accept_loop_answers(w: &Watched) -> bool {
                         until,
                         rescue::Pace::Serving,
                         &mut || threads.pool(),
-                        &mut |n| rescue::kicks(w.addr, n),
+                        &mut |n| release_then_kick(w, n),
+                        &mut |idle| {
+                            w.parking.park(idle);
+                        },
                     );
                 }
                 None => {

@@ -123,7 +123,7 @@ impl Threads {
     /// a read of the name of at most [`NAMES_PER_COUNT`] threads not seen before; the others
     /// count as bearing it until read.
     #[cfg(target_os = "linux")]
-    fn count(&mut self) -> io::Result<(usize, bool)> {
+    pub(super) fn count(&mut self) -> io::Result<(usize, bool)> {
         let mut alive = std::collections::HashMap::with_capacity(self.known.len() + 16);
         let mut unread = 0;
         let mut reads = 0;

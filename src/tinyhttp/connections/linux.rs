@@ -132,7 +132,7 @@ impl SockDiag {
     /// Whether no connection is on the port, shown without a dump: the listening socket,
     /// one of this process's, has nothing in its backlog, and no socket of the process is
     /// a connection on the port. `false` when unsure.
-    pub(super) fn none_open(&mut self) -> io::Result<bool> {
+    pub(super) fn none_open(&mut self, ours: &dyn Fn(SocketAddr) -> bool) -> io::Result<bool> {
         let Some(listening) = self.listening()? else {
             return Ok(false);
         };
@@ -142,15 +142,16 @@ impl SockDiag {
         let Some(own) = own_sockets() else {
             return Ok(false);
         };
-        let ours = own.iter().any(|s| s.inode == listening.inode);
+        let listening_ours = own.iter().any(|s| s.inode == listening.inode);
         let on_port = |end: SocketAddr| {
             end.port() == self.local.port()
                 && (self.local.ip().is_unspecified() || same_ip(end.ip(), self.local.ip()))
         };
-        let connection = own
-            .iter()
-            .any(|s| s.ends.is_some_and(|(local, _)| on_port(local)));
-        Ok(ours && !connection)
+        let connection = own.iter().any(|s| {
+            s.ends
+                .is_some_and(|(local, peer)| on_port(local) && !ours(peer))
+        });
+        Ok(listening_ours && !connection)
     }
 
     pub(super) fn read(&mut self) -> io::Result<Vec<Connection>> {
