@@ -89,11 +89,15 @@ pub(crate) struct Http {
     /// The room's count and the connections last seen, for stats.
     gauges: Arc<Gauges>,
     addr: SocketAddr,
-    /// The name tiny_http's threads bear (`threads.rs`).
-    pool_name: PoolName,
     /// tiny_http's idle threads, held on connections of lameduck's own (`parking.rs`).
     parking: Arc<Parking>,
+    /// tiny_http's threads, counted (`threads.rs`).
+    threads: Arc<Mutex<Threads>>,
 }
+
+/// The longest the start waits for tiny_http's idle threads to be parked (`parking.rs`).
+/// A bound: on an idle machine it takes a few milliseconds.
+const PARK_BOUND: Duration = Duration::from_millis(100);
 
 impl Http {
     /// Starts tiny_http accepting from `listener`, with a waiting room of `max_waiting`
@@ -133,13 +137,21 @@ impl Http {
             .map_err(|e| Error::Listener("clone the listener", e))?;
         let pool_name = PoolName::new();
         let http = pool_name.start(listener).map_err(Error::Start)?;
-        let table = match Table::open(addr) {
+        let mut table = match Table::open(addr) {
             Ok(table) => Some(table),
             Err(e) => {
                 log::debug!("no connection table for {addr} ({e}): rescues are timed");
                 None
             }
         };
+        let parking = Arc::new(Parking::new(reach(addr)));
+        let mut threads = Threads::new(pool_name.clone());
+        if let Some(table) = table.as_mut() {
+            threads.warm();
+            if let Err(e) = parking.park_idle_now(table, &mut threads, PARK_BOUND) {
+                log::debug!("parking: {e}");
+            }
+        }
         let peers = Arc::new(Peers::new());
         let gauges = Arc::new(Gauges::new());
         Ok(Http {
@@ -150,8 +162,8 @@ impl Http {
                 Arc::clone(&gauges),
             )),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr, pool_name.clone()))),
-            pool_name,
-            parking: Arc::new(Parking::new(reach(addr))),
+            parking,
+            threads: Arc::new(Mutex::new(threads)),
             peers,
             table: Arc::new(Mutex::new(table)),
             none_left: std::sync::atomic::AtomicBool::new(false),
@@ -194,7 +206,7 @@ impl Http {
                 socket: Arc::clone(&self.socket),
                 peers: Arc::clone(&self.peers),
                 table: Arc::clone(&self.table),
-                threads: Mutex::new(Threads::new(self.pool_name.clone())),
+                threads: Arc::clone(&self.threads),
                 parking: Arc::clone(&self.parking),
                 gauges: Arc::clone(&self.gauges),
                 addr: reach(self.addr),

@@ -20,6 +20,11 @@
 //! were left without a thread; with its 5 idle threads parked, none in 14 runs, 6 of them
 //! beside two busy loops.
 //!
+//! A thread goes idle whenever its connection closes, and is parked at the supervisor's
+//! next look: within 10 ms while connections come, within a second otherwise
+//! (`supervisor.rs`). A burst that comes in between meets it, and the rescue frees what
+//! tiny_http queued then.
+//!
 //! A parked thread is also the fastest rescue there is: closing its connection lets the
 //! thread take the next queued connection at once (it is woken, not started, and no
 //! accept is needed), so the rescue releases parked threads before it kicks. At a stop,
@@ -35,6 +40,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::Duration;
+#[cfg(target_os = "linux")]
+use std::time::Instant;
+
+#[cfg(target_os = "linux")]
+use super::connections::Table;
+#[cfg(target_os = "linux")]
+use super::threads::Threads;
 
 /// The most pool threads held parked at once. A fresh server has 4 idle (tiny_http's
 /// resident threads), one more for each connection that closed in the last 5 s, and one
@@ -54,6 +66,16 @@ const PARKED: &[u8] = b"P";
 /// How long a connect to park a thread may take: the server's own accept loop, on the same
 /// machine.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The threads tiny_http 0.12's pool starts with (its `MIN_THREADS`), from its accept
+/// thread once that runs; they wait from then on.
+#[cfg(target_os = "linux")]
+const RESIDENT: usize = 4;
+
+/// How often [`Parking::park_idle_now`] looks again while it waits for parked connections
+/// to be held: a look is one dump of the table (about 0.7 ms) and a count of the threads.
+#[cfg(target_os = "linux")]
+const SETTLE_POLL: Duration = Duration::from_micros(200);
 
 /// How many addresses of released connections are remembered as this process's own, for
 /// the looks that may still find their server ends open for a moment.
@@ -138,6 +160,66 @@ impl Parking {
             log::trace!("parking: {parked} more idle threads parked");
         }
         parked
+    }
+
+    /// Parks tiny_http's idle threads and waits until each holds its parked connection
+    /// (its byte read), before the server says it is ready: a burst at once (clients of a
+    /// server just restarted) must not meet a thread still waiting. At most `bound`;
+    /// returns how many are parked and held.
+    ///
+    /// # Errors
+    ///
+    /// If the table or the threads cannot be read.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn park_idle_now(
+        &self,
+        table: &mut Table,
+        threads: &mut Threads,
+        bound: Duration,
+    ) -> io::Result<usize> {
+        let until = Instant::now() + bound;
+        loop {
+            let conns = table.read_once()?;
+            let (named, exact) = threads.count()?;
+            // Its accept thread aside.
+            let pool = named.saturating_sub(1);
+            let open = conns.iter().filter(|c| c.accepted).count();
+            let held = conns
+                .iter()
+                .filter(|c| c.accepted && c.unread == 0 && c.received != Some(0))
+                .filter(|c| self.is_ours(c.peer))
+                .count();
+            if exact && pool >= RESIDENT && pool <= open && held == self.len() {
+                return Ok(held);
+            }
+            if Instant::now() >= until {
+                log::debug!(
+                    "parking: {held} of {} parked held, {pool} pool threads, {open} \
+                     connections open, after {bound:?}",
+                    self.len()
+                );
+                return Ok(held);
+            }
+            if exact && pool > open {
+                self.park(pool - open);
+            }
+            std::thread::sleep(SETTLE_POLL);
+        }
+    }
+
+    /// Nothing to park where tiny_http's threads cannot be counted.
+    ///
+    /// # Errors
+    ///
+    /// None.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn park_idle_now(
+        &self,
+        _: &mut super::connections::Table,
+        _: &mut super::threads::Threads,
+        _: Duration,
+    ) -> io::Result<usize> {
+        Ok(0)
     }
 
     /// Releases up to `n` parked threads, the newest first, each to take the next
@@ -254,9 +336,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn with_every_idle_thread_parked_a_burst_gets_a_thread_for_each_connection() {
-        use super::super::connections::Table;
-        use super::super::threads::{PoolName, Threads};
-        use std::time::Instant;
+        use super::super::threads::PoolName;
         const CONNS: usize = 32;
         const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -270,34 +350,18 @@ mod tests {
         let respond = |request: tiny_http::Request| {
             request.respond(tiny_http::Response::empty(204)).unwrap();
         };
-        // Park until every pool thread holds a parked connection, its byte read.
+        // Every pool thread holds a parked connection, its byte read.
         let parking = Parking::new(addr);
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let conns = table.read().unwrap();
-            let held = conns
-                .iter()
-                .filter(|c| c.accepted && c.unread == 0 && c.received == Some(1))
-                .count();
-            let (named, exact) = threads.count().unwrap();
-            let pool = named - 1;
-            if exact && held == pool && held == parking.len() {
-                break;
-            }
-            let open = conns.iter().filter(|c| c.accepted).count();
-            if exact && pool > open {
-                parking.park(pool - open);
-            }
-            assert!(
-                Instant::now() < until,
-                "{pool} pool threads, {held} held of {} parked",
-                parking.len()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let held = parking
+            .park_idle_now(&mut table, &mut threads, Duration::from_secs(10))
+            .unwrap();
         // tiny_http 0.12 starts 4 threads that wait from its start (and one still starting
         // when a parked connection came makes the pool start another for it).
-        assert!(parking.len() >= 4, "{} parked", parking.len());
+        assert!(
+            held >= 4 && held == parking.len(),
+            "{held} of {} held",
+            parking.len()
+        );
 
         let conns: Vec<TcpStream> = (0..CONNS)
             .map(|_| {

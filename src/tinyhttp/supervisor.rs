@@ -107,7 +107,7 @@ pub(crate) struct Watched {
     /// The OS's table of the connections on the port, where there is one.
     pub(crate) table: Arc<Mutex<Option<Table>>>,
     /// tiny_http's threads, counted for the rescue.
-    pub(crate) threads: Mutex<Threads>,
+    pub(crate) threads: Arc<Mutex<Threads>>,
     /// tiny_http's idle threads, held on connections of lameduck's own (`parking.rs`).
     pub(crate) parking: Arc<Parking>,
     /// Where the connections each look finds open are noted, for stats.
