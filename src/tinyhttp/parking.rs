@@ -164,8 +164,8 @@ impl Parking {
 
     /// Parks tiny_http's idle threads and waits until each holds its parked connection
     /// (its byte read), before the server says it is ready: a burst at once (clients of a
-    /// server just restarted) must not meet a thread still waiting. At most `bound`;
-    /// returns how many are parked and held.
+    /// server just restarted) must not meet a thread still waiting. At most `bound`, and
+    /// no wait once a client's connection is there; returns how many are parked and held.
     ///
     /// # Errors
     ///
@@ -192,11 +192,22 @@ impl Parking {
             if exact && pool >= RESIDENT && pool <= open && held == self.len() {
                 return Ok(held);
             }
-            if Instant::now() >= until {
+            // Clients already: the accept loop serves them, and what it leaves without a
+            // thread is the supervisor's, which starts once this returns. No wait then.
+            let clients = conns.iter().any(|c| !self.is_ours(c.peer));
+            if clients || Instant::now() >= until {
+                if exact && pool > open {
+                    self.park(pool - open);
+                }
                 log::debug!(
-                    "parking: {held} of {} parked held, {pool} pool threads, {open} \
-                     connections open, after {bound:?}",
-                    self.len()
+                    "parking at the start: {held} of {} parked held, {pool} pool threads, \
+                     {open} connections open{}",
+                    self.len(),
+                    if clients {
+                        ", clients among them"
+                    } else {
+                        ", bound reached"
+                    }
                 );
                 return Ok(held);
             }

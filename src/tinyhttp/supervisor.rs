@@ -84,6 +84,14 @@ const PING_INTERVAL: Duration = Duration::from_millis(300);
 /// during a burst is found about this late.
 const PING_DEFERRED: Duration = Duration::from_secs(1);
 
+/// How long a ping waits for the parked thread it releases to be done with its connection
+/// (microseconds when that thread runs at once). Short: a parked connection still queued
+/// without a thread (parked in a burst) is not ended until some thread comes for it, and
+/// the supervisor rescues nothing while it waits (one wait of 300 ms held connections of
+/// an upgrade's new process that long, `cargo bench --bench restart`). Past it, the ping
+/// goes on, and may start a thread of its own.
+const PING_RELEASE_WAIT: Duration = Duration::from_millis(5);
+
 /// How long a ping may wait for its `400`. A live loop answers in microseconds. A bound:
 /// a new connection and a whole request take about 0.3 ms beside 1 000 idle connections
 /// (`tests/idle.rs`); under wine a millisecond or more, 11.4 ms once in a loaded CI run.
@@ -345,7 +353,7 @@ fn ping(addr: SocketAddr) -> io::Result<bool> {
 fn accept_loop_answers(w: &Watched) -> bool {
     // With every idle thread parked, a ping would start a thread of its own, idle after
     // it: one parked thread takes the ping instead, and is parked again after.
-    let released = w.parking.release_one_and_wait(PING_WAIT);
+    let released = w.parking.release_one_and_wait(PING_RELEASE_WAIT);
     let answers = ping_answers(w);
     if released {
         w.parking.park(1);
