@@ -317,7 +317,7 @@ pub use restart::upgrade::{UpgradeError, DEFAULT_UPGRADE_TIMEOUT};
 pub use server::archive::{Unserved, Why};
 pub use server::config::{
     default_workers, Builder, DEFAULT_DEADLINE, DEFAULT_IDLE_LINGER, DEFAULT_MAX_REQUEST_HEAD,
-    DEFAULT_MAX_WAITING, DEFAULT_RETRY_AFTER, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_WAITING, DEFAULT_RETRY_AFTER, DEFAULT_UPGRADE_LINGER, DEFAULT_WRITE_TIMEOUT,
 };
 pub use server::phase::Phase;
 pub use server::report::{ConnectionsLeft, HookOutcome, HookReport, ShutdownReport, Straggler};

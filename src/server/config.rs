@@ -31,6 +31,12 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// 100 ms of the signal: 398 of 398 served, Go 1 of 399 (`cargo bench --bench versus_go`).
 pub const DEFAULT_IDLE_LINGER: Duration = Duration::from_millis(100);
 
+/// The idle linger of an upgrade's old process when none is set. See
+/// [`Builder::upgrade_linger`]. Not from a measurement: ten times the idle linger. The
+/// upgrade test's keep-alive clients, beside two busy loops on a 2-core machine, were seen
+/// to send their next request more than 100 ms after the fire (`tests/process/upgrade.rs`).
+pub const DEFAULT_UPGRADE_LINGER: Duration = Duration::from_secs(1);
+
 /// The write timeout when none is set. See [`Builder::write_timeout`]. Not from a
 /// measurement; measured is how late a stalled write frees its worker: about 1.2× the
 /// timeout on Linux, 2× under wine (`tests/library/reliability.rs`).
@@ -68,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) deadline: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) idle_linger: Duration,
+    /// The idle linger of the old process of an upgrade.
+    pub(crate) upgrade_linger: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) max_request_head: usize,
     pub(crate) max_waiting: usize,
@@ -103,6 +111,7 @@ impl Builder {
                 deadline: DEFAULT_DEADLINE,
                 retry_after: DEFAULT_RETRY_AFTER,
                 idle_linger: DEFAULT_IDLE_LINGER,
+                upgrade_linger: DEFAULT_UPGRADE_LINGER,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
                 max_request_head: DEFAULT_MAX_REQUEST_HEAD,
                 max_waiting: DEFAULT_MAX_WAITING,
@@ -317,6 +326,22 @@ impl Builder {
     /// process is killed, and this one serves on.
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
         self.config.upgrade_timeout = timeout;
+        self
+    }
+
+    /// The [idle linger](Builder::idle_linger) of this process once an
+    /// [upgrade](crate::Handle::upgrade) has made it the old one. Default:
+    /// [`DEFAULT_UPGRADE_LINGER`] (1 s). The longer of the two is used.
+    ///
+    /// At an upgrade nothing hurries the old process: the new one serves. Its keep-alive
+    /// clients, though, send their next request on the connection they hold, to it; one that
+    /// comes after the linger is answered `503` (see [`Builder::idle_linger`]). A longer
+    /// linger serves the late ones (each with `Connection: close`, so that its client
+    /// connects again, to the new process); the cost is the old process living that much
+    /// longer when a client keeps a connection open and silent. The drain ends sooner once
+    /// every connection has closed.
+    pub fn upgrade_linger(mut self, linger: Duration) -> Builder {
+        self.config.upgrade_linger = linger;
         self
     }
 

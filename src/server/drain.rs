@@ -242,7 +242,7 @@ impl<'a> Shutdown<'a> {
         }
         let lead = shared.http.queue().lead();
         shared.live.occupancy.wake_on_end(true);
-        let linger_end = self.fired.at() + shared.config.idle_linger;
+        let linger_end = self.fired.at() + self.linger();
         let mut progress = Instant::now() + PROGRESS_EVERY;
         let drained = loop {
             self.progress(&mut progress);
@@ -278,6 +278,16 @@ impl<'a> Shutdown<'a> {
         }
         self.drained = self.fired.elapsed();
         drained
+    }
+
+    /// How long idle connections hold the drain: the idle linger, or at an upgrade the
+    /// upgrade linger if longer (the new process serves meanwhile).
+    fn linger(&self) -> Duration {
+        let config = &self.shared.config;
+        match self.fired.reason() {
+            Reason::Upgrade { .. } => config.idle_linger.max(config.upgrade_linger),
+            _ => config.idle_linger,
+        }
     }
 
     /// Puts `request` in the waiting room for the workers, waiting for a place up to the
@@ -383,7 +393,7 @@ impl<'a> Shutdown<'a> {
             return shared
                 .live
                 .slots
-                .keep_alive_linger_left(shared.config.idle_linger)
+                .keep_alive_linger_left(self.linger())
                 .is_zero();
         };
         let mut confirmed = left(&census);

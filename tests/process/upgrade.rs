@@ -18,6 +18,7 @@ mod linux {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::thread;
+    use std::time::Duration;
 
     use std::os::unix::fs::PermissionsExt;
 
@@ -28,6 +29,7 @@ mod linux {
         trials![
             ten_upgrades_under_load_refuse_nothing_lose_nothing_and_every_old_process_exits_0,
             a_new_process_that_fails_leaves_the_old_one_serving,
+            a_keep_alive_client_silent_past_the_idle_linger_is_served_by_the_old_process,
         ]
     }
 
@@ -213,6 +215,34 @@ mod linux {
         proc.signal_pid(pid, "USR2");
         proc.wait_line("is ready after", BOUND);
         proc.wait_line(&format!("reaper: exit {pid} 0"), BOUND);
+        assert_eq!(get(addr, "/").unwrap().text(), "Hello World");
+    }
+
+    /// A keep-alive client silent for 300 ms after the fire of an upgrade (three idle
+    /// lingers, a client starved on a busy machine): the old process, which has no reason to
+    /// hurry, still serves its next request, with `Connection: close`, then exits 0.
+    fn a_keep_alive_client_silent_past_the_idle_linger_is_served_by_the_old_process() {
+        let hello = native_example("hello");
+        let (mut proc, addr) = reaped(hello.get_program(), &["--delay-ms", "0"]);
+        let pid = first_pid(&mut proc);
+        let mut conn = Conn::open(addr).unwrap();
+        conn.send("GET", "/", &[], b"").unwrap();
+        let first = conn.read_response(false).unwrap();
+        assert!(first.status == 200 && !first.closes(), "{first:?}");
+
+        proc.signal_pid(pid, "USR2");
+        proc.wait_line("shutdown (upgrade: pid ", BOUND);
+        // Not a synchronisation: the client's silence is what is tested.
+        thread::sleep(Duration::from_millis(300));
+        conn.send("GET", "/", &[], b"").unwrap();
+        let late = conn.read_response(false).unwrap();
+        assert!(
+            late.status == 200 && late.closes(),
+            "{late:?}\n{}",
+            proc.output()
+        );
+        let exit = proc.wait_line(&format!("reaper: exit {pid} "), BOUND);
+        assert!(exit.ends_with(" 0"), "{exit}\n{}", proc.output());
         assert_eq!(get(addr, "/").unwrap().text(), "Hello World");
     }
 }
