@@ -18,7 +18,7 @@ mod linux {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::thread;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use std::os::unix::fs::PermissionsExt;
 
@@ -80,17 +80,27 @@ mod linux {
                 tally.refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            let mut last = Instant::now();
             while !tally.stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let gap = sent - last;
                 if conn.send("GET", "/", &[], b"").is_err() {
                     break; // not written: nothing to lose
                 }
                 match conn.read_response(false) {
                     Ok(response) => {
+                        last = Instant::now();
                         if response.status != 200 {
                             // Counted, and asserted on with the servers' logs at the end.
                             tally.not_ok.fetch_add(1, Ordering::Relaxed);
                             let mut first = tally.first_not_ok.lock().unwrap();
-                            first.get_or_insert_with(|| format!("{response:?}"));
+                            first.get_or_insert_with(|| {
+                                format!(
+                                    "{response:?}, sent {gap:?} after the last response, \
+                                     answered {:?} later",
+                                    last - sent
+                                )
+                            });
                         }
                         tally.answered.fetch_add(1, Ordering::Relaxed);
                         if response.closes() || !reuse {
@@ -98,7 +108,11 @@ mod linux {
                         }
                     }
                     Err(e) => {
-                        eprintln!("lost: {e}");
+                        // How long the client took to send it shows whether it was slow.
+                        eprintln!(
+                            "lost: {e}, sent {gap:?} after the last response, {:?} before",
+                            sent.elapsed()
+                        );
                         tally.lost.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
