@@ -89,7 +89,9 @@
 //! and hands it the listening socket; the new process's [`Server::bind`] takes it instead
 //! of binding and says it is ready, and only then does this one fire its shutdown
 //! ([`Reason::Upgrade`]), stop accepting and drain. The socket never closes: no connect is
-//! refused. A new process that fails or is late is killed; this one serves on. On Windows
+//! refused. Nothing hurries the old process, so its drain waits longer for a request on an
+//! idle keep-alive connection ([`Builder::upgrade_linger`], 1 s). A new process that fails
+//! or is late is killed; this one serves on. On Windows
 //! the socket goes over with `WSADuplicateSocketW`, and a file asks for it
 //! ([`Handle::upgrade_on_file`]: Windows has no SIGUSR2).
 //!
