@@ -17,11 +17,19 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
     sys.exit(f"reaper: prctl failed: {os.strerror(ctypes.get_errno())}")
 
+
+
+def say(line):
+    """One line in one write: the children write to the same pipe, and print may write a
+    line and its end apart (seen: another process's line between them)."""
+    os.write(1, f"{line}\n".encode())
+
+
 child = subprocess.Popen(sys.argv[1:])
-print(f"reaper: started {child.pid}", flush=True)
+say(f"reaper: started {child.pid}")
 while True:
     try:
         pid, status = os.wait()
     except ChildProcessError:
         break
-    print(f"reaper: exit {pid} {os.waitstatus_to_exitcode(status)}", flush=True)
+    say(f"reaper: exit {pid} {os.waitstatus_to_exitcode(status)}")
