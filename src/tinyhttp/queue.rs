@@ -548,14 +548,16 @@ impl Lead<'_> {
         self.queue.received(&gen, received)
     }
 
-    /// Waits up to `timeout` for the next request. With one receiver only, tiny_http's
-    /// timed receive cannot lose a request: one it missed is there the next time.
+    /// Waits up to `timeout` for the next request; `None` at once if `unblock`s were queued
+    /// (a wake-up: all of them are taken). With one receiver only, tiny_http's timed
+    /// receive cannot lose a request: one it missed is there the next time.
     pub(crate) fn receive_timeout(&self, timeout: Duration) -> Option<Request> {
-        // `unblock`s no one took would each end the wait at once: past them first.
-        if let Some(request) = self.try_receive() {
-            return Some(request);
-        }
         let gen = self.queue.current();
+        // The `unblock`s queued now wake it as one: all are taken, and it looks again.
+        let (request, woken) = self.take_queued(&gen);
+        if request.is_some() || woken {
+            return request;
+        }
         let received = gen.http.recv_timeout(timeout);
         self.queue.received_timed(&gen, received)
     }
@@ -563,13 +565,19 @@ impl Lead<'_> {
     /// The next request if one is queued now, past any `unblock` no one took
     /// ([`Generation::unblocks`]).
     pub(crate) fn try_receive(&self) -> Option<Request> {
-        let gen = self.queue.current();
+        self.take_queued(&self.queue.current()).0
+    }
+
+    /// The first request queued now, past the counted `unblock`s ahead of it; and whether it
+    /// took one.
+    fn take_queued(&self, gen: &Generation) -> (Option<Request>, bool) {
+        let mut woken = false;
         loop {
             match gen.http.try_recv() {
                 // An `unblock`, or an empty queue while one is counted that was taken
                 // unseen: either way one fewer; the count bounds the loop.
-                Ok(None) if gen.took_unblock() => {}
-                received => return self.queue.received_timed(&gen, received),
+                Ok(None) if gen.took_unblock() => woken = true,
+                received => return (self.queue.received_timed(gen, received), woken),
             }
         }
     }
@@ -603,8 +611,8 @@ mod tests {
     use std::io::Write;
     use std::net::TcpStream;
 
-    /// A thousand `unblock`s no worker took, then a request: a leader's timed receive gets
-    /// the request, not the first of the `unblock`s. (Before, each receive took one
+    /// A thousand `unblock`s no worker took, then a request: a leader's receive, then its
+    /// timed one, get the request, not the first two of the `unblock`s. (Before, each receive took one
     /// `unblock` and said "nothing": a drain looking between receives had requests wait
     /// behind them for over a second.)
     #[test]
@@ -620,7 +628,9 @@ mod tests {
             .write_all(b"GET /after HTTP/1.1\r\nHost: test\r\n\r\n")
             .unwrap();
         let lead = queue.lead();
-        let request = lead.receive_timeout(Duration::from_secs(5));
+        let request = lead
+            .try_receive()
+            .or_else(|| lead.receive_timeout(Duration::from_secs(5)));
         assert_eq!(
             request.map(|r| r.url().to_owned()).as_deref(),
             Some("/after")
