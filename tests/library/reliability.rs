@@ -117,11 +117,13 @@ fn a_client_that_stops_reading_frees_its_worker_after_the_write_timeout() {
     let took = start.elapsed();
     assert_eq!(next.text(), "small");
     eprintln!("stalled reader: next request served after {took:.1?}");
-    // Each send is bounded by the socket timeout, and a stall is a send that used (nearly)
-    // all of it: measured 1.2 times the timeout on Linux, 2 times under wine (where a send
-    // first completes after 0.7 times, then the next times out). Without the stall rule a
-    // stalled client held the worker for 3.3 times the timeout on Linux.
-    assert!(took < write_timeout * 5 / 2, "worker held for {took:?}");
+    // Freed, not held for good (the client never reads 64 MiB). How soon is a timing, not
+    // asserted here: measured 1.2 times the timeout on Linux, 2 times under wine (where a
+    // send first completes after 0.7 times, then the next times out); 3.3 times without the
+    // rule that a write after a failed one fails at once, which
+    // `tinyhttp::response::tests::after_a_failed_write_every_write_fails_at_once` asserts.
+    // A bound of 2.5 times failed once beside two busy loops.
+    assert!(took < write_timeout * 10, "worker held for {took:?}");
     s.shut_down();
     drop(stalled);
 }
