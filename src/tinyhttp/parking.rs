@@ -61,6 +61,11 @@ pub(crate) const MOST_PARKED: usize = 8;
 /// which parked connections a thread holds (their byte read); released, tiny_http takes
 /// the end of the connection in the middle of a request line as a client gone, and
 /// answers nothing.
+///
+/// A parked connection is closed with a reset (`SO_LINGER` 0, set as it is made): its
+/// thread's read fails at once and tiny_http drops the connection without sending a `FIN`
+/// back, and neither end lingers in the kernel. Closed with a `FIN`, the stop's release of
+/// the parked threads was the largest piece of an idle exit's extra CPU (`perf`, README).
 const PARKED: &[u8] = b"P";
 
 /// How long a connect to park a thread may take: the server's own accept loop, on the same
@@ -136,6 +141,7 @@ impl Parking {
             let connected = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)
                 .and_then(|stream| Ok((stream.local_addr()?, stream)))
                 .and_then(|(addr, mut stream)| {
+                    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
                     stream.write_all(PARKED)?;
                     Ok(Parked { stream, addr })
                 });
@@ -411,5 +417,27 @@ mod tests {
         assert_eq!(parking.len(), 0);
         assert_eq!(parking.park(1), 0, "nothing parks once released for good");
         assert!(!parking.is_ours("127.0.0.1:1".parse().unwrap()));
+    }
+
+    /// A released parked connection ends with a reset: the thread that held it reads an
+    /// error at once, and sends nothing back.
+    #[test]
+    fn a_released_connection_is_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let parking = Parking::new(listener.local_addr().unwrap());
+        assert_eq!(parking.park(1), 1);
+        let (mut held, _) = listener.accept().unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        held.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, PARKED);
+
+        parking.release_all();
+        let end = held.read(&mut byte);
+        assert_eq!(
+            end.as_ref().map_err(io::Error::kind).err(),
+            Some(io::ErrorKind::ConnectionReset),
+            "the held end read {end:?}"
+        );
     }
 }
