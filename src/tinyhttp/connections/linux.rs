@@ -300,9 +300,9 @@ struct OwnSocket {
     ends: Option<(SocketAddr, SocketAddr)>,
 }
 
-/// This process's sockets: the links in `/proc/self/fd` that name one (`socket:[12345]`,
-/// read without touching any file system: `fstat` on a file of a network file system could
-/// wait for its server), and the two ends of each. `None` if the descriptors cannot be
+/// This process's sockets: the descriptors in `/proc/self/fd` that are one, with its inode
+/// (read without touching any file system: `os::unix::socket_inode`), and the two ends of
+/// each. `None` if the descriptors cannot be
 /// listed, or if there are more than [`MOST_DESCRIPTORS`]. A descriptor closed meanwhile is
 /// left out; one opened meanwhile may be (see [`Table::none_open`]).
 ///
@@ -318,14 +318,8 @@ fn own_sockets() -> Option<Vec<OwnSocket>> {
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        // Fails for a descriptor closed meanwhile (the directory's own among them).
-        let Ok(link) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let Some(inode) = link
-            .to_str()
-            .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
-        else {
+        // Not a socket (the directory's own descriptor among them), or closed meanwhile.
+        let Some(inode) = crate::os::unix::socket_inode(fd) else {
             continue;
         };
         sockets.push(OwnSocket {
@@ -336,20 +330,16 @@ fn own_sockets() -> Option<Vec<OwnSocket>> {
     Some(sockets)
 }
 
-/// The inodes of this process's sockets, from the links in `/proc/self/fd`
-/// (`socket:[12345]`). Read at each look while it is asked for: a few hundred links take
-/// well under a millisecond.
+/// The inodes of this process's sockets, of the descriptors in `/proc/self/fd`. Read at
+/// each look while it is asked for: a few hundred descriptors take well under a
+/// millisecond.
 pub(super) fn own_socket_inodes() -> std::collections::HashSet<u32> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return std::collections::HashSet::new();
     };
     dir.filter_map(|entry| {
-        let link = std::fs::read_link(entry.ok()?.path()).ok()?;
-        let link = link.to_str()?;
-        link.strip_prefix("socket:[")?
-            .strip_suffix(']')?
-            .parse()
-            .ok()
+        let fd = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        crate::os::unix::socket_inode(fd)
     })
     .collect()
 }
