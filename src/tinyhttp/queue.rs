@@ -426,19 +426,24 @@ impl Queue {
     /// Wakes every worker inside `gen`'s queue (workers are turned away already) and waits
     /// until none is left inside: one `unblock` for each worker counted inside, which wakes
     /// one, or, if a request came first, is left for the leader, who finds it harmless.
+    ///
+    /// `unblock`s already on their way count: after an idle drain woke every worker to
+    /// end ([`Queue::wake_workers`]), the late responder, leading next, found them all
+    /// still inside (on two cores they had not run yet) and put in as many again, each
+    /// one more message and wake-up for tiny_http's queue, and one more for the leader to
+    /// skip later.
     fn turn_out(&self, gen: &Generation) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut quiet = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
-        let mut woken = 0;
         loop {
             let inside = gen.inside.load(Ordering::SeqCst);
             if inside == 0 {
                 break;
             }
-            for _ in woken..inside {
+            let coming = gen.unblocks.load(Ordering::SeqCst);
+            for _ in coming..inside {
                 gen.unblock();
             }
-            woken = woken.max(inside);
             let (guard, waited) = self
                 .left
                 .wait_timeout(quiet, LEAVE_WAIT)
@@ -610,6 +615,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpStream;
+    use std::time::Instant;
 
     /// A thousand `unblock`s no worker took, then a request: a leader's receive, then its
     /// timed one, get the request, not the first two of the `unblock`s. (Before, each receive took one
@@ -636,5 +642,51 @@ mod tests {
             Some("/after")
         );
         assert_eq!(queue.current().unblocks.load(Ordering::SeqCst), 0);
+    }
+
+    /// Workers already woken to end (an idle drain's [`Queue::wake_workers`]) need no
+    /// second `unblock` from a leader that comes next (the late responder): every one put
+    /// in is taken. (Before, the leader put in one more for each worker still inside.)
+    #[test]
+    fn a_leader_adds_no_unblock_for_workers_already_woken() {
+        const WORKERS: usize = 3;
+        let http = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let queue = Arc::new(Queue::new(
+            http,
+            4,
+            Arc::new(Peers::new()),
+            Arc::new(Gauges::new()),
+        ));
+        let gen = queue.current();
+        // Workers inside tiny_http's queue, woken to end, and not run yet.
+        gen.inside.store(WORKERS, Ordering::SeqCst);
+        queue.wake_workers();
+        // They run once a leader waits for them to leave (past its wake-ups: it holds
+        // `quiet` until it waits): each takes one `unblock` and leaves.
+        let workers = {
+            let (queue, gen) = (Arc::clone(&queue), Arc::clone(&gen));
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(5);
+                while queue.waiting.load(Ordering::SeqCst) == 0 {
+                    assert!(Instant::now() < until, "no leader came");
+                    std::thread::yield_now();
+                }
+                drop(queue.quiet.lock().unwrap());
+                for _ in 0..WORKERS {
+                    let got = gen.http.recv_timeout(Duration::from_secs(5)).unwrap();
+                    assert!(got.is_none(), "a request, not an unblock");
+                    assert!(gen.took_unblock(), "an unblock nobody counted");
+                    queue.leave(&gen);
+                }
+            })
+        };
+        let lead = queue.lead();
+        workers.join().unwrap();
+        drop(lead);
+        assert_eq!(
+            gen.unblocks.load(Ordering::SeqCst),
+            0,
+            "unblocks put in beyond the workers' wake-ups"
+        );
     }
 }
