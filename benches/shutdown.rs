@@ -10,6 +10,10 @@
 //!                                                  # burst, rss
 //! cargo bench --bench shutdown -- --workers 8      # another worker count (default 32)
 //! cargo bench --bench shutdown -- --rounds 3       # fewer (or more) rounds of everything
+//! cargo bench --bench shutdown -- --only exit --baseline OLD
+//!                                                  # the exit part with lameduck as another
+//!                                                  # build of this bench (OLD, a copy of
+//!                                                  # target/release/deps/shutdown-*) runs it
 //! ```
 //!
 //! The servers, with the same worker count and the same handler (sleep D ms, then
@@ -219,10 +223,11 @@ struct Args {
     only: Option<Measure>,
     workers: Option<usize>,
     rounds: Option<usize>,
+    baseline: Option<std::path::PathBuf>,
 }
 
-/// `--smoke`, `--install`, `--only NAME`, `--workers N`, `--rounds N`; anything else (cargo passes
-/// `--bench`) is ignored.
+/// `--smoke`, `--install`, `--only NAME`, `--workers N`, `--rounds N`, `--baseline PATH`;
+/// anything else (cargo passes `--bench`) is ignored.
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         smoke: false,
@@ -230,6 +235,7 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         workers: None,
         rounds: None,
+        baseline: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
@@ -251,6 +257,13 @@ fn parse_args() -> Result<Args, String> {
                     "--workers" => args.workers = Some(n),
                     _ => args.rounds = Some(n),
                 }
+            }
+            "--baseline" => {
+                let path = std::path::PathBuf::from(iter.next().unwrap_or_default());
+                if !path.is_file() {
+                    return Err(format!("--baseline {path:?}: not a file"));
+                }
+                args.baseline = Some(path);
             }
             _ => {}
         }
@@ -281,6 +294,9 @@ fn main() {
     if let Some(rounds) = args.rounds {
         plan.rounds = rounds.max(1);
         plan.small_rounds = rounds.max(1);
+    }
+    if let Some(baseline) = args.baseline {
+        child::set_baseline(baseline);
     }
     let wanted = |m: Measure| match args.only {
         Some(only) => only == m,

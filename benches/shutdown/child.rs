@@ -39,6 +39,23 @@ pub enum Kind {
     /// The seed's Go program (`net/http`, `signal.NotifyContext` + `Server.Shutdown`), where
     /// Go is installed ([`set_go`]): in the throughput, latency, exit and drain parts.
     Go,
+    /// lameduck as another build of this bench runs it (`--baseline PATH`, [`set_baseline`]):
+    /// the same child from another binary, to compare two versions of lameduck in one run.
+    /// In the exit part only.
+    Baseline,
+}
+
+/// The other build of this bench whose lameduck child is the baseline.
+static BASELINE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes lameduck as `binary` (another build of this bench) a row of the exit part.
+pub fn set_baseline(binary: PathBuf) {
+    let _ = BASELINE.set(binary);
+}
+
+/// Whether a baseline takes part.
+pub fn has_baseline() -> bool {
+    BASELINE.get().is_some()
 }
 
 /// The Go server's binary, once built.
@@ -65,6 +82,7 @@ impl Kind {
             Kind::Lameduck => "lameduck",
             Kind::Watched => "lameduck+watch",
             Kind::Go => "go",
+            Kind::Baseline => "baseline",
         }
     }
 
@@ -155,7 +173,12 @@ impl Spec {
             Delay::Millis(ms) => ms.to_string(),
             Delay::Hang => "hang".to_owned(),
         };
-        let (kind, workers) = (self.kind.name(), self.workers);
+        // The baseline is lameduck, in its own binary.
+        let kind = match self.kind {
+            Kind::Baseline => Kind::Lameduck.name(),
+            kind => kind.name(),
+        };
+        let workers = self.workers;
         format!("{kind},{workers},{delay},{}", self.deadline.as_millis())
     }
 
@@ -176,7 +199,13 @@ impl Spec {
                 .arg(format!("-timeout-ms={}", self.deadline.as_millis()));
             return Ok(go);
         }
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let exe = match self.kind {
+            Kind::Baseline => BASELINE
+                .get()
+                .expect("set_baseline before a baseline")
+                .clone(),
+            _ => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+        };
         let mut command = Command::new(exe);
         command.env(ENV, self.encode());
         if self.log_rescues {
@@ -216,6 +245,7 @@ pub fn serve(spec: &str) -> ! {
         Kind::Naive => naive(spec),
         Kind::Lameduck | Kind::Watched => with_lameduck(spec),
         Kind::Go => fail("the Go server is not this binary"),
+        Kind::Baseline => fail("the baseline is another binary"),
     };
     std::process::exit(code)
 }

@@ -586,7 +586,7 @@ pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, Str
         reports: Vec::new(),
     };
     for round in 0..plan.rounds {
-        for kind in Kind::rotated(Kind::compared(), round) {
+        for kind in Kind::rotated(exit_kinds(), round) {
             let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
             one_request(&server)?;
             thread::sleep(idle_pause(round));
@@ -610,6 +610,16 @@ pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, Str
     Ok(result)
 }
 
+/// The servers of the exit part: those compared everywhere, and the baseline if one was
+/// given (`--baseline`).
+fn exit_kinds() -> Vec<Kind> {
+    let mut kinds = Kind::compared();
+    if crate::child::has_baseline() {
+        kinds.push(Kind::Baseline);
+    }
+    kinds
+}
+
 fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
     println!(
         "\n2. Signal to exit, idle: a fresh server, one request answered, {} ms + 0-{} ms \
@@ -627,7 +637,7 @@ fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
         "exit status",
         "per run, ms",
     ]);
-    for kind in Kind::compared() {
+    for kind in exit_kinds() {
         let ms = result.ms.get(&kind).cloned().unwrap_or_default();
         let statuses = result.statuses.get(&kind).cloned().unwrap_or_default();
         table.row(vec![
