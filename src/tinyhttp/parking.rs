@@ -420,7 +420,9 @@ mod tests {
     }
 
     /// A released parked connection ends with a reset: the thread that held it reads an
-    /// error at once, and sends nothing back.
+    /// error at once, and sends nothing back. Linux, where threads are parked (wine closes
+    /// such a socket gracefully: the held end reads the end of stream).
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_released_connection_is_reset() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
