@@ -52,8 +52,8 @@
 //!    connections, a fresh server per run: req/s, p50, p99, slowest; and, from lameduck's
 //!    debug log, how long a connection tiny_http left without a thread waited for its
 //!    rescue. Skipped with a note without wrk.
-//! 2. `exit`: signal to exit when idle (10 runs, each after a different idle pause). Under
-//!    load it is measured by `drain`.
+//! 2. `exit`: signal to exit when idle, SIGINT and SIGTERM (10 runs of each, each after a
+//!    different idle pause). Under load it is measured by `drain`.
 //! 3. `drain`: 32 clients in a loop, 0 ms and 50 ms handlers, SIGINT after 2000 / 200
 //!    responses: lost (and how the client saw it), 503, ok, signal to exit.
 //! 4. `deadline`: a handler that never returns, deadline 1 s: how far past it the exit comes.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::child::{Delay, Kind, Spec, IN_HANDLER};
 use crate::load::{Conn, Load, Tally, READ_TIMEOUT};
-use crate::process::{ProcStatus, ServerProcess, Signaller};
+use crate::process::{ProcStatus, ServerProcess, Sig, Signaller};
 use crate::table::{self, num, Table};
 use crate::wrk::{self, WrkRun};
 use crate::Plan;
@@ -99,7 +99,17 @@ fn signal_to_exit(
     server: &mut ServerProcess,
     bound: Duration,
 ) -> Result<Option<(f64, Option<ExitStatus>)>, String> {
-    let sent = signaller.interrupt(server.pid)?;
+    signal_to_exit_with(signaller, server, bound, Sig::Int)
+}
+
+/// As [`signal_to_exit`], with `sig`.
+fn signal_to_exit_with(
+    signaller: &mut Signaller,
+    server: &mut ServerProcess,
+    bound: Duration,
+    sig: Sig,
+) -> Result<Option<(f64, Option<ExitStatus>)>, String> {
+    let sent = signaller.send(server.pid, sig)?;
     Ok(server
         .wait_exit(bound)
         .map(|exit| (millis(exit.at.saturating_duration_since(sent)), exit.status)))
@@ -573,36 +583,62 @@ fn print_latency(plan: &Plan, result: &Latency) {
 // 2. Signal to exit, idle
 
 pub struct ExitIdle {
+    /// After SIGINT.
     pub ms: PerKind<f64>,
-    statuses: PerKind<String>,
+    /// After SIGTERM.
+    pub term_ms: PerKind<f64>,
+    statuses: HashMap<(Sig, Kind), Vec<String>>,
     /// lameduck's own reports, from its stderr.
     reports: Vec<String>,
+}
+
+impl ExitIdle {
+    /// The times after `sig`.
+    pub fn after(&self, sig: Sig) -> &PerKind<f64> {
+        match sig {
+            Sig::Int => &self.ms,
+            Sig::Term => &self.term_ms,
+        }
+    }
 }
 
 pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, String> {
     let mut result = ExitIdle {
         ms: HashMap::new(),
+        term_ms: HashMap::new(),
         statuses: HashMap::new(),
         reports: Vec::new(),
     };
     for round in 0..plan.rounds {
         for kind in Kind::rotated(exit_kinds(), round) {
-            let mut server = ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
-            one_request(&server)?;
-            thread::sleep(idle_pause(round));
-            let (ms, status) =
-                signal_to_exit(signaller, &mut server, EXIT_BOUND)?.ok_or_else(|| {
-                    format!(
-                        "{} did not exit in {EXIT_BOUND:?} (SIGINT ignored? a background job of a \
-                         non-interactive shell starts with SIGINT ignored, and its children too)",
-                        kind.name()
-                    )
-                })?;
-            result.ms.entry(kind).or_default().push(ms);
-            let statuses = result.statuses.entry(kind).or_default();
-            statuses.push(status_text(status));
-            if kind == Kind::Lameduck {
-                result.reports.push(server.stderr_tail().join(" / "));
+            // Which goes first alternates too: a second start of the same binary is warmer.
+            let mut sigs = Sig::BOTH;
+            sigs.rotate_left(round % Sig::BOTH.len());
+            for sig in sigs {
+                let mut server =
+                    ServerProcess::start(Spec::new(kind, plan.workers, Delay::Millis(0)))?;
+                one_request(&server)?;
+                thread::sleep(idle_pause(round));
+                let (ms, status) = signal_to_exit_with(signaller, &mut server, EXIT_BOUND, sig)?
+                    .ok_or_else(|| {
+                        format!(
+                            "{} did not exit in {EXIT_BOUND:?} after SIG{} (SIGINT ignored? a \
+                             background job of a non-interactive shell starts with SIGINT \
+                             ignored, and its children too)",
+                            kind.name(),
+                            sig.name()
+                        )
+                    })?;
+                let times = match sig {
+                    Sig::Int => &mut result.ms,
+                    Sig::Term => &mut result.term_ms,
+                };
+                times.entry(kind).or_default().push(ms);
+                let statuses = result.statuses.entry((sig, kind)).or_default();
+                statuses.push(status_text(status));
+                if kind == Kind::Lameduck && sig == Sig::Int {
+                    result.reports.push(server.stderr_tail().join(" / "));
+                }
             }
         }
     }
@@ -623,25 +659,35 @@ fn exit_kinds() -> Vec<Kind> {
 fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
     println!(
         "\n2. Signal to exit, idle: a fresh server, one request answered, {} ms + 0-{} ms \
-         idle (a different pause each round), then SIGINT; {} run(s). (Under load: see 3, \
-         50 ms handler.)",
+         idle (a different pause each round), then SIGINT, and the same again with SIGTERM \
+         (which goes first alternates); {} run(s) of each. (Under load: see 3, 50 ms handler, \
+         SIGINT.)",
         IDLE_BEFORE_SIGNAL.as_millis(),
         IDLE_SPREAD.as_millis(),
         plan.rounds
     );
     let mut table = Table::new(&[
         "server",
+        "signal",
         "median ms",
         "min ms",
         "max ms",
         "exit status",
         "per run, ms",
     ]);
-    for kind in exit_kinds() {
-        let ms = result.ms.get(&kind).cloned().unwrap_or_default();
-        let statuses = result.statuses.get(&kind).cloned().unwrap_or_default();
+    for (kind, sig) in exit_kinds()
+        .into_iter()
+        .flat_map(|kind| Sig::BOTH.map(|sig| (kind, sig)))
+    {
+        let ms = result.after(sig).get(&kind).cloned().unwrap_or_default();
+        let statuses = result
+            .statuses
+            .get(&(sig, kind))
+            .cloned()
+            .unwrap_or_default();
         table.row(vec![
             kind.name().to_owned(),
+            format!("SIG{}", sig.name()),
             num(table::median(&ms), 2),
             num(table::min(&ms), 2),
             num(table::max(&ms), 2),

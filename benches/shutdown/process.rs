@@ -204,6 +204,28 @@ fn read_lines(
     });
 }
 
+/// A signal that asks a server to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sig {
+    /// SIGINT: Ctrl+C.
+    Int,
+    /// SIGTERM: what a service manager, `docker stop` and Kubernetes send.
+    Term,
+}
+
+impl Sig {
+    /// Both, in the order the exit part sends them.
+    pub const BOTH: [Sig; 2] = [Sig::Int, Sig::Term];
+
+    /// The name `kill` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sig::Int => "INT",
+            Sig::Term => "TERM",
+        }
+    }
+}
+
 /// Sends signals with `kill`: a shell started once reads `kill -INT <pid>` lines on its
 /// stdin and runs its builtin `kill`, so that starting a process is not part of what is
 /// timed.
@@ -227,9 +249,9 @@ impl Signaller {
         })
     }
 
-    /// Sends SIGINT to `pid`; returns the moment just before.
-    pub fn interrupt(&mut self, pid: u32) -> Result<Instant, String> {
-        let line = format!("kill -INT {pid}\n");
+    /// Sends `sig` to `pid`; returns the moment just before.
+    pub fn send(&mut self, pid: u32, sig: Sig) -> Result<Instant, String> {
+        let line = format!("kill -{} {pid}\n", sig.name());
         let at = Instant::now();
         self.stdin
             .write_all(line.as_bytes())
