@@ -21,9 +21,11 @@
 //! beside two busy loops.
 //!
 //! A thread goes idle whenever its connection closes, and is parked at the supervisor's
-//! next look: within 10 ms while connections come, within a second otherwise
-//! (`supervisor.rs`). A burst that comes in between meets it, and the rescue frees what
-//! tiny_http queued then.
+//! next look: a millisecond after a new connection's first request (for one that closes
+//! that soon: a probe), within 10 ms while connections come, within a second otherwise
+//! (`supervisor.rs`). A burst that comes in between meets it, and so does one that comes
+//! before the thread woken for its parked connection has run (milliseconds on a busy
+//! machine): the rescue frees what tiny_http queued then.
 //!
 //! A parked thread is also the fastest rescue there is: closing its connection lets the
 //! thread take the next queued connection at once (it is woken, not started, and no

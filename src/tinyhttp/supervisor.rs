@@ -52,13 +52,23 @@ use crate::shutdown::trigger::Listener;
 const TABLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// After a new connection is seen (its first request came out), how long until the first
-/// look: the connections of the same burst that did get a thread have read their first
-/// request by then, and those left without one show their bytes unread. The look then
-/// watches them for the rescue's [`STARVED_AFTER`](super::rescue) before it kicks. About a
-/// kernel tick (4 ms here); not tuned alone: what it gives, a request on a connection left
-/// without a thread answered within tens of milliseconds at 256 connections opened at once,
-/// is measured by `cargo bench --bench shutdown -- --only latency` (README, Performance).
-const FIRST_LOOK: Duration = Duration::from_millis(4);
+/// look. Short, for the connection that closes right after its request (a probe, `curl`):
+/// its pool thread is idle from then on, and a burst that comes before the look parks it is
+/// queued without threads (`parking.rs`). The rescue such a look may start watches the
+/// bytes left unread for [`STARVED_AFTER`](super::rescue) itself before it kicks, so the
+/// look need not wait for the burst's threads to read. Measured with [`PARK_CHECK`] and
+/// the rescue's parking left out while connections wait (2026-12-03, `wrk -t1 -d1s` right
+/// after one `curl` request on a fresh server, 28 runs each): runs that needed a rescue at
+/// 16 connections 12 against 19 with the look at 4 ms, at 64 connections 10 against 22; at
+/// 256, 10 of 16 either way (README, Performance).
+const FIRST_LOOK: Duration = Duration::from_millis(1);
+
+/// After a look that parked threads, how soon the next one checks that no idle thread is
+/// left: a thread whose connection had closed but which was not yet waiting for the next
+/// one when the parked connection came leaves tiny_http to start a new thread for it, and
+/// is idle itself a moment later. Not tuned: a look is about a millisecond of CPU, and
+/// threads are parked only after connections close.
+const PARK_CHECK: Duration = Duration::from_millis(1);
 
 /// With a table and no new connection, how often the supervisor looks anyway (a burst
 /// whose connections were all left without a thread gives no other sign). Not measured: it
@@ -220,7 +230,12 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
                 // connection may have got a new thread while an idle one still waits).
                 let busy = open != last_open
                     || seen.is_some_and(|(rescued, parked)| !rescued.quiet || parked > 0);
-                look_at = busy.then(|| looked + TABLE_INTERVAL);
+                let parked = seen.is_some_and(|(_, parked)| parked > 0);
+                look_at = if parked {
+                    Some(Instant::now() + PARK_CHECK)
+                } else {
+                    busy.then(|| looked + TABLE_INTERVAL)
+                };
                 last_open = open;
             }
         } else if w.peers.take_seen_new() || round % UNCONDITIONAL_EVERY == 0 {
