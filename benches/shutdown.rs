@@ -14,6 +14,8 @@
 //!                                                  # the exit part with lameduck as another
 //!                                                  # build of this bench (OLD, a copy of
 //!                                                  # target/release/deps/shutdown-*) runs it
+//!                                                  # as one more row (also the latency part:
+//!                                                  # its rescues side by side)
 //! ```
 //!
 //! The servers, with the same worker count and the same handler (sleep D ms, then

@@ -41,14 +41,15 @@ pub enum Kind {
     Go,
     /// lameduck as another build of this bench runs it (`--baseline PATH`, [`set_baseline`]):
     /// the same child from another binary, to compare two versions of lameduck in one run.
-    /// In the exit part only.
+    /// In the exit and latency parts.
     Baseline,
 }
 
 /// The other build of this bench whose lameduck child is the baseline.
 static BASELINE: OnceLock<PathBuf> = OnceLock::new();
 
-/// Makes lameduck as `binary` (another build of this bench) a row of the exit part.
+/// Makes lameduck as `binary` (another build of this bench) a row of the exit and latency
+/// parts.
 pub fn set_baseline(binary: PathBuf) {
     let _ = BASELINE.set(binary);
 }

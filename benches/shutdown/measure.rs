@@ -353,12 +353,13 @@ pub struct Latency {
     /// Per run as in `runs`: the connections left without a thread, seen from outside
     /// while wrk's load was on (`starved.rs`); `None` where that could not be seen.
     pub starved: HashMap<(usize, Kind), Vec<Option<usize>>>,
-    /// lameduck's rescues, per connection count: the longest a connection kicked for waited
-    /// for its thread in each run, in ms (0: none waited), from its own debug log.
-    pub rescue_waits: HashMap<usize, Vec<f64>>,
+    /// lameduck's rescues (and the baseline's), per connection count: the longest a
+    /// connection kicked for waited for its thread in each run, in ms (0: none waited), from
+    /// its own debug log.
+    pub rescue_waits: HashMap<(usize, Kind), Vec<f64>>,
     /// The same runs: the longest a connection that had a thread waited for it to read its
     /// first request (the threads were slow to run: the machine's share, not the rescue's).
-    pub late_waits: HashMap<usize, Vec<f64>>,
+    pub late_waits: HashMap<(usize, Kind), Vec<f64>>,
 }
 
 impl Latency {
@@ -432,7 +433,7 @@ impl Latency {
 pub fn latency(plan: &Plan) -> Result<Latency, String> {
     let spec = |kind| {
         let spec = Spec::new(kind, plan.workers, Delay::Millis(0));
-        if kind == Kind::Lameduck {
+        if rescues_logged(kind) {
             spec.logging_rescues()
         } else {
             spec
@@ -440,11 +441,11 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
     };
     let mut runs: HashMap<(usize, Kind), Vec<WrkRun>> = HashMap::new();
     let mut starved: HashMap<(usize, Kind), Vec<Option<usize>>> = HashMap::new();
-    let mut rescue_waits: HashMap<usize, Vec<f64>> = HashMap::new();
-    let mut late_waits: HashMap<usize, Vec<f64>> = HashMap::new();
+    let mut rescue_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
+    let mut late_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.wrk_conns {
-            for kind in Kind::rotated(Kind::throughput(), round) {
+            for kind in Kind::rotated(latency_kinds(), round) {
                 let mut server = ServerProcess::start(spec(kind))?;
                 one_request(&server)?;
                 // Looked at while the load is on, well after its connections were opened.
@@ -460,7 +461,7 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
                     run.map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
                 runs.entry((conns, kind)).or_default().push(run);
                 starved.entry((conns, kind)).or_default().push(seen);
-                if kind == Kind::Lameduck {
+                if rescues_logged(kind) {
                     server.kill();
                     let _ = server.wait_exit(EXIT_BOUND);
                     let tail = server.stderr_tail();
@@ -470,11 +471,11 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
                             .fold(0.0, f64::max)
                     };
                     rescue_waits
-                        .entry(conns)
+                        .entry((conns, kind))
                         .or_default()
                         .push(longest("the longest for "));
                     late_waits
-                        .entry(conns)
+                        .entry((conns, kind))
                         .or_default()
                         .push(longest("the last after "));
                 }
@@ -490,6 +491,21 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
     };
     print_latency(plan, &result);
     Ok(result)
+}
+
+/// The servers of the latency part: those of the throughput part, and the baseline if one
+/// was given (`--baseline`).
+fn latency_kinds() -> Vec<Kind> {
+    let mut kinds = Kind::throughput();
+    if crate::child::has_baseline() {
+        kinds.push(Kind::Baseline);
+    }
+    kinds
+}
+
+/// Whether the server logs its rescues: lameduck, in this build or the baseline's.
+fn rescues_logged(kind: Kind) -> bool {
+    matches!(kind, Kind::Lameduck | Kind::Baseline)
 }
 
 /// A wait in a lameduck rescue's debug line: `... the longest for 12.3 ms; ...` (`key`
@@ -523,7 +539,7 @@ fn print_latency(plan: &Plan, result: &Latency) {
         "most unserved",
     ]);
     for &conns in &plan.wrk_conns {
-        for kind in Kind::throughput() {
+        for kind in latency_kinds() {
             let sum = |f: fn(&WrkRun) -> u64| {
                 result
                     .runs
@@ -563,19 +579,28 @@ fn print_latency(plan: &Plan, result: &Latency) {
          unserved: the most such connections in one run (-: `ss` missing).",
         plan.load_time.as_secs_f64() * 0.6
     );
-    for &conns in &plan.wrk_conns {
-        let texts = |waits: Option<&Vec<f64>>| -> String {
-            let waits = waits.cloned().unwrap_or_default();
-            let texts: Vec<String> = waits.iter().map(|w| format!("{w:.1}")).collect();
-            texts.join(" ")
-        };
-        println!(
-            "  lameduck at {conns} connections: the longest a connection tiny_http left without \
-             a thread waited for its rescue, per run (ms, 0: none): {}; in the same runs, the \
-             longest a connection that had a thread waited for it to run (ms, 0: none seen): {}",
-            texts(result.rescue_waits.get(&conns)),
-            texts(result.late_waits.get(&conns))
-        );
+    for kind in latency_kinds().into_iter().filter(|&k| rescues_logged(k)) {
+        for &conns in &plan.wrk_conns {
+            let waits = |of: &HashMap<(usize, Kind), Vec<f64>>| {
+                of.get(&(conns, kind)).cloned().unwrap_or_default()
+            };
+            let texts = |waits: &[f64]| -> String {
+                let texts: Vec<String> = waits.iter().map(|w| format!("{w:.1}")).collect();
+                texts.join(" ")
+            };
+            let rescues = waits(&result.rescue_waits);
+            println!(
+                "  {} at {conns} connections: the longest a connection tiny_http left without \
+                 a thread waited for its rescue, per run (ms, 0: none): {} ({} of {} runs with \
+                 one); in the same runs, the longest a connection that had a thread waited for \
+                 it to run (ms, 0: none seen): {}",
+                kind.name(),
+                texts(&rescues),
+                rescues.iter().filter(|&&w| w > 0.0).count(),
+                rescues.len(),
+                texts(&waits(&result.late_waits))
+            );
+        }
     }
 }
 

@@ -113,8 +113,11 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
                     return None;
                 }
                 let w = w?;
-                let worst = table::max(w.rescue_waits.get(&WRK_MOST)?)?;
-                let own = w.late_waits.get(&WRK_MOST).and_then(|l| table::max(l));
+                let worst = table::max(w.rescue_waits.get(&(WRK_MOST, Kind::Lameduck))?)?;
+                let own = w
+                    .late_waits
+                    .get(&(WRK_MOST, Kind::Lameduck))
+                    .and_then(|l| table::max(l));
                 Some((format!("{worst:.1} ms ({} ms)", num(own, 1)), worst <= 50.0))
             },
         ),
