@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use super::connections::{Connection, Table};
 use super::peers::Peers;
+use super::threads::Pool;
 
 /// After a kick, how long a freed connection's first request may take to reach a worker.
 /// Microseconds on an idle machine; milliseconds when both cores are busy. Only the last
@@ -160,11 +161,13 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// queued with no thread (the others' threads have not run yet, and a kick for them would
 /// only add a thread to the ones the CPU is already behind with). The accept thread may
 /// hold one connection it has not handed on yet, so the last of them is kicked for only
-/// when two looks in a row show it. Such a rescue ends as soon as no connection is queued
+/// when two looks in a row show it, or when `pool` saw the accept thread waiting for the
+/// next connection ([`Pool::handed_on`]). Such a rescue ends as soon as no connection is queued
 /// and the accept loop has settled.
 ///
-/// Where `pool` counts, a look that finds more pool threads than connections accepted,
-/// and no connection with bytes unread, asks `park` to park the idle ones (`parking.rs`).
+/// Where `pool` counts, a look that finds more pool threads than connections accepted, no
+/// connection with bytes unread and the accept loop settled, asks `park` to park the idle
+/// ones (`parking.rs`).
 ///
 /// Returns what it saw, or the table's error (the caller then falls back to the timed
 /// rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
@@ -172,7 +175,7 @@ pub(crate) fn rescue_from_table(
     table: &mut Table,
     until: Instant,
     pace: Pace,
-    pool: &mut dyn FnMut() -> Option<usize>,
+    pool: &mut dyn FnMut() -> Option<Pool>,
     kick: &mut dyn FnMut(usize) -> Vec<SocketAddr>,
     park: &mut dyn FnMut(usize),
 ) -> io::Result<Rescued> {
@@ -215,16 +218,18 @@ pub(crate) fn rescue_from_table(
             now - *at < KICK_EXPIRY && (shown || !*seen)
         });
         let mut starved = look.starved;
-        let threads = pool();
+        let counted = pool();
+        let threads = counted.map(|p| p.threads);
         if let Some(threads) = threads {
             let accepted = conns.iter().filter(|c| c.accepted).count();
-            if threads > accepted && look.unread == 0 {
+            if threads > accepted && look.unread == 0 && look.settled {
                 // Threads beyond the connections: idle ones, which open the window in
                 // which tiny_http queues the next connections (`parking.rs`). Not while
-                // connections wait: the threads are counted after the table is read, and
-                // in a burst those started meanwhile, for connections the table does not
-                // show yet, look idle. Parked then, they add connections to the burst (a
-                // trace: three parked in a burst of 16, then one connection queued).
+                // connections wait or still come: the threads are counted after the table
+                // is read, and in a burst those started meanwhile, for connections the
+                // table does not show yet, look idle. Parked then, they add connections to
+                // the burst (traces: three parked in a burst of 16, then one connection
+                // queued; three in a burst of 256, before any was unread).
                 park(threads - accepted);
             }
         }
@@ -236,10 +241,15 @@ pub(crate) fn rescue_from_table(
                     .count()
                     .saturating_sub(threads);
                 // The accept thread may hold one it has not handed on yet: the last one only
-                // when two looks show it.
-                let queued = beyond
-                    .saturating_sub(1)
-                    .max(beyond.min(last_beyond.unwrap_or(0)));
+                // when two looks show it, or when the accept thread was seen waiting for
+                // the next connection after the count.
+                let queued = if counted.is_some_and(|p| p.handed_on) {
+                    beyond
+                } else {
+                    beyond
+                        .saturating_sub(1)
+                        .max(beyond.min(last_beyond.unwrap_or(0)))
+                };
                 last_beyond = Some(beyond);
                 log::trace!(
                     "rescue: {} unread, {queued} queued ({beyond} accepted beyond {threads} pool \

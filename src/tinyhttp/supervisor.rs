@@ -272,7 +272,7 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
         table,
         until,
         rescue::Pace::Serving,
-        &mut || threads.pool(),
+        &mut || threads.pool_now(),
         &mut |n| release_then_kick(w, n),
         &mut |idle| {
             w.parking.park(idle);
@@ -388,7 +388,7 @@ fn ping_answers(w: &Watched) -> bool {
                         table,
                         until,
                         rescue::Pace::Serving,
-                        &mut || threads.pool(),
+                        &mut || threads.pool_now(),
                         &mut |n| release_then_kick(w, n),
                         &mut |idle| {
                             w.parking.park(idle);

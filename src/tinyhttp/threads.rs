@@ -22,6 +22,11 @@
 //! queued = accepted connections still open − (threads with the name − 1 accept thread)
 //! ```
 //!
+//! The accept thread may hold one connection it has not handed on yet. Where it is seen
+//! waiting in `accept` after the count (its system call, `/proc/self/task/<tid>/syscall`),
+//! it holds none, and the count is exact at once; otherwise the rescue waits for a second
+//! look (`rescue.rs`).
+//!
 //! Read from `/proc/self/task` (Linux: the name of each thread, read once per thread).
 //! Elsewhere there is no connection table either, and the rescue is timed.
 
@@ -36,6 +41,25 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// errs on the safe side: fewer connections seen queued, no needless kick.
 #[cfg(target_os = "linux")]
 const NAMES_PER_COUNT: usize = 32;
+
+/// How many of the oldest threads bearing the name are looked at for the accept thread.
+#[cfg(target_os = "linux")]
+const ACCEPT_CANDIDATES: usize = 4;
+
+/// Whether thread `tid` of this process is in `accept4` (what std's `TcpListener::accept`
+/// calls on Linux) now: `None` if its system call cannot be read (the thread is gone, or
+/// the kernel does not show it).
+#[cfg(target_os = "linux")]
+fn in_accept(tid: u32) -> Option<bool> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    // `<number> <arguments...>` while in a system call; `running`, or `-1 ...` otherwise.
+    Some(
+        text.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<libc::c_long>().ok())
+            == Some(libc::SYS_accept4),
+    )
+}
 
 /// Servers started in this process, for the names of their threads.
 static STARTED: AtomicU32 = AtomicU32::new(0);
@@ -76,6 +100,20 @@ pub(crate) struct Threads {
     /// Threads seen, by id: whether each bears the name (read once: names do not change).
     #[cfg(target_os = "linux")]
     known: std::collections::HashMap<u32, bool>,
+    /// tiny_http's accept thread, once seen waiting in `accept`.
+    #[cfg(target_os = "linux")]
+    accept_thread: Option<u32>,
+}
+
+/// tiny_http's pool threads, counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pool {
+    /// Its threads (the accept thread left out), at most (see [`Threads::count`]).
+    pub(crate) threads: usize,
+    /// The accept thread was waiting in `accept` when looked at, after the count: every
+    /// connection it accepted before had been handed on (to a thread, or queued), so none
+    /// is in its hands. `false` when not seen so.
+    pub(crate) handed_on: bool,
 }
 
 impl Threads {
@@ -84,6 +122,8 @@ impl Threads {
             name,
             #[cfg(target_os = "linux")]
             known: std::collections::HashMap::new(),
+            #[cfg(target_os = "linux")]
+            accept_thread: None,
         }
     }
 
@@ -95,6 +135,53 @@ impl Threads {
         Some(named.saturating_sub(1))
     }
 
+    /// The pool's threads, and whether the accept thread was waiting in `accept` after
+    /// they were counted; `None` where they cannot be counted.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pool_now(&mut self) -> Option<Pool> {
+        let threads = self.pool()?;
+        Some(Pool {
+            threads,
+            handed_on: self.accept_waiting(),
+        })
+    }
+
+    /// Never counted here.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn pool_now(&mut self) -> Option<Pool> {
+        None
+    }
+
+    /// Whether tiny_http's accept thread is waiting in `accept` now, from the system call
+    /// it is in (`/proc/self/task/<tid>/syscall`, a read of about 10 µs): then it holds no
+    /// connection it has not handed on. The thread is found among those bearing the name,
+    /// oldest first (the accept thread starts the others), the first time it is seen
+    /// waiting, and remembered; `false` while it is busy, or where that file cannot be read.
+    #[cfg(target_os = "linux")]
+    fn accept_waiting(&mut self) -> bool {
+        if let Some(tid) = self.accept_thread {
+            match in_accept(tid) {
+                Some(waiting) => return waiting,
+                // Gone: another generation's accept thread is found anew.
+                None => self.accept_thread = None,
+            }
+        }
+        let mut named: Vec<u32> = self
+            .known
+            .iter()
+            .filter_map(|(&tid, &named)| named.then_some(tid))
+            .collect();
+        named.sort_unstable();
+        // Bounded: the accept thread is the oldest, unless a thread id wrapped around.
+        for tid in named.into_iter().take(ACCEPT_CANDIDATES) {
+            if in_accept(tid) == Some(true) {
+                self.accept_thread = Some(tid);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Reads the names of all the threads there are now, so that the counts of a burst
     /// read only the threads that came with it.
     #[cfg(target_os = "linux")]
@@ -103,9 +190,12 @@ impl Threads {
         for _ in 0..64 {
             match self.count() {
                 Ok((_, false)) => {}
-                Ok((_, true)) | Err(_) => return,
+                Ok((_, true)) | Err(_) => break,
             }
         }
+        // And find the accept thread while it waits, as it does at rest: in a burst it is
+        // seldom caught waiting.
+        self.accept_waiting();
     }
 
     /// Nothing to read here.
@@ -285,6 +375,43 @@ mod tests {
             let mut head = [0u8; 12];
             c.read_exact(&mut head).unwrap();
             assert_eq!(&head, b"HTTP/1.1 204");
+        }
+    }
+
+    #[test]
+    fn sees_the_accept_thread_waiting_and_not_once_it_ended() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let name = PoolName::new();
+        let server = name.start(listener).unwrap();
+        let mut threads = Threads::new(name);
+        let until = Instant::now() + Duration::from_secs(5);
+        // An idle server's accept thread waits in `accept` (once it has started).
+        loop {
+            threads.warm();
+            if threads.pool_now().is_some_and(|p| p.handed_on) {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the accept thread never seen waiting"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let tid = threads.accept_thread.expect("remembered");
+        assert_eq!(in_accept(tid), Some(true));
+        // tiny_http's `Drop` ends its accept loop: its thread is gone, and no other thread
+        // bearing the name is in `accept`.
+        drop(server);
+        loop {
+            let handed_on = threads.pool_now().is_some_and(|p| p.handed_on);
+            if !handed_on && threads.accept_thread.is_none() {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "an ended accept thread still seen waiting, or remembered"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
