@@ -170,7 +170,8 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// ones (`parking.rs`).
 ///
 /// Returns what it saw, or the table's error (the caller then falls back to the timed
-/// rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`.
+/// rescue). Bounded by [`TABLE_RESCUE_BOUND`] and `until`: past them, only the kicks for
+/// what is starved then, and one more look to see them taken.
 pub(crate) fn rescue_from_table(
     table: &mut Table,
     until: Instant,
@@ -200,6 +201,8 @@ pub(crate) fn rescue_from_table(
     let mut in_flight = HashMap::<SocketAddr, (Instant, bool)>::new();
     let mut kicks = 0usize;
     let mut last_beyond = None;
+    // The bound was reached and the kicks for what was starved then made.
+    let mut kicked_at_bound = false;
     loop {
         let now = Instant::now();
         let Some(look) = watch.look(&conns, now) else {
@@ -266,7 +269,11 @@ pub(crate) fn rescue_from_table(
                 }
             }
         }
-        if now >= until || kicks >= MAX_KICKS {
+        let bounded = now >= until || kicks >= MAX_KICKS;
+        // At the bound, what is seen starved still gets its kicks, and one more look sees
+        // them taken (a trace at 256 connections: two connections found queued at the
+        // bound waited for the next rescue, 152 ms in all).
+        if bounded && (starved == 0 || kicked_at_bound) {
             if starved > 0 {
                 log::warn!(
                     "rescue: {starved} connections still wait for a thread after {kicks} kicks"
@@ -276,7 +283,12 @@ pub(crate) fn rescue_from_table(
             }
             break;
         }
-        let kicked = kick(starved.saturating_sub(in_flight.len()));
+        kicked_at_bound = bounded;
+        let kicked = kick(
+            starved
+                .saturating_sub(in_flight.len())
+                .min(MAX_KICKS.saturating_sub(kicks)),
+        );
         watch.kicked(kicked.len());
         kicks += kicked.len();
         in_flight.extend(kicked.into_iter().map(|kick| (kick, (now, false))));
@@ -711,5 +723,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(kicked, 1, "one kick for one starved connection");
+    }
+
+    /// At its bound a rescue still kicks for what it sees queued then, and looks once more
+    /// to see it taken, instead of leaving it to the next rescue.
+    #[test]
+    fn at_its_bound_a_rescue_still_kicks_for_what_it_sees_queued() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut table = Table::open(addr).unwrap();
+        let mut queued = TcpStream::connect(addr).unwrap();
+        let (mut left, _) = listener.accept().unwrap();
+        queued.write_all(REQUEST).unwrap();
+        shown(
+            &mut table,
+            queued.local_addr().unwrap(),
+            REQUEST.len() as u32,
+        );
+        let mut asked = Vec::new();
+        let rescued = rescue_from_table(
+            &mut table,
+            // The bound, reached at once.
+            Instant::now(),
+            Pace::Serving,
+            // No pool thread, the accept thread waiting: the connection is queued.
+            &mut || {
+                Some(Pool {
+                    threads: 0,
+                    handed_on: true,
+                })
+            },
+            &mut |n| {
+                asked.push(n);
+                if n > 0 {
+                    // As the thread a kick frees would.
+                    left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+                }
+                Vec::new()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            asked,
+            vec![1],
+            "one kick for the queued connection, at the bound"
+        );
+        assert!(!rescued.quiet);
     }
 }
