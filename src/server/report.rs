@@ -188,7 +188,19 @@ impl ShutdownReport {
 }
 
 impl fmt::Display for ShutdownReport {
+    /// The report in one piece: formatted first, then written at once, so that on an
+    /// unbuffered stream (`eprintln!("{stopped}")`) it is one write, not one per value,
+    /// and no other thread's line lands in the middle of it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::with_capacity(160);
+        self.write_to(&mut text)?;
+        f.write_str(&text)
+    }
+}
+
+impl ShutdownReport {
+    fn write_to(&self, f: &mut String) -> fmt::Result {
+        use fmt::Write as _;
         write!(
             f,
             "shutdown ({}) took {:.1?}: served {} before and {} during the drain, \
