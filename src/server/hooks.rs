@@ -9,9 +9,9 @@ use crate::shutdown::pool::Pool;
 /// Every hook is waited for at least this long from when its thread starts running it,
 /// even when an earlier one used up the deadline: one that returns at once is then reported
 /// as finished, not as cut. A floor, not a tuning; the nearest measured: waking and joining
-/// all 32 workers of an idle shutdown takes about 2.3 ms on 2 cores (README). Timed from
-/// the spawn instead, a hook that only sends on a channel was reported as overrun under
-/// wine on a loaded CI machine (its thread took longer than this to start).
+/// all 32 workers of an idle shutdown takes about 2.3 ms on 2 cores (`benches/NOTES.md`).
+/// Timed from the spawn instead, a hook that only sends on a channel was reported as
+/// overrun under wine on a loaded CI machine (its thread took longer than this to start).
 const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// The longest a hook's thread is waited for to start, past the deadline. A bound: threads

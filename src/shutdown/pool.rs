@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// How long a join waits past its deadline for a thread that has reported its exit (and so
 /// is microseconds from its end) to end. A bound, not measured alone: waking and joining
-/// all 32 workers of an idle shutdown takes about 2.3 ms on 2 cores (README, Performance).
+/// all 32 workers of an idle shutdown takes about 2.3 ms on 2 cores (`benches/NOTES.md`).
 const ENDING_GRACE: Duration = Duration::from_millis(5);
 
 /// A set of named worker threads that can be joined with a deadline.

@@ -40,7 +40,7 @@ use super::threads::Pool;
 /// kick of a rescue waits it out. At shutdown the first kick waited 2 ms before: beside two
 /// busy loops `tests/burst_shutdown.rs` failed 6 runs of 6; with 10 ms, 1 of 6 (2026-12-01).
 /// Its cost: the slowest idle exit, about 17 ms against a median of 5.5 ms, is a kick and
-/// this wait (`cargo bench --bench shutdown -- --only exit`; README, Performance).
+/// this wait (`cargo bench --bench shutdown -- --only exit`; `benches/NOTES.md`).
 pub(super) const RESCUE_WAIT: Duration = Duration::from_millis(10);
 
 /// A rescue that freed something runs again at once, at most this many times: a freed

@@ -30,7 +30,7 @@
 //! `ended` latch. A sealed socket (Linux) is shut down for reading instead: that wakes the
 //! blocked `accept` with an error (`EINVAL`) and refuses connects at once, with no
 //! connection made, accepted, run by a pool thread and closed for it. At an idle stop that
-//! took a quarter of a millisecond of CPU off the exit, of about 2.5 (README, Performance).
+//! took a quarter of a millisecond of CPU off the exit, of about 2.5 (`benches/NOTES.md`).
 //!
 //! **Restart.** The same first-error rule ends the loop for good when `accept` fails for
 //! another reason, typically when the process is out of file descriptors (EMFILE), and at
@@ -56,7 +56,7 @@ const WAKE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long `stop` checks that connects are refused before it gives up and says so. A
 /// bound: stopping the accept loop and seeing connects refused took about 1.0 ms (32
-/// workers, 30 shutdowns, Linux before the seal; README, Performance).
+/// workers, 30 shutdowns, Linux before the seal; `benches/NOTES.md`).
 const CONFIRM_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// One check. A listening socket completes a loopback handshake in microseconds; a closed

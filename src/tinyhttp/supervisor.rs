@@ -48,7 +48,7 @@ use crate::shutdown::trigger::Listener;
 /// arrive keeps a server with steady keep-alive clients, or none, from paying it; a client
 /// that connects anew for every request pays 0.7 ms in 10 on one core. A connection left
 /// without a thread while a burst goes on is found within about this: measured as the
-/// slowest request at 256 connections opened at once (`--only latency`; README, Performance).
+/// slowest request at 256 connections opened at once (`--only latency`; `benches/NOTES.md`).
 const TABLE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// After a new connection is seen (its first request came out), how long until the first
@@ -60,7 +60,7 @@ const TABLE_INTERVAL: Duration = Duration::from_millis(10);
 /// the rescue's parking left out while connections wait (2026-12-03, `wrk -t1 -d1s` right
 /// after one `curl` request on a fresh server, 28 runs each): runs that needed a rescue at
 /// 16 connections 12 against 19 with the look at 4 ms, at 64 connections 10 against 22; at
-/// 256, 10 of 16 either way (README, Performance).
+/// 256, 10 of 16 either way (`benches/NOTES.md`).
 const FIRST_LOOK: Duration = Duration::from_millis(1);
 
 /// After a look that parked threads, how soon the next one checks that no idle thread is
