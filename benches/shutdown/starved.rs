@@ -71,8 +71,11 @@ fn parse(text: &str) -> usize {
         // `tinyhttp/parking.rs`), not a client's; a request is never one byte. And a
         // request that arrived in the last moments may only be waiting for its thread to
         // run: a connect whose first packet the full backlog dropped is sent again a second
-        // into the load, just before the look.
-        let quiet_for = field("lastrcv:").unwrap_or(u64::MAX);
+        // into the load, just before the look. `ss` leaves `lastrcv` out while it is 0 (the
+        // bytes came within the last millisecond): lameduck's own ping of its accept loop,
+        // two bytes sent every 300 ms, was caught so in about one run in 50 and counted as
+        // a connection never served.
+        let quiet_for = field("lastrcv:").unwrap_or(0);
         if unread > 0 && unread == received && received != PARKED && quiet_for >= STILL_ARRIVING_MS
         {
             starved += 1;
