@@ -360,6 +360,9 @@ pub struct Latency {
     /// The same runs: the longest a connection that had a thread waited for it to read its
     /// first request (the threads were slow to run: the machine's share, not the rescue's).
     pub late_waits: HashMap<(usize, Kind), Vec<f64>>,
+    /// Per run: the server's CPU time (user and system) over wrk's run, in microseconds per
+    /// request wrk completed; the burst of connections and their threads' starts included.
+    pub cpu_us: HashMap<(usize, Kind), Vec<f64>>,
 }
 
 impl Latency {
@@ -426,6 +429,10 @@ impl Latency {
     pub fn ratio(&self, conns: usize, kind: Kind) -> Option<f64> {
         Some(self.median_rps(conns, kind)? / self.median_rps(conns, Kind::Plain)?)
     }
+
+    pub fn median_cpu_us(&self, conns: usize, kind: Kind) -> Option<f64> {
+        table::median(self.cpu_us.get(&(conns, kind))?)
+    }
 }
 
 /// Every server, fresh for each run (wrk opens its connections at once: a cold burst, as
@@ -443,11 +450,13 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
     let mut starved: HashMap<(usize, Kind), Vec<Option<usize>>> = HashMap::new();
     let mut rescue_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     let mut late_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
+    let mut cpu_us: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.wrk_conns {
             for kind in Kind::rotated(latency_kinds(), round) {
                 let mut server = ServerProcess::start(spec(kind))?;
                 one_request(&server)?;
+                let cpu_before = server.cpu_time();
                 // Looked at while the load is on, well after its connections were opened.
                 let (run, seen) = thread::scope(|s| {
                     let look = s.spawn(|| {
@@ -457,8 +466,18 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
                     let run = wrk::run(server.addr, conns, plan.load_time);
                     (run, look.join().ok().flatten())
                 });
+                let cpu = match (cpu_before, server.cpu_time()) {
+                    (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
+                    _ => None,
+                };
                 let run =
                     run.map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
+                if let Some(cpu) = cpu.filter(|_| run.requests > 0) {
+                    cpu_us
+                        .entry((conns, kind))
+                        .or_default()
+                        .push(cpu.as_secs_f64() * 1e6 / run.requests as f64);
+                }
                 runs.entry((conns, kind)).or_default().push(run);
                 starved.entry((conns, kind)).or_default().push(seen);
                 if rescues_logged(kind) {
@@ -488,6 +507,7 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
         starved,
         rescue_waits,
         late_waits,
+        cpu_us,
     };
     print_latency(plan, &result);
     Ok(result)
@@ -537,6 +557,7 @@ fn print_latency(plan: &Plan, result: &Latency) {
         "all served",
         "p99 all served",
         "most unserved",
+        "CPU us/req",
     ]);
     for &conns in &plan.wrk_conns {
         for kind in latency_kinds() {
@@ -566,6 +587,7 @@ fn print_latency(plan: &Plan, result: &Latency) {
                 result
                     .most_starved(conns, kind)
                     .map_or("-".to_owned(), |n| n.to_string()),
+                num(result.median_cpu_us(conns, kind), 1),
             ]);
         }
     }
@@ -576,7 +598,9 @@ fn print_latency(plan: &Plan, result: &Latency) {
          errors and responses not 2xx/3xx (sums). A connection never served counts in none \
          of these: all served, runs in which `ss` showed no connection whose bytes all stayed \
          unread {:.1} s into the load; p99 all served: the median over those runs; most \
-         unserved: the most such connections in one run (-: `ss` missing).",
+         unserved: the most such connections in one run (-: `ss` missing); CPU us/req: the \
+         server's user+system time over the run (/proc/<pid>/stat, 10 ms ticks; the burst's \
+         thread starts included) per request wrk completed, median.",
         plan.load_time.as_secs_f64() * 0.6
     );
     for kind in latency_kinds().into_iter().filter(|&k| rescues_logged(k)) {

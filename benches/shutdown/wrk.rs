@@ -21,6 +21,8 @@ pub struct WrkRun {
     pub timeouts: u64,
     /// Connect, read and write errors, and responses other than 2xx or 3xx.
     pub errors: u64,
+    /// Requests completed ("N requests in ...").
+    pub requests: u64,
 }
 
 /// `wrk --version`'s first line, or `None` without wrk.
@@ -86,6 +88,7 @@ fn parse(text: &str) -> Option<WrkRun> {
                 run.rps = value.parse().ok()?;
                 seen.1 = true;
             }
+            [n, "requests", "in", ..] => run.requests = n.parse().ok()?,
             ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse::<u64>().ok()?,
             _ if line.starts_with("Socket errors:") => {
                 // Socket errors: connect 0, read 0, write 0, timeout 0
