@@ -6,13 +6,80 @@
 //! `Response::raw_print` on the request's raw writer, through [`ResponseWriter`], which inserts
 //! `Connection: close` right after the status line.
 
-use std::io::{self, BufWriter, ErrorKind, Write};
+use std::cell::Cell;
+use std::io::{self, ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, ResponseBox, StatusCode};
 
 /// Bytes gathered before they are written: a whole head, and small bodies with it.
 const HEAD_BUFFER: usize = 4096;
+
+thread_local! {
+    /// Each thread's buffer for [`Gathered`], kept from one response to the next.
+    static GATHER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Gathers the small writes of a response in [`HEAD_BUFFER`] bytes and writes them to
+/// `inner` at once; larger writes go straight through.
+///
+/// A `BufWriter` does the same, with a buffer of its own allocated for each response. An
+/// allocation that large (over 1 KiB) makes glibc's allocator first sort out the small
+/// chunks freed since the last one (`malloc_consolidate`), and tiny_http frees a dozen per
+/// request: under `wrk -c64`, lameduck spent 10.7 % of its CPU in the allocator against
+/// plain tiny_http's 5.0 % (`perf`, `benches/NOTES.md`). The buffer here is the thread's own,
+/// taken for the response and given back when it is done.
+///
+/// Nothing is written when it is dropped: [`send`] flushes it once the response is whole,
+/// and a response cut by an error has nothing more worth sending.
+struct Gathered<W: Write> {
+    buf: Vec<u8>,
+    inner: W,
+}
+
+impl<W: Write> Gathered<W> {
+    fn new(inner: W) -> Gathered<W> {
+        let mut buf = GATHER.try_with(Cell::take).unwrap_or_default();
+        buf.clear();
+        buf.reserve(HEAD_BUFFER);
+        Gathered { buf, inner }
+    }
+
+    fn write_gathered(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.inner.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+impl<W: Write> Write for Gathered<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > HEAD_BUFFER {
+            self.write_gathered()?;
+        }
+        if data.len() >= HEAD_BUFFER {
+            return self.inner.write(data);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_gathered()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Gathered<W> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Gone only while the thread itself ends: the buffer goes with it.
+        let _ = GATHER.try_with(|gather| gather.set(buf));
+    }
+}
 
 /// The header line inserted after the status line.
 const CONNECTION_CLOSE: &[u8] = b"Connection: close\r\n";
@@ -57,9 +124,9 @@ pub(crate) fn send(
         .filter(|h| h.field.equiv("TE"))
         .cloned()
         .collect();
-    // tiny_http writes the head in many small pieces, each through a mutex: buffer them.
+    // tiny_http writes the head in many small pieces, each through a mutex: gather them.
     let writer = ResponseWriter::new(request.into_writer(), close).stall_after(write_timeout);
-    let mut writer = BufWriter::with_capacity(HEAD_BUFFER, writer);
+    let mut writer = Gathered::new(writer);
     let result = response
         .raw_print(&mut writer, version, &te, head, None)
         .and_then(|()| writer.flush());
@@ -251,6 +318,56 @@ impl<W: Write> Write for ResponseWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keeps each write it is given apart.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn gathered_writes_small_pieces_at_once_and_large_ones_through_in_order() {
+        let big = vec![b'b'; HEAD_BUFFER + 1];
+        let mut sink = Writes::default();
+        let mut w = Gathered::new(&mut sink);
+        w.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+        w.write_all(b"Content-Length: 4097\r\n\r\n").unwrap();
+        w.write_all(&big).unwrap();
+        w.write_all(b"tail").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let expected: Vec<&[u8]> = vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4097\r\n\r\n",
+            &big,
+            b"tail",
+        ];
+        assert_eq!(sink.0, expected);
+        // And the thread's buffer is kept for the next response, empty.
+        let kept = GATHER.with(Cell::take);
+        assert!(kept.is_empty() && kept.capacity() >= HEAD_BUFFER);
+    }
+
+    #[test]
+    fn gathered_fills_its_buffer_before_it_writes() {
+        let mut sink = Writes::default();
+        let mut w = Gathered::new(&mut sink);
+        let piece = [b'x'; 1000];
+        for _ in 0..5 {
+            w.write_all(&piece).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let sizes: Vec<usize> = sink.0.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4000, 1000]);
+    }
 
     fn print(response: ResponseBox, head: bool, version: (u8, u8)) -> String {
         let mut out = Vec::new();
