@@ -30,6 +30,9 @@ pub enum Kind {
     Plain,
     /// tiny_http plus a `ctrlc` flag and `unblock()`: workers stop, no drain.
     Naive,
+    /// The same, but its `tiny_http::Server` is dropped once the workers are joined, as
+    /// lameduck's is: what tiny_http's own teardown adds to an exit. In the exit part only.
+    NaiveDropped,
     /// `lameduck::Server` with `lameduck::signal::install`.
     Lameduck,
     /// The same with what watches a drain turned on: `Builder::metrics` (every request's path
@@ -80,6 +83,7 @@ impl Kind {
         match self {
             Kind::Plain => "plain",
             Kind::Naive => "naive",
+            Kind::NaiveDropped => "naive+drop",
             Kind::Lameduck => "lameduck",
             Kind::Watched => "lameduck+watch",
             Kind::Go => "go",
@@ -120,9 +124,15 @@ impl Kind {
     }
 
     fn parse(text: &str) -> Option<Kind> {
-        [Kind::Plain, Kind::Naive, Kind::Lameduck, Kind::Watched]
-            .into_iter()
-            .find(|kind| kind.name() == text)
+        [
+            Kind::Plain,
+            Kind::Naive,
+            Kind::NaiveDropped,
+            Kind::Lameduck,
+            Kind::Watched,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == text)
     }
 }
 
@@ -243,7 +253,7 @@ pub fn serve(spec: &str) -> ! {
         .init();
     let code = match spec.kind {
         Kind::Plain => plain(spec),
-        Kind::Naive => naive(spec),
+        Kind::Naive | Kind::NaiveDropped => naive(spec),
         Kind::Lameduck | Kind::Watched => with_lameduck(spec),
         Kind::Go => fail("the Go server is not this binary"),
         Kind::Baseline => fail("the baseline is another binary"),
@@ -313,28 +323,36 @@ fn plain(spec: Spec) -> i32 {
 }
 
 /// A `ctrlc` handler sets a flag and unblocks every worker; workers stop; main joins them.
+/// The handler keeps the `tiny_http::Server` alive to the process's exit; for
+/// [`Kind::NaiveDropped`] it holds a weak reference, and main drops the server last.
 fn naive(spec: Spec) -> i32 {
     let (server, addr) = bind_tiny_http();
     let stop = Arc::new(AtomicBool::new(false));
+    let kept = (spec.kind == Kind::Naive).then(|| Arc::clone(&server));
     let on_signal = {
-        let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+        let (weak, stop) = (Arc::downgrade(&server), Arc::clone(&stop));
         move || {
+            let _ = &kept;
             stop.store(true, Ordering::SeqCst);
-            for _ in 0..spec.workers {
-                server.unblock();
+            if let Some(server) = weak.upgrade() {
+                for _ in 0..spec.workers {
+                    server.unblock();
+                }
             }
         }
     };
     ctrlc::set_handler(on_signal).unwrap_or_else(|e| fail(&format!("ctrlc: {e}")));
+    let serving = Arc::clone(&server);
     let workers = spawn_workers(spec.workers, move || {
         while !stop.load(Ordering::SeqCst) {
-            if let Ok(request) = server.recv() {
+            if let Ok(request) = serving.recv() {
                 let _ = request.respond(hello(spec.delay));
             }
         }
     });
     announce(addr);
     join(workers);
+    drop(server); // the last reference for NaiveDropped: tiny_http's `Drop` runs here
     0
 }
 

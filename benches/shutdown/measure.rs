@@ -697,8 +697,11 @@ pub fn exit_idle(plan: &Plan, signaller: &mut Signaller) -> Result<ExitIdle, Str
 
 /// The servers of the exit part: those compared everywhere, and the baseline if one was
 /// given (`--baseline`).
+/// The servers of the idle exit: those compared, naive with its server dropped beside naive
+/// ([`Kind::NaiveDropped`]), and the baseline where there is one.
 fn exit_kinds() -> Vec<Kind> {
     let mut kinds = Kind::compared();
+    kinds.insert(2, Kind::NaiveDropped);
     if crate::child::has_baseline() {
         kinds.push(Kind::Baseline);
     }
@@ -748,6 +751,10 @@ fn print_exit_idle(plan: &Plan, result: &ExitIdle) {
         ]);
     }
     table.print();
+    println!(
+        "  naive+drop: naive, with its tiny_http::Server dropped after the workers are joined, \
+         as lameduck's is (naive leaves it to the process's exit): tiny_http's own teardown"
+    );
     println!("  lameduck's own reports:");
     for report in &result.reports {
         println!("    {report}");
