@@ -348,7 +348,15 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
 // ---------------------------------------------------------------------------------------
 // 1b. Latency under wrk
 
+/// A server's p99 beside plain's over the same rounds: see [`Latency::paired_p99`].
+pub struct PairedP99 {
+    pub median: f64,
+    pub plain: f64,
+    pub rounds: usize,
+}
+
 pub struct Latency {
+    /// Per connection count and server, one run a round, in round order.
     pub runs: HashMap<(usize, Kind), Vec<WrkRun>>,
     /// Per run as in `runs`: the connections left without a thread, seen from outside
     /// while wrk's load was on (`starved.rs`); `None` where that could not be seen.
@@ -409,6 +417,53 @@ impl Latency {
             .map(|r| r.p99_ms)
             .collect();
         table::median(&p99)
+    }
+
+    /// Round by round, beside plain: the rounds in which plain, and `kind` too, served every
+    /// connection, and the median p99 of each over those rounds (`kind`'s, plain's). Plain
+    /// serves every connection mostly in the machine's quieter rounds: `kind`'s p99 over all
+    /// its rounds against plain's over those compares the rounds more than the servers.
+    pub fn paired_p99(&self, conns: usize, kind: Kind) -> Option<PairedP99> {
+        let served = |kind: Kind| -> Option<Vec<(f64, bool)>> {
+            let runs = self.runs.get(&(conns, kind))?;
+            let starved = self.starved.get(&(conns, kind))?;
+            Some(
+                runs.iter()
+                    .zip(starved)
+                    .map(|(run, starved)| (run.p99_ms, *starved == Some(0)))
+                    .collect(),
+            )
+        };
+        let (theirs, plain) = (served(kind)?, served(Kind::Plain)?);
+        let pairs: Vec<(f64, f64)> = theirs
+            .iter()
+            .zip(&plain)
+            .filter(|((_, all), (_, plain_all))| *all && *plain_all)
+            .map(|((p99, _), (plain_p99, _))| (*p99, *plain_p99))
+            .collect();
+        Some(PairedP99 {
+            median: table::median(&pairs.iter().map(|p| p.0).collect::<Vec<_>>())?,
+            plain: table::median(&pairs.iter().map(|p| p.1).collect::<Vec<_>>())?,
+            rounds: pairs.len(),
+        })
+    }
+
+    /// Each round's p99, in ms, with `*` where plain served every connection that round.
+    pub fn p99_per_round(&self, conns: usize, kind: Kind) -> String {
+        let (Some(runs), Some(plain)) = (
+            self.runs.get(&(conns, kind)),
+            self.starved.get(&(conns, Kind::Plain)),
+        ) else {
+            return String::new();
+        };
+        runs.iter()
+            .zip(plain)
+            .map(|(run, plain)| {
+                let mark = if *plain == Some(0) { "*" } else { "" };
+                format!("{:.2}{mark}", run.p99_ms)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The most connections left without a thread in one run.
@@ -603,6 +658,16 @@ fn print_latency(plan: &Plan, result: &Latency) {
          thread starts included) per request wrk completed, median.",
         plan.load_time.as_secs_f64() * 0.6
     );
+    for &conns in &plan.wrk_conns {
+        for kind in latency_kinds() {
+            println!(
+                "  p99 per round at {conns} connections, {} (ms; *: plain served every \
+                 connection that round): {}",
+                kind.name(),
+                result.p99_per_round(conns, kind)
+            );
+        }
+    }
     for kind in latency_kinds().into_iter().filter(|&k| rescues_logged(k)) {
         for &conns in &plan.wrk_conns {
             let waits = |of: &HashMap<(usize, Kind), Vec<f64>>| {
