@@ -158,7 +158,8 @@
 //! - `phase.rs` — where the server is ([`Phase`]): Serving → LameDuck → Stopping →
 //!   Draining → Overdue → Done.
 //! - `drain.rs` — the timeline above, one function per phase, in order; the progress lines.
-//! - `worker.rs` — the workers and their counts.
+//! - `worker.rs` — the workers: take a request, run the handler, write the response.
+//! - `slots.rs` — each worker's counts, and the request it is in the handler for.
 //! - `stats.rs` — [`Stats`]: the counters and gauges a running server shows;
 //!   `metrics.rs` — the same in Prometheus' text format ([`Builder::metrics`]).
 //! - `health.rs`, `hooks.rs`, `archive.rs` ([`Unserved`]), `report.rs`

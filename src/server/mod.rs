@@ -2,9 +2,9 @@
 //! [`Server::run`] leaves when it returns, [`Stopped`].
 //!
 //! The files: `config.rs` the builder; `phase.rs` where the server is in its life;
-//! `worker.rs` the workers and their counts; `drain.rs` the shutdown timeline, one function
-//! per phase; `stats.rs` what a running server shows, and `metrics.rs` the same for
-//! Prometheus; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a
+//! `worker.rs` the workers, and `slots.rs` their counts and the request each is in;
+//! `drain.rs` the shutdown timeline, one function per phase; `stats.rs` what a running
+//! server shows, and `metrics.rs` the same for Prometheus; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a
 //! deployment uses. Everything that touches tiny_http itself is behind `crate::tinyhttp`.
 
 pub(crate) mod archive;
@@ -17,6 +17,7 @@ mod json;
 mod metrics;
 pub(crate) mod phase;
 pub(crate) mod report;
+mod slots;
 pub(crate) mod stats;
 pub(crate) mod stopped;
 mod worker;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::phase::{Phase, Phases};
-use super::worker::Slots;
+use super::slots::Slots;
 use crate::tinyhttp::{Gauges, Occupancy};
 
 /// A snapshot of a server's counters and gauges: where it is in its life, what it holds,

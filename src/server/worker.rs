@@ -10,149 +10,19 @@
 
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tiny_http::{Header, Method, Request, ResponseBox};
+use tiny_http::{Request, ResponseBox};
 
-use super::archive::{Unserved, Why};
 use super::metrics;
 use super::phase::Phase;
-use super::report::Straggler;
+use super::slots::{Current, Slot};
 use super::Shared;
 use crate::error::Error;
 use crate::shutdown::join::panic_message;
 use crate::shutdown::pool::Pool;
 use crate::tinyhttp;
-
-/// One worker's own corner of the counts, on its own cache lines: the hot path writes only
-/// here.
-#[repr(align(128))]
-pub(crate) struct Slot {
-    /// Its worker's thread name, set before the worker starts.
-    name: OnceLock<String>,
-    current: Mutex<Option<Current>>,
-    served_before: AtomicU64,
-    served_during_drain: AtomicU64,
-    panics: AtomicU64,
-    health_checks: AtomicU64,
-    /// When this worker last wrote a response that left the connection open, in nanoseconds
-    /// since [`Slots::epoch`] (0: never).
-    last_keep_alive: AtomicU64,
-}
-
-/// The request a worker is in the handler for.
-struct Current {
-    method: Method,
-    url: String,
-    /// Kept only when unserved requests are archived.
-    headers: Vec<Header>,
-    peer: Option<SocketAddr>,
-    started: Instant,
-}
-
-/// Sums of the workers' counts.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Counts {
-    pub(crate) served_before: u64,
-    pub(crate) served_during_drain: u64,
-    pub(crate) panics: u64,
-    pub(crate) health_checks: u64,
-}
-
-/// Every worker's slot: one per worker, made with the server, so that summing the counts
-/// (a stats snapshot does, as often as it likes) takes no lock.
-pub(crate) struct Slots {
-    slots: Box<[Arc<Slot>]>,
-    /// The zero of the slots' keep-alive clocks.
-    epoch: Instant,
-}
-
-impl Slots {
-    /// A slot for each of `workers` workers.
-    pub(crate) fn new(workers: usize) -> Slots {
-        let slot = || {
-            Arc::new(Slot {
-                name: OnceLock::new(),
-                current: Mutex::new(None),
-                served_before: AtomicU64::new(0),
-                served_during_drain: AtomicU64::new(0),
-                panics: AtomicU64::new(0),
-                health_checks: AtomicU64::new(0),
-                last_keep_alive: AtomicU64::new(0),
-            })
-        };
-        Slots {
-            slots: (0..workers).map(|_| slot()).collect(),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// Sums of the workers' counts: a load of each counter of each slot.
-    pub(crate) fn counts(&self) -> Counts {
-        self.slots.iter().fold(Counts::default(), |c, s| Counts {
-            served_before: c.served_before + s.served_before.load(Ordering::Relaxed),
-            served_during_drain: c.served_during_drain
-                + s.served_during_drain.load(Ordering::Relaxed),
-            panics: c.panics + s.panics.load(Ordering::Relaxed),
-            health_checks: c.health_checks + s.health_checks.load(Ordering::Relaxed),
-        })
-    }
-
-    /// How long until `linger` has passed since the last response that left its connection
-    /// open; zero once it has. Where connections cannot be seen, this is what the drain
-    /// waits on instead: a client that got a keep-alive response just before the fire sends
-    /// its next request microseconds later, on that connection.
-    pub(crate) fn keep_alive_linger_left(&self, linger: Duration) -> Duration {
-        let last = self
-            .slots
-            .iter()
-            .map(|s| s.last_keep_alive.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        if last == 0 {
-            return Duration::ZERO;
-        }
-        let until = self.epoch + Duration::from_nanos(last) + linger;
-        until.saturating_duration_since(Instant::now())
-    }
-
-    /// The requests in a handler now, with the worker running each.
-    pub(crate) fn stragglers(&self) -> Vec<Straggler> {
-        self.in_handlers(|slot, c, age| Straggler {
-            method: c.method.clone(),
-            url: c.url.clone(),
-            peer: c.peer,
-            age,
-            worker: slot.name.get().cloned().unwrap_or_default(),
-        })
-    }
-
-    /// The requests in a handler now, as unserved requests for the archive.
-    pub(crate) fn cut(&self) -> Vec<Unserved> {
-        self.in_handlers(|_, c, age| Unserved {
-            method: c.method.clone(),
-            url: c.url.clone(),
-            headers: c.headers.clone(),
-            body: None,
-            peer: c.peer,
-            why: Why::Cut(age),
-        })
-    }
-
-    fn in_handlers<T>(&self, each: impl Fn(&Slot, &Current, Duration) -> T) -> Vec<T> {
-        let now = Instant::now();
-        self.slots
-            .iter()
-            .filter_map(|slot| {
-                let current = lock(&slot.current);
-                let c = current.as_ref()?;
-                Some(each(slot, c, now.saturating_duration_since(c.started)))
-            })
-            .collect()
-    }
-}
 
 /// Starts a worker in `pool` for each slot.
 ///
@@ -162,8 +32,8 @@ impl Slots {
 pub(crate) fn spawn_all(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Error> {
     // The slots were made with the server, not on the new threads: a thread's first
     // allocation gives it a heap arena of its own (glibc), and idle workers need not have one.
-    for slot in shared.live.slots.slots.iter() {
-        let _ = slot.name.set(pool.next_name());
+    for slot in shared.live.slots.iter() {
+        slot.name(pool.next_name());
         let slot = Arc::clone(slot);
         let shared = Arc::clone(shared);
         pool.spawn(move || work(&shared, &slot))?;
@@ -222,7 +92,7 @@ fn serve(shared: &Shared, slot: &Slot, mut request: Request) {
             true
         }
     };
-    finish(shared, slot, during_drain, close, panicked);
+    slot.done(during_drain, !close, panicked);
     shared.live.occupancy.end(shared.http.queue());
     if let Some((url, peer)) = logged {
         log::debug!(
@@ -240,7 +110,7 @@ fn builtin(shared: &Shared, slot: &Slot, request: &Request) -> Option<ResponseBo
     let config = &shared.config;
     let fired = shared.live.phases.is_fired();
     if let Some(response) = config.health.answer(request, fired, config.retry_after) {
-        slot.health_checks.fetch_add(1, Ordering::Relaxed);
+        slot.health_check();
         return Some(response);
     }
     metrics::answer(config.metrics.as_deref(), request, || shared.live.stats())
@@ -255,7 +125,7 @@ fn begin(shared: &Shared, slot: &Slot, request: &Request) -> Instant {
         peer_text(request.remote_addr())
     );
     let started = Instant::now();
-    *lock(&slot.current) = Some(Current {
+    slot.enter(Current {
         method: request.method().clone(),
         url: request.url().to_owned(),
         headers: if shared.archive.is_some() {
@@ -267,26 +137,6 @@ fn begin(shared: &Shared, slot: &Slot, request: &Request) -> Instant {
         started,
     });
     started
-}
-
-/// Counts a request `slot`'s worker is done with.
-fn finish(shared: &Shared, slot: &Slot, during_drain: bool, close: bool, panicked: bool) {
-    if during_drain {
-        slot.served_during_drain.fetch_add(1, Ordering::Relaxed);
-    } else {
-        slot.served_before.fetch_add(1, Ordering::Relaxed);
-    }
-    if !close {
-        let since_epoch = shared.live.slots.epoch.elapsed().as_nanos().max(1);
-        slot.last_keep_alive.store(
-            u64::try_from(since_epoch).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-    if panicked {
-        slot.panics.fetch_add(1, Ordering::Relaxed);
-    }
-    lock(&slot.current).take();
 }
 
 /// What [`handle`] answered.
