@@ -18,29 +18,33 @@ use std::process::{Child, Command};
 
 use socket2::{SockRef, Type};
 
-use crate::restart::inherited::InheritError;
+/// Why a descriptor announced by the environment could not be taken.
+#[derive(Debug)]
+pub(crate) enum NotTaken {
+    /// It is not open.
+    Closed,
+    /// It is open, but not what was asked for: what it is instead. It is left as it was.
+    Wrong(String),
+}
 
 /// Takes descriptor `fd`, announced by the environment, as a listening TCP socket, and
 /// marks it close-on-exec so that children do not inherit it by accident.
 ///
 /// # Errors
 ///
-/// [`InheritError::Closed`] if `fd` is not open; [`InheritError::NotListening`] if it is
-/// not a listening TCP socket (and it is then left open and untouched).
-pub(crate) fn take_listener(fd: RawFd) -> Result<TcpListener, InheritError> {
+/// [`NotTaken::Closed`] if `fd` is not open; [`NotTaken::Wrong`] if it is not a listening
+/// TCP socket (and it is then left open and untouched).
+pub(crate) fn take_listener(fd: RawFd) -> Result<TcpListener, NotTaken> {
     // SAFETY: `fcntl(F_GETFD)` reads the flags of a descriptor number and touches no memory;
     // on a number that is not open it fails with EBADF, which is what it is asked here.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(InheritError::Closed { fd });
+        return Err(NotTaken::Closed);
     }
     // SAFETY: `fd` is open (checked just above), and the borrow does not outlive this
     // function, during which nothing in lameduck closes it: the environment is read once,
     // under a lock, and each number taken once.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    check_listening(SockRef::from(&borrowed)).map_err(|what| InheritError::NotListening {
-        fd,
-        what: what.to_owned(),
-    })?;
+    check_listening(SockRef::from(&borrowed)).map_err(|what| NotTaken::Wrong(what.to_owned()))?;
     // SAFETY: `fd` is open and a listening TCP socket (checked above), announced to this
     // process by its parent for it to own; nothing else in the process owns it, since the
     // environment is read once and each number taken once.
@@ -95,10 +99,10 @@ fn listening(_socket: SockRef<'_>) -> Result<(), &'static str> {
 /// # Errors
 ///
 /// As [`take_listener`], for a descriptor that is not a Unix stream socket.
-pub(crate) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
+pub(crate) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, NotTaken> {
     // SAFETY: as in `take_listener`: a flags read on a number, no memory touched.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(InheritError::Closed { fd });
+        return Err(NotTaken::Closed);
     }
     // SAFETY: as in `take_listener`: open, and borrowed for this function only.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -108,10 +112,9 @@ pub(crate) fn take_unix_stream(fd: RawFd) -> Result<UnixStream, InheritError> {
             .local_addr()
             .is_ok_and(|addr| addr.family() == libc::AF_UNIX as libc::sa_family_t);
     if !unix_stream {
-        return Err(InheritError::NotListening {
-            fd,
-            what: "the upgrade's baton should be a Unix stream socket, and is not".to_owned(),
-        });
+        return Err(NotTaken::Wrong(
+            "the upgrade's baton should be a Unix stream socket, and is not".to_owned(),
+        ));
     }
     // SAFETY: as in `take_listener`: open, the right kind, announced for this process to
     // own, and taken once.

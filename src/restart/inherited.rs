@@ -293,7 +293,8 @@ fn from_parent(named: &str, asked: Option<String>, keep_open: bool) -> Sockets {
         None => None,
     };
     let mut sockets = take_all(vec!["upgrade".to_owned()])?;
-    let baton = crate::os::unix::take_unix_stream(FIRST_FD + 1)?;
+    let baton =
+        crate::os::unix::take_unix_stream(FIRST_FD + 1).map_err(|e| not_taken(FIRST_FD + 1, e))?;
     if let Some(socket) = sockets.first_mut() {
         socket.origin = Origin::Upgrade { parent };
         socket.asked = asked;
@@ -380,12 +381,21 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What `fd`, announced, was when it could not be taken.
+#[cfg(unix)]
+fn not_taken(fd: i32, why: crate::os::unix::NotTaken) -> InheritError {
+    match why {
+        crate::os::unix::NotTaken::Closed => InheritError::Closed { fd },
+        crate::os::unix::NotTaken::Wrong(what) => InheritError::NotListening { fd, what },
+    }
+}
+
 /// Takes descriptors 3, 4, … as the listening sockets `names` names.
 #[cfg(unix)]
 fn take_all(names: Vec<String>) -> Sockets {
     let mut sockets = Vec::with_capacity(names.len());
     for (fd, name) in (FIRST_FD..).zip(names) {
-        let listener = crate::os::unix::take_listener(fd)?;
+        let listener = crate::os::unix::take_listener(fd).map_err(|e| not_taken(fd, e))?;
         let local = listener
             .local_addr()
             .map_err(|e| InheritError::NotListening {

@@ -771,4 +771,75 @@ mod tests {
         );
         assert!(!rescued.quiet);
     }
+
+    /// The model the rescue works from: the connections accepted beyond the pool's threads
+    /// are the ones no thread will read, and one kick for each gets it read.
+    #[test]
+    fn connections_beyond_the_pool_threads_are_those_no_thread_reads() {
+        use super::super::threads::{PoolName, Threads};
+        const CONNS: usize = 32;
+        const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = PoolName::new();
+        let server = name.start(listener).unwrap();
+        let mut threads = Threads::new(name);
+        threads.warm();
+        let mut table = Table::open(addr).unwrap();
+        let respond = |request: tiny_http::Request| {
+            request.respond(tiny_http::Response::empty(204)).unwrap();
+        };
+
+        // All at once: tiny_http may leave some without a thread, or none.
+        let conns: Vec<TcpStream> = (0..CONNS)
+            .map(|_| {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(REQUEST).unwrap();
+                c
+            })
+            .collect();
+        // Until every connection is either served or counted beyond the pool's threads.
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut served = 0;
+        let beyond = loop {
+            while let Ok(Some(request)) = server.try_recv() {
+                respond(request);
+                served += 1;
+            }
+            let accepted = table.read().unwrap().iter().filter(|c| c.accepted).count();
+            let (named, exact) = threads.count().unwrap();
+            let beyond = accepted.saturating_sub(named - 1);
+            if exact && accepted == CONNS && served + beyond == CONNS {
+                break beyond;
+            }
+            assert!(
+                Instant::now() < until,
+                "{served} served, {accepted} accepted, {named} threads named"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if beyond > 0 {
+            // Queued with no thread: nothing reads them.
+            assert!(
+                server
+                    .recv_timeout(Duration::from_millis(200))
+                    .unwrap()
+                    .is_none(),
+                "a connection counted without a thread was read"
+            );
+        }
+        // One kick each, and they are read.
+        assert_eq!(kicks(addr, beyond).len(), beyond);
+        while served < CONNS {
+            let request = server.recv_timeout(Duration::from_secs(10)).unwrap();
+            respond(request.expect("kicked for, and still not read"));
+            served += 1;
+        }
+        for mut c in conns {
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 204");
+        }
+    }
 }
