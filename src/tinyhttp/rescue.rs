@@ -182,9 +182,11 @@ pub(crate) fn rescue_from_table(
 ) -> io::Result<Rescued> {
     let start = Instant::now();
     let until = until.min(start + TABLE_RESCUE_BOUND);
-    // One dump costs about 0.7 ms here, wherever the connections are (the kernel walks its
-    // whole table): a first look settles the common case, nothing waiting.
-    let mut conns = table.read_once()?;
+    // A first look settles the common case, nothing waiting.
+    let mut conns = match pace {
+        Pace::Stop => table.read_once()?,
+        Pace::Serving => table.read_serving()?,
+    };
     let open = conns.iter().filter(|c| c.accepted).count();
     if !conns.iter().any(|c| unread(c) || in_backlog(c)) {
         return Ok(Rescued {
@@ -299,7 +301,7 @@ pub(crate) fn rescue_from_table(
             }
             Pace::Serving => {
                 std::thread::sleep(SERVING_POLL);
-                conns = table.read_once()?;
+                conns = table.read_serving()?;
             }
         }
     }

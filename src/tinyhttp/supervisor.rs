@@ -42,11 +42,12 @@ use crate::shutdown::trigger::Listener;
 
 /// While connections come, how often the supervisor looks at the connection table, at most:
 /// after a look that found another number of connections open than the one before, or a new
-/// connection's first request, the next comes this long after. One look is one dump of the
-/// kernel's table, about 0.7 ms here whatever the number of connections (the kernel walks
-/// all 262 144 buckets of its table on this 24 GiB machine): looking only while connections
-/// arrive keeps a server with steady keep-alive clients, or none, from paying it; a client
-/// that connects anew for every request pays 0.7 ms in 10 on one core. A connection left
+/// connection's first request, the next comes this long after. A look is one lookup per
+/// connection accepted (about 0.1 ms for 16) while none waits in the backlog, otherwise a
+/// dump of the kernel's table, about 1.2 ms here whatever the number of connections (the
+/// kernel walks all 262 144 buckets of its table on this 24 GiB machine; see
+/// `Table::read_serving`): looking only while connections arrive keeps a server with
+/// steady keep-alive clients, or none, from paying it. A connection left
 /// without a thread while a burst goes on is found within about this: measured as the
 /// slowest request at 256 connections opened at once (`--only latency`; `benches/NOTES.md`).
 const TABLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -72,7 +73,7 @@ const PARK_CHECK: Duration = Duration::from_millis(1);
 
 /// With a table and no new connection, how often the supervisor looks anyway (a burst
 /// whose connections were all left without a thread gives no other sign). Not measured: it
-/// costs one 0.7 ms dump a second, and such a burst waits up to about this long.
+/// costs one look a second, and such a burst waits up to about this long.
 const QUIET_LOOK: Duration = Duration::from_secs(1);
 
 /// Without a table: how often the timed rescue may run. Measured on Linux before the table

@@ -1,7 +1,9 @@
 //! The connection table on Linux: `sock_diag` over netlink.
 //!
 //! One request dumps the TCP sockets of one address family whose local port is the server's
-//! (the kernel filters on `idiag_sport`); each answer is an `inet_diag_msg`: state, both
+//! (the kernel filters on `idiag_sport`, after walking its whole table), or looks up one
+//! socket by its two ends (a hash lookup; many such requests go in one message); each
+//! answer is an `inet_diag_msg`: state, both
 //! ends, the receive queue (bytes not yet read) and the inode (0 while the connection waits
 //! in the backlog, without a socket of the process's), followed by the connection's
 //! `tcp_info` (`INET_DIAG_INFO`): the bytes received since it opened, and how long ago data
@@ -143,15 +145,108 @@ impl SockDiag {
             return Ok(false);
         };
         let listening_ours = own.iter().any(|s| s.inode == listening.inode);
-        let on_port = |end: SocketAddr| {
-            end.port() == self.local.port()
-                && (self.local.ip().is_unspecified() || same_ip(end.ip(), self.local.ip()))
-        };
         let connection = own.iter().any(|s| {
             s.ends
-                .is_some_and(|(local, peer)| on_port(local) && !ours(peer))
+                .is_some_and(|(local, peer)| self.on_port(local) && !ours(peer))
         });
         Ok(listening_ours && !connection)
+    }
+
+    /// Whether `end` is an end on the server's address.
+    fn on_port(&self, end: SocketAddr) -> bool {
+        end.port() == self.local.port()
+            && (self.local.ip().is_unspecified() || same_ip(end.ip(), self.local.ip()))
+    }
+
+    /// The connections on the port that this process has accepted, each looked up by its
+    /// two ends (a hash lookup in the kernel each, all in one message: about 0.1 ms for a
+    /// few dozen, where a dump walks the kernel's whole table, 1.4 ms here), when they are
+    /// all there is to see: `None` when the listening socket's backlog holds connections
+    /// (no descriptor of the process's has them yet; a dump shows them), unless
+    /// `backlog_matters` is `false`, or when the descriptors cannot be listed or are more
+    /// than [`MOST_DESCRIPTORS`].
+    ///
+    /// What a dump shows and this does not: a handshake under way (a SYN answered, the
+    /// client's last ACK not yet in: on loopback, none outlasts the client's `connect`),
+    /// an accept under way (microseconds), and another process's connections on a shared
+    /// socket.
+    pub(super) fn read_accepted(
+        &mut self,
+        backlog_matters: bool,
+    ) -> io::Result<Option<Vec<Connection>>> {
+        if backlog_matters && !matches!(self.listening()?, Some(l) if l.backlog == 0) {
+            return Ok(None);
+        }
+        let Some(own) = own_sockets() else {
+            return Ok(None);
+        };
+        let ends: Vec<(SocketAddr, SocketAddr)> = own
+            .iter()
+            .filter_map(|s| s.ends)
+            .filter(|&(local, _)| self.on_port(local))
+            .collect();
+        let mut connections = Vec::with_capacity(ends.len());
+        for batch in ends.chunks(LOOKUPS_AT_ONCE) {
+            self.look_up(batch, &mut connections)?;
+        }
+        Ok(Some(connections))
+    }
+
+    /// Looks up each connection of `batch` (its local end, its peer's), all in one message,
+    /// and adds those found to `connections`.
+    fn look_up(
+        &mut self,
+        batch: &[(SocketAddr, SocketAddr)],
+        connections: &mut Vec<Connection>,
+    ) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut asked = Vec::with_capacity(batch.len() * (NLMSG_HDR + REQ_V2));
+        for &(local, peer) in batch {
+            asked.extend_from_slice(&lookup_connection(local, peer, self.seq));
+        }
+        // One answer per lookup: the socket, or an error (closed meanwhile: `ENOENT`).
+        (&self.socket).write_all(&asked)?;
+        let mut answers = 0;
+        while answers < batch.len() {
+            let n = (&self.socket).read(&mut self.buf)?;
+            let mut rest = &self.buf[..n];
+            while rest.len() >= NLMSG_HDR {
+                let len = u32_at(rest, 0) as usize;
+                if len < NLMSG_HDR || len > rest.len() {
+                    return Err(bad("netlink message length"));
+                }
+                let (kind, seq) = (u16_at(rest, 4), u32_at(rest, 8));
+                let body = &rest[NLMSG_HDR..len];
+                rest = &rest[align(len).min(rest.len())..];
+                if seq != self.seq {
+                    continue; // the answer to an earlier look that timed out
+                }
+                answers += 1;
+                match kind {
+                    NLMSG_ERROR => {
+                        let code = body
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if code != 0 && -code != libc::ENOENT {
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                    }
+                    // In the states a dump asks for only: a connection closed meanwhile
+                    // is answered in another (`TIME_WAIT`), or with the listening socket,
+                    // which the kernel's lookup falls back to.
+                    SOCK_DIAG_BY_FAMILY
+                        if body.len() >= DIAG_MSG
+                            && matches!(body[1], TCP_ESTABLISHED | TCP_CLOSE_WAIT) =>
+                    {
+                        if let Some(c) = connection(body, self.local) {
+                            connections.push(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn read(&mut self) -> io::Result<Vec<Connection>> {
@@ -236,18 +331,49 @@ fn lookup(local: SocketAddr, seq: u32) -> Vec<u8> {
     // interface, any cookie.
     m.extend_from_slice(&local.port().to_be_bytes());
     m.extend_from_slice(&0u16.to_be_bytes());
-    let mut ip = [0u8; 16];
-    match local.ip() {
-        IpAddr::V4(v4) => ip[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => ip = v6.octets(),
-    }
-    m.extend_from_slice(&ip);
+    m.extend_from_slice(&ip_bytes(local.ip()));
     m.extend_from_slice(&[0u8; 16]);
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
     m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
     debug_assert_eq!(m.len(), NLMSG_HDR + REQ_V2);
     m
+}
+
+/// A lookup of the one connection from `local` to `peer`, with its `tcp_info`.
+fn lookup_connection(local: SocketAddr, peer: SocketAddr, seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(NLMSG_HDR + REQ_V2);
+    m.extend_from_slice(&((NLMSG_HDR + REQ_V2) as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // to the kernel
+    m.push(family(&local));
+    m.push(IPPROTO_TCP);
+    m.push(1 << (INET_DIAG_INFO - 1)); // tcp_info
+    m.push(0);
+    let states: u32 = (1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT);
+    m.extend_from_slice(&states.to_ne_bytes());
+    // inet_diag_sockid: both ports, both addresses, any interface, any cookie.
+    m.extend_from_slice(&local.port().to_be_bytes());
+    m.extend_from_slice(&peer.port().to_be_bytes());
+    m.extend_from_slice(&ip_bytes(local.ip()));
+    m.extend_from_slice(&ip_bytes(peer.ip()));
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    m.extend_from_slice(&NO_COOKIE.to_ne_bytes());
+    debug_assert_eq!(m.len(), NLMSG_HDR + REQ_V2);
+    m
+}
+
+/// An address as `inet_diag_sockid` holds it: 16 bytes, an IPv4 one in the first 4.
+fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => bytes = v6.octets(),
+    }
+    bytes
 }
 
 /// The connection an `inet_diag_msg` describes, if it is one of `local`'s.
@@ -287,6 +413,11 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
             .map(|i| Duration::from_millis(u64::from(u32_at(i, LAST_DATA_SENT)))),
     })
 }
+
+/// How many connections one message looks up. Each answer waits in the netlink socket's
+/// receive buffer until read, and takes about 900 bytes of it (the kernel's accounting):
+/// 240 lookups at once overflowed the default 208 KiB (`ENOBUFS`), so they go in batches.
+const LOOKUPS_AT_ONCE: usize = 64;
 
 /// The most descriptors [`own_sockets`] looks at: a link and two system calls for each
 /// cost more than a dump of the table (a millisecond) beyond a few hundred.
