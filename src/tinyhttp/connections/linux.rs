@@ -13,6 +13,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -177,14 +178,18 @@ impl SockDiag {
         if backlog_matters && !matches!(self.listening()?, Some(l) if l.backlog == 0) {
             return Ok(None);
         }
-        let Some(own) = own_sockets() else {
+        let Some(fds) = own_descriptors() else {
             return Ok(None);
         };
-        let ends: Vec<(SocketAddr, SocketAddr)> = own
-            .iter()
-            .filter_map(|s| s.ends)
+        // A descriptor that is not a connected TCP socket has no ends. tiny_http holds two
+        // descriptors for each connection (one to read, a clone to write): looked up once.
+        let mut ends: Vec<(SocketAddr, SocketAddr)> = fds
+            .into_iter()
+            .filter_map(crate::os::unix::tcp_ends)
             .filter(|&(local, _)| self.on_port(local))
             .collect();
+        ends.sort_unstable();
+        ends.dedup();
         let mut connections = Vec::with_capacity(ends.len());
         for batch in ends.chunks(LOOKUPS_AT_ONCE) {
             self.look_up(batch, &mut connections)?;
@@ -419,8 +424,11 @@ fn connection(msg: &[u8], local: SocketAddr) -> Option<Connection> {
 /// 240 lookups at once overflowed the default 208 KiB (`ENOBUFS`), so they go in batches.
 const LOOKUPS_AT_ONCE: usize = 64;
 
-/// The most descriptors [`own_sockets`] looks at: a link and two system calls for each
-/// cost more than a dump of the table (a millisecond) beyond a few hundred.
+/// The most descriptors looked at one by one ([`own_descriptors`]): past a few hundred,
+/// their system calls (two to four each) and a lookup per connection cost more than a dump
+/// of the table. Measured with a connection's two ends in one process, so two descriptors
+/// each, as tiny_http holds them: [`SockDiag::read_accepted`] took 0.09 / 0.30 / 0.53 ms for 16 / 64 / 120
+/// connections, a dump 1.15–1.19 ms (300 looks each).
 const MOST_DESCRIPTORS: usize = 256;
 
 /// One of this process's sockets.
@@ -439,26 +447,36 @@ struct OwnSocket {
 ///
 /// [`Table::none_open`]: super::Table::none_open
 fn own_sockets() -> Option<Vec<OwnSocket>> {
+    let sockets = own_descriptors()?
+        .into_iter()
+        .filter_map(|fd| {
+            // Not a socket (the directory's own descriptor among them), or closed meanwhile.
+            let inode = crate::os::unix::socket_inode(fd)?;
+            Some(OwnSocket {
+                inode,
+                ends: crate::os::unix::tcp_ends(fd),
+            })
+        })
+        .collect();
+    Some(sockets)
+}
+
+/// The numbers in `/proc/self/fd`: this process's descriptors, and the directory's own
+/// while it is read. `None` if they cannot be listed, or if there are more than
+/// [`MOST_DESCRIPTORS`] (known before any is looked at).
+fn own_descriptors() -> Option<Vec<RawFd>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    let mut sockets = Vec::new();
-    for (n, entry) in dir.enumerate() {
-        if n == MOST_DESCRIPTORS {
+    let mut fds = Vec::new();
+    for entry in dir {
+        if fds.len() == MOST_DESCRIPTORS {
             return None;
         }
         let Ok(entry) = entry else { continue };
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        // Not a socket (the directory's own descriptor among them), or closed meanwhile.
-        let Some(inode) = crate::os::unix::socket_inode(fd) else {
-            continue;
-        };
-        sockets.push(OwnSocket {
-            inode,
-            ends: crate::os::unix::tcp_ends(fd),
-        });
+        if let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            fds.push(fd);
+        }
     }
-    Some(sockets)
+    Some(fds)
 }
 
 /// The inodes of this process's sockets, of the descriptors in `/proc/self/fd`. Read at
