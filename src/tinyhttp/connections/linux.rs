@@ -161,7 +161,7 @@ impl SockDiag {
 
     /// The connections on the port that this process has accepted, each looked up by its
     /// two ends (a hash lookup in the kernel each, all in one message: about 0.1 ms for a
-    /// few dozen, where a dump walks the kernel's whole table, 1.4 ms here), when they are
+    /// few dozen, where a dump walks the kernel's whole table, 1.1–1.2 ms here), when they are
     /// all there is to see: `None` when the listening socket's backlog holds connections
     /// (no descriptor of the process's has them yet; a dump shows them), unless
     /// `backlog_matters` is `false`, or when the descriptors cannot be listed or are more
