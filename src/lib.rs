@@ -218,12 +218,14 @@
 //!   idle connection and a request on its way look alike; its per-connection statistics
 //!   need administrator rights (and wine lacks them). The drain there waits the idle linger
 //!   after the last response that left a connection open, and rescues on timers.
-//! - **A server at rest is not quite idle**: its supervisor pings its own accept loop every
-//!   300 ms, and on Linux looks at its connections in the kernel's table once a second
+//! - **A server at rest is not quite idle**: its supervisor checks its own accept loop every
+//!   300 ms (on Linux, that its thread is there; elsewhere with a ping, a connection and a
+//!   `400`), and on Linux looks at its connections in the kernel's table once a second
 //!   (a lookup each, about 0.1 ms for a few dozen; past 256 descriptors a dump of the whole
-//!   table, about 1.2 ms on a 24 GiB machine) and holds up to 8
-//!   of tiny_http's idle threads parked, two descriptors each, so that a burst finds none
-//!   waiting (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
+//!   table, about 1.2 ms on a 24 GiB machine) and holds up to 12 connections of its own,
+//!   two descriptors each: tiny_http's idle threads parked, and up to 3 spares queued for
+//!   the next threads whose connections end, so that a burst finds no thread waiting
+//!   (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
 //! - **A connect in the sealed milliseconds waits a second** (Linux): its first packet is
 //!   dropped, and the client's kernel sends it again after a second (TCP's initial
 //!   retransmission timeout), to be refused or to reach the restarted server. A load

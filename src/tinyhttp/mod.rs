@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | Many threads blocking in its one queue; `unblock` wakes one of them, whichever; a timed receive can take the wake-up of a push and leave the request for nobody. | Idle workers block in its queue while the server serves (a request wakes one); a thread of lameduck's that must take the queue over turns the workers out first, waking each still inside with an `unblock` of its own, and then receives alone. | `queue.rs` |
 //! | Its accept loop stops only when its `Server` is dropped, which loses the queued requests. | lameduck keeps a clone of the listening socket, makes it non-blocking and connects once: the loop ends on `WouldBlock`, the socket closes, the queue is still served. Before that (Linux) the socket is sealed, so that what its backlog holds is accepted, not reset; a sealed socket is then shut down for reading instead (the loop ends on `EINVAL`, and no connection is made). | `socket.rs` |
-//! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue, or a ping every 300 ms that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
-//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. It happens only while some pool thread waits. | Where its threads can be counted (Linux), none waits: each idle one is parked, held on a connection of lameduck's own, so a burst gets a new thread for every connection. Those left without one anyway (a thread went idle just before) are freed by releasing parked threads, then by kicks (connections to itself that close at once): in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `parking.rs`, `rescue.rs`, `threads.rs`, `connections.rs` |
+//! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue; every 300 ms, on Linux its thread gone, elsewhere a ping that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
+//! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. It happens only while some pool thread waits. | Where its threads can be counted (Linux), none waits: each idle one is parked, held on a connection of lameduck's own, and a few more such connections (spares) are queued for the next threads whose connections end, so a burst gets a new thread for every connection. Those left without one anyway (a thread went idle just before) are freed by releasing parked threads, then by kicks (connections to itself that close at once): in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `parking.rs`, `rescue.rs`, `threads.rs`, `connections.rs` |
 //! | An `unblock` no receiver takes stays in its queue, first in first out, ahead of the requests read after it; its `try_recv` and `recv_timeout` say "nothing" for it, as for an empty queue. | Each `unblock` lameduck puts in is counted, and each one a receiver takes; a leader skips those left before it receives. Turning workers out of the queue adds one more per millisecond they are slow, not one each. | `queue.rs` |
 //! | Its queue is unbounded and shows nothing of its length. | While every worker is busy, the shedder becomes the receiver and bounds the waiting requests; 503 beyond. | `shedder.rs` |
 //! | It shows nothing of its connections: a request on its way, an idle keep-alive connection and a deadlocked one look alike (nothing in the queue). | The OS's table of the connections on the port (Linux), held against when each client's last request came out: the drain waits for requests on their way, lingers for idle connections, gives up on stuck ones. | `connections.rs`, `peers.rs` |
@@ -337,6 +337,7 @@ impl Http {
                 &mut || None,
                 &mut |n| rescue::kicks(addr, n),
                 &mut |_| {},
+                &|peer| self.parking.is_ours(peer),
             )
         });
         match from_table {
@@ -462,6 +463,7 @@ impl Http {
             &mut || None,
             &mut kick,
             &mut |_| {},
+            &|peer| self.parking.is_ours(peer),
         ) {
             self.none_left
                 .store(rescued.none_open, std::sync::atomic::Ordering::SeqCst);

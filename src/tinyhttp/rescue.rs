@@ -179,6 +179,7 @@ pub(crate) fn rescue_from_table(
     pool: &mut dyn FnMut() -> Option<Pool>,
     kick: &mut dyn FnMut(usize) -> Vec<SocketAddr>,
     park: &mut dyn FnMut(usize),
+    parked: &dyn Fn(SocketAddr) -> bool,
 ) -> io::Result<Rescued> {
     let start = Instant::now();
     let until = until.min(start + TABLE_RESCUE_BOUND);
@@ -187,12 +188,15 @@ pub(crate) fn rescue_from_table(
         Pace::Stop => table.read_once()?,
         Pace::Serving => table.read_serving()?,
     };
+    let spares = take_spares(&mut conns, parked);
+    let mut spared = spares.len();
     let open = conns.iter().filter(|c| c.accepted).count();
     if !conns.iter().any(|c| unread(c) || in_backlog(c)) {
         return Ok(Rescued {
             none_open: open == 0,
             open,
             quiet: true,
+            spares,
         });
     }
     let mut watch = Watch::new(&conns);
@@ -227,7 +231,7 @@ pub(crate) fn rescue_from_table(
         let threads = counted.map(|p| p.threads);
         if let Some(threads) = threads {
             let accepted = conns.iter().filter(|c| c.accepted).count();
-            if threads > accepted && look.unread == 0 && look.settled {
+            if threads > accepted && look.unread == 0 && look.settled && spared == 0 {
                 // Threads beyond the connections: idle ones, which open the window in
                 // which tiny_http queues the next connections (`parking.rs`). Not while
                 // connections wait or still come: the threads are counted after the table
@@ -250,6 +254,13 @@ pub(crate) fn rescue_from_table(
                 // the next connection after the count.
                 let queued = if counted.is_some_and(|p| p.handed_on) {
                     beyond
+                } else if spared > 0 {
+                    // A spare still queued: no thread has waited since it was queued, so
+                    // tiny_http queued nothing after it, and a connection beyond the threads
+                    // is the accept thread's, on its way to a thread of its own (in a burst
+                    // the accept thread is seldom seen waiting, and two looks in a row found
+                    // it holding one: a kick for nothing, `parking.rs`).
+                    0
                 } else {
                     beyond
                         .saturating_sub(1)
@@ -304,6 +315,7 @@ pub(crate) fn rescue_from_table(
                 conns = table.read_serving()?;
             }
         }
+        spared = take_spares(&mut conns, parked).len();
     }
     if kicks > 0 {
         log::debug!(
@@ -320,7 +332,28 @@ pub(crate) fn rescue_from_table(
         none_open: false,
         open,
         quiet: false,
+        spares,
     })
+}
+
+/// Takes out of `conns` the parked connections (`parked`) whose byte no thread has read:
+/// spares queued in tiny_http's pool, or connections just parked. Neither is a client's to
+/// rescue, and neither has a thread to count (a thread about to read one is counted
+/// without it: fewer connections seen beyond the threads, no needless kick). Returns their
+/// client ends.
+fn take_spares(
+    conns: &mut Vec<Connection>,
+    parked: &dyn Fn(SocketAddr) -> bool,
+) -> Vec<SocketAddr> {
+    let mut spares = Vec::new();
+    conns.retain(|c| {
+        let spare = c.accepted && c.unread > 0 && parked(c.peer);
+        if spare {
+            spares.push(c.peer);
+        }
+        !spare
+    });
+    spares
 }
 
 /// A connection seen waiting for a thread.
@@ -500,7 +533,7 @@ pub(crate) enum Pace {
 const SERVING_POLL: Duration = Duration::from_millis(4);
 
 /// What a rescue from the table saw.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Rescued {
     /// No connection was open (or in the backlog) at all.
     pub(crate) none_open: bool,
@@ -508,6 +541,9 @@ pub(crate) struct Rescued {
     pub(crate) open: usize,
     /// Its first look found nothing waiting: no bytes unread, nothing in the backlog.
     pub(crate) quiet: bool,
+    /// The parked connections its first look showed with their byte unread, left out of
+    /// the rest (`take_spares`).
+    pub(crate) spares: Vec<SocketAddr>,
 }
 
 /// `n` kicks to `addr`, for a socket that is not sealed; how many went through.
@@ -690,6 +726,7 @@ mod tests {
                 Vec::new()
             },
             &mut |_| {},
+            &|_| false,
         )
         .unwrap();
         assert_eq!(
@@ -722,6 +759,7 @@ mod tests {
                 vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
             },
             &mut |_| {},
+            &|_| false,
         )
         .unwrap();
         assert_eq!(kicked, 1, "one kick for one starved connection");
@@ -764,6 +802,7 @@ mod tests {
                 Vec::new()
             },
             &mut |_| {},
+            &|_| false,
         )
         .unwrap();
         assert_eq!(

@@ -3,8 +3,9 @@
 //! checks that tiny_http's accept loop is alive, and starts a new one when it has died.
 //!
 //! **Parking.** Each look that finds nothing waiting counts tiny_http's pool threads
-//! beyond the connections open, idle ones, and parks them; so does each look of a rescue.
-//! A fresh server's are parked at once.
+//! beyond the connections open, idle ones, and parks them, with spares behind them when
+//! fewer than [`SPARES`](super::parking) are left; so does each look of a rescue. A fresh
+//! server's are parked at once.
 //!
 //! **Rescue.** Where the OS's connection table can be read, from its evidence: a look
 //! [`FIRST_LOOK`] after a new connection shows up (only a connection being accepted can be
@@ -14,10 +15,14 @@
 //! unread (`rescue.rs`). No kick while none waits. Elsewhere, timed: every [`INTERVAL`] when
 //! new connections were seen, and every tenth round anyway.
 //!
-//! **A live accept loop.** Every [`PING_INTERVAL`] it sends a bad request line, which
-//! tiny_http answers `400` at once; a loop that died without a word (tiny_http's accept
-//! thread can panic when the process is out of descriptors) answers nothing, even after a
-//! rescue. A dead loop, found so or reported by the error it left in the queue, is replaced
+//! **A live accept loop.** Every [`PING_INTERVAL`] it checks that tiny_http's accept
+//! thread is still there (Linux, once the thread is known: `threads.rs`), or else sends a
+//! bad request line, which tiny_http answers `400` at once; a loop that died without a word
+//! (tiny_http's accept thread can panic when the process is out of descriptors) leaves no
+//! thread and answers nothing, even after a rescue. A ping is a connection that closes,
+//! and the pool thread it took would take a spare after it (`parking.rs`): where the thread
+//! can be checked, no ping. A dead loop, found so or reported by the error it left in the
+//! queue, is replaced
 //! by a new tiny_http server on the same socket (`socket.rs`); until one can start, the
 //! connections waiting in the backlog are answered `503`.
 
@@ -64,6 +69,15 @@ const TABLE_INTERVAL: Duration = Duration::from_millis(10);
 /// 256, 10 of 16 either way (`benches/NOTES.md`).
 const FIRST_LOOK: Duration = Duration::from_millis(1);
 
+/// After a quiet look (nothing changed, nothing parked), how soon a new connection's look
+/// may come: a client per connection, each new one coming right after a quiet look, is
+/// looked at every few milliseconds at most. Not measured beyond the cost of a look (about
+/// 0.1 ms for 16 connections, 1.2 ms when it is a dump); [`TABLE_INTERVAL`] after any look,
+/// as before, kept the first request after a fresh start from being looked at until 10 ms
+/// after the start's own look: a probe's thread, idle after it, met the burst that came
+/// next (wrk's, in the bench).
+const QUIET_GAP: Duration = Duration::from_millis(2);
+
 /// After a look that parked threads, how soon the next one checks that no idle thread is
 /// left: a thread whose connection had closed but which was not yet waiting for the next
 /// one when the parked connection came leaves tiny_http to start a new thread for it, and
@@ -86,9 +100,10 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// With [`INTERVAL`], once a second, as [`QUIET_LOOK`] with a table; not measured.
 const UNCONDITIONAL_EVERY: u64 = 10;
 
-/// How often the supervisor checks that the accept loop still answers. Not measured: a
-/// loop that died in silence (out of descriptors) is found in about this plus [`PING_WAIT`];
-/// each ping is one connection and one `400`.
+/// How often the supervisor checks that the accept loop is alive. Not measured: a loop
+/// that died in silence (out of descriptors) is found in about this (plus [`PING_WAIT`]
+/// with a ping); each check is a look for its thread, or a ping: one connection and one
+/// `400`.
 const PING_INTERVAL: Duration = Duration::from_millis(300);
 
 /// While connections come, how long a ping may be put off: a loop that died in silence
@@ -213,7 +228,8 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
                 }
             }
             recv(arrivals) -> _ => {
-                look_at = Some((Instant::now() + FIRST_LOOK).max(looked + TABLE_INTERVAL));
+                // The last look found nothing changing: this is the first connection since.
+                look_at = Some((Instant::now() + FIRST_LOOK).max(looked + QUIET_GAP));
                 continue;
             }
             default(wake.saturating_duration_since(now)) => {}
@@ -225,13 +241,14 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
             if look_at.is_some_and(|at| Instant::now() >= at) || looked.elapsed() >= QUIET_LOOK {
                 looked = Instant::now();
                 let seen = rescue_on_evidence(w);
-                let open = seen.map(|(rescued, _)| rescued.open);
+                let open = seen.as_ref().map(|(rescued, _)| rescued.open);
                 // Connections still coming, or some were waiting, or threads were just
                 // parked: look again (one left without a thread sends no sign; a parked
                 // connection may have got a new thread while an idle one still waits).
-                let busy = open != last_open
-                    || seen.is_some_and(|(rescued, parked)| !rescued.quiet || parked > 0);
-                let parked = seen.is_some_and(|(_, parked)| parked > 0);
+                let parked = seen.as_ref().is_some_and(|(_, parked)| *parked > 0);
+                // (The first look, at the start, has nothing to compare with.)
+                let changed = last_open.is_some() && open != last_open;
+                let busy = changed || parked || seen.is_some_and(|(r, _)| !r.quiet);
                 look_at = if parked {
                     Some(Instant::now() + PARK_CHECK)
                 } else {
@@ -278,23 +295,36 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
         &mut |idle| {
             w.parking.park(idle);
         },
+        &|peer| w.parking.is_ours(peer),
     )
     .ok()?;
+    w.parking.saw_unread(&rescued.spares);
     let mut parked = 0;
-    if rescued.quiet {
+    if rescued.quiet && rescued.spares.is_empty() {
         // Nothing waits for a thread: every pool thread beyond the connections open is
-        // idle (or about to be: a connection closing still counts as open).
+        // idle (or about to be: a connection closing still counts as open). With a spare
+        // queued, none is: a thread whose connection ends takes the spare.
         if let Some(pool) = threads.pool() {
-            parked = w.parking.park(pool.saturating_sub(rescued.open));
+            parked = w
+                .parking
+                .park_with_spares(pool.saturating_sub(rescued.open), 0);
             log::trace!(
                 "look: {pool} pool threads, {} open, {} parked",
                 rescued.open,
                 w.parking.len()
             );
         }
+    } else if rescued.quiet {
+        log::trace!(
+            "look: {} open, {} parked, {} of them spares",
+            rescued.open,
+            w.parking.len(),
+            rescued.spares.len()
+        );
     }
-    w.gauges
-        .saw_open(rescued.open.saturating_sub(w.parking.len()));
+    // The connections open beside the parked ones the look counted (the spares it left out).
+    let held = w.parking.len().saturating_sub(rescued.spares.len());
+    w.gauges.saw_open(rescued.open.saturating_sub(held));
     Some((rescued, parked))
 }
 
@@ -317,6 +347,7 @@ fn restart(w: &Watched, stop: &Stop) {
         let attempt = lock(&w.socket).new_server();
         match attempt {
             Ok(http) => {
+                lock(&w.threads).forget_accept_thread();
                 match w.queue.install(http) {
                     Ok(number) => log::warn!(
                         "accepting again (tiny_http server {number}); {shed} connections were \
@@ -364,9 +395,16 @@ fn ping(addr: SocketAddr) -> io::Result<bool> {
     }
 }
 
-/// `false` if tiny_http's accept loop no longer answers: a ping goes unanswered, and still
-/// does after a rescue (a starved pool answers once rescued).
+/// `false` if tiny_http's accept loop is gone: its thread is no longer there, or, where
+/// that cannot be seen, a ping goes unanswered, and still does after a rescue (a starved
+/// pool answers once rescued).
 fn accept_loop_answers(w: &Watched) -> bool {
+    // Where tiny_http's accept thread is known (Linux), it answers while it is there: a
+    // ping would be a connection that closes, and the thread it took would take a spare
+    // (`parking.rs`) after it.
+    if let Some(alive) = lock(&w.threads).accept_alive() {
+        return alive;
+    }
     // With every idle thread parked, a ping would start a thread of its own, idle after
     // it: one parked thread takes the ping instead, and is parked again after.
     let released = w.parking.release_one_and_wait(PING_RELEASE_WAIT);
@@ -394,6 +432,7 @@ fn ping_answers(w: &Watched) -> bool {
                         &mut |idle| {
                             w.parking.park(idle);
                         },
+                        &|peer| w.parking.is_ours(peer),
                     );
                 }
                 None => {

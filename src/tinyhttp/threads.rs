@@ -51,13 +51,21 @@ const ACCEPT_CANDIDATES: usize = 4;
 /// the kernel does not show it).
 #[cfg(target_os = "linux")]
 fn in_accept(tid: u32) -> Option<bool> {
+    Some(syscall(tid)? == libc::SYS_accept4)
+}
+
+/// The system call thread `tid` of this process is in now (-1 if none: it runs, or is
+/// between calls); `None` if it cannot be read (the thread is gone, or the kernel does not
+/// show it).
+#[cfg(target_os = "linux")]
+fn syscall(tid: u32) -> Option<libc::c_long> {
     let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
     // `<number> <arguments...>` while in a system call; `running`, or `-1 ...` otherwise.
     Some(
         text.split_whitespace()
             .next()
             .and_then(|n| n.parse::<libc::c_long>().ok())
-            == Some(libc::SYS_accept4),
+            .unwrap_or(-1),
     )
 }
 
@@ -180,6 +188,50 @@ impl Threads {
             }
         }
         false
+    }
+
+    /// How many of the threads bearing the name wait in `futex` now (a pool thread waiting
+    /// for a connection to run; at the start nothing else is), from each one's system call;
+    /// `None` if they cannot be read.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn waiting(&mut self) -> Option<usize> {
+        let mut waiting = 0;
+        for (&tid, _) in self.known.iter().filter(|(_, &named)| named) {
+            if syscall(tid)? == libc::SYS_futex {
+                waiting += 1;
+            }
+        }
+        Some(waiting)
+    }
+
+    /// Whether tiny_http's accept thread is still there, if it has been found: a loop that
+    /// died (a panic, out of descriptors) leaves no thread behind. `None` while it has not
+    /// been found, or where threads cannot be read.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn accept_alive(&mut self) -> Option<bool> {
+        if self.accept_thread.is_none() && !self.accept_waiting() {
+            return None;
+        }
+        let tid = self.accept_thread?;
+        let alive = std::path::Path::new(&format!("/proc/self/task/{tid}")).exists();
+        if !alive {
+            self.accept_thread = None;
+        }
+        Some(alive)
+    }
+
+    /// A new accept loop started (a generation after a dead one): its thread is another.
+    pub(crate) fn forget_accept_thread(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            self.accept_thread = None;
+        }
+    }
+
+    /// Never known here.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn accept_alive(&mut self) -> Option<bool> {
+        None
     }
 
     /// Reads the names of all the threads there are now, so that the counts of a burst
