@@ -196,6 +196,8 @@ pub(crate) struct Table {
     /// Only the connections this process has accepted, not those of another process
     /// sharing the socket (the new process of an upgrade), nor the backlog it takes.
     own_only: bool,
+    /// How long the last [`Table::read_serving`] took.
+    took: Duration,
 }
 
 impl Table {
@@ -210,6 +212,7 @@ impl Table {
         return Ok(Table {
             os: os::SockDiag::open(local)?,
             own_only: false,
+            took: Duration::ZERO,
         });
         #[cfg(not(target_os = "linux"))]
         {
@@ -249,11 +252,26 @@ impl Table {
     ///
     /// If the OS did not answer (within a second).
     pub(crate) fn read_serving(&mut self) -> io::Result<Vec<Connection>> {
+        let start = std::time::Instant::now();
+        let read = self.read_serving_now();
+        self.took = start.elapsed();
+        read
+    }
+
+    fn read_serving_now(&mut self) -> io::Result<Vec<Connection>> {
         #[cfg(target_os = "linux")]
         if let Some(accepted) = self.os.read_accepted(!self.own_only)? {
             return Ok(accepted);
         }
         self.read_once()
+    }
+
+    /// How long the last [`Table::read_serving`] took: what the looks while serving pace
+    /// themselves by. A dump walks every socket in the kernel's table, those in
+    /// `TIME_WAIT` too: with a client per request the port leaves thousands behind, and
+    /// with 131 000 of them a dump took 30–50 ms of system time here, against 1.2 ms.
+    pub(crate) fn took(&self) -> Duration {
+        self.took
     }
 
     /// Whether no connection is on the port at all, nor in the listening socket's backlog,

@@ -165,6 +165,13 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// next connection ([`Pool::handed_on`]). Such a rescue ends as soon as no connection is queued
 /// and the accept loop has settled.
 ///
+/// While serving, connections that come and go (a client's connection seen accepted at one
+/// look and gone at a later one) settle the accept loop too: each one that closes frees a
+/// thread, which takes whatever tiny_http queued, so a rescue there ends once nothing is
+/// starved. Waiting for a pause in the accepts instead held a server with a connection per
+/// request in rescues to their bound, one after the other: its supervisor took about half
+/// a core (`wrk -H "Connection: close"`, `benches/NOTES.md`).
+///
 /// Where `pool` counts, a look that finds more pool threads than connections accepted, no
 /// connection with bytes unread and the accept loop settled, asks `park` to park the idle
 /// ones (`parking.rs`).
@@ -209,9 +216,23 @@ pub(crate) fn rescue_from_table(
     let mut last_beyond = None;
     // The bound was reached and the kicks for what was starved then made.
     let mut kicked_at_bound = false;
+    // While serving: the clients' connections the last look saw accepted, and whether one
+    // seen so has closed since (connections come and go). Kicks close too: not counted.
+    let mut clients = HashSet::new();
+    let mut kicked = HashSet::new();
+    let mut churn = false;
     loop {
         let now = Instant::now();
-        let Some(look) = watch.look(&conns, now) else {
+        if pace == Pace::Serving {
+            let open: HashSet<SocketAddr> = conns.iter().map(|c| c.peer).collect();
+            churn |= clients.iter().any(|peer| !open.contains(peer));
+            clients = conns
+                .iter()
+                .filter(|c| c.accepted && !parked(c.peer) && !kicked.contains(&c.peer))
+                .map(|c| c.peer)
+                .collect();
+        }
+        let Some(look) = watch.look(&conns, now, churn) else {
             log::trace!(
                 "rescue ends after {:?}: {} unread, {} accepted, {} connections",
                 now - start,
@@ -297,21 +318,22 @@ pub(crate) fn rescue_from_table(
             break;
         }
         kicked_at_bound = bounded;
-        let kicked = kick(
+        let made = kick(
             starved
                 .saturating_sub(in_flight.len())
                 .min(MAX_KICKS.saturating_sub(kicks)),
         );
-        watch.kicked(kicked.len());
-        kicks += kicked.len();
-        in_flight.extend(kicked.into_iter().map(|kick| (kick, (now, false))));
+        watch.kicked(made.len());
+        kicks += made.len();
+        kicked.extend(made.iter().copied());
+        in_flight.extend(made.into_iter().map(|kick| (kick, (now, false))));
         match pace {
             Pace::Stop => {
                 std::thread::sleep(TABLE_POLL);
                 conns = table.read()?;
             }
             Pace::Serving => {
-                std::thread::sleep(SERVING_POLL);
+                std::thread::sleep(SERVING_POLL.max(table.took() * SERVING_SHARE));
                 conns = table.read_serving()?;
             }
         }
@@ -447,7 +469,10 @@ impl Watch {
     /// is left to rescue: none starved, none of
     /// the first look's unread still waiting, the first look's backlog accepted, none left
     /// in the backlog since the last look, and no connection accepted for [`STARVED_AFTER`].
-    fn look(&mut self, conns: &[Connection], now: Instant) -> Option<Look> {
+    ///
+    /// With `churn` (connections coming and going), the accept loop counts as settled
+    /// without a pause in its accepts.
+    fn look(&mut self, conns: &[Connection], now: Instant, churn: bool) -> Option<Look> {
         // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
         self.waiting_since.retain(|peer, waiting| {
             let waits = conns.iter().find(|c| c.peer == *peer).map_or(true, unread);
@@ -497,7 +522,7 @@ impl Watch {
             .filter(|w| now - w.seen >= STARVED_AFTER)
             .count();
         let suspected = self.waiting_since.keys().any(|p| self.suspects.contains(p));
-        let settled = !accepting && now - self.last_accept >= STARVED_AFTER;
+        let settled = !accepting && (churn || now - self.last_accept >= STARVED_AFTER);
         if starved == 0 && !suspected && settled {
             None
         } else {
@@ -531,6 +556,12 @@ pub(crate) enum Pace {
 /// to 37 and 85 ms, and the connections a rescue left waiting at its bound from 581 to 132
 /// in all.
 const SERVING_POLL: Duration = Duration::from_millis(4);
+
+/// While serving, a rescue sleeps at least this many times as long as its last look took
+/// between looks: its looks take at most a fifth of a core, as with [`SERVING_POLL`] and a
+/// dump of 1 ms, however slow the dumps get (thousands of connections in `TIME_WAIT`:
+/// `Table::took`).
+const SERVING_SHARE: u32 = 4;
 
 /// What a rescue from the table saw.
 #[derive(Clone, Debug)]

@@ -69,6 +69,13 @@ const TABLE_INTERVAL: Duration = Duration::from_millis(10);
 /// 256, 10 of 16 either way (`benches/NOTES.md`).
 const FIRST_LOOK: Duration = Duration::from_millis(1);
 
+/// The least time from one look to the next, in times the last look's read of the table
+/// took: looks take at most a tenth of a core. With a dump of 1.2 ms, as
+/// [`TABLE_INTERVAL`]; with thousands of connections in `TIME_WAIT` (a client per
+/// request), dumps took 30–50 ms here, and looks 10 ms apart took half a core
+/// (`benches/NOTES.md`).
+const LOOK_SHARE: u32 = 10;
+
 /// After a quiet look (nothing changed, nothing parked), how soon a new connection's look
 /// may come: a client per connection, each new one coming right after a quiet look, is
 /// looked at every few milliseconds at most. Not measured beyond the cost of a look (about
@@ -204,6 +211,8 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
     }
     // Connections the last look found open.
     let mut last_open = None;
+    // The least time from one look to the next, after the last look's read of the table.
+    let mut spacing = Duration::ZERO;
     for round in 1u64.. {
         let now = Instant::now();
         let wake = if with_table {
@@ -229,7 +238,7 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
             }
             recv(arrivals) -> _ => {
                 // The last look found nothing changing: this is the first connection since.
-                look_at = Some((Instant::now() + FIRST_LOOK).max(looked + QUIET_GAP));
+                look_at = Some((Instant::now() + FIRST_LOOK).max(looked + QUIET_GAP.max(spacing)));
                 continue;
             }
             default(wake.saturating_duration_since(now)) => {}
@@ -249,10 +258,15 @@ fn supervise_parked(w: &Watched, stop: &Stop) {
                 // (The first look, at the start, has nothing to compare with.)
                 let changed = last_open.is_some() && open != last_open;
                 let busy = changed || parked || seen.is_some_and(|(r, _)| !r.quiet);
+                // Looks take at most a tenth of a core, however slow the table is to read
+                // (`Table::took`).
+                spacing = lock(&w.table)
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| t.took() * LOOK_SHARE);
                 look_at = if parked {
-                    Some(Instant::now() + PARK_CHECK)
+                    Some(Instant::now() + PARK_CHECK.max(spacing))
                 } else {
-                    busy.then(|| looked + TABLE_INTERVAL)
+                    busy.then(|| looked + TABLE_INTERVAL.max(spacing))
                 };
                 last_open = open;
             }
