@@ -247,6 +247,25 @@ pub(crate) fn tcp_ends(fd: RawFd) -> Option<(std::net::SocketAddr, std::net::Soc
     Some((end(libc::getsockname)?, end(libc::getpeername)?))
 }
 
+/// The CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`), or `None`
+/// where the clock cannot be read: what a look at the connection table costs, apart from
+/// the time the thread waited for a core.
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` where `now` points, which is one.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (read == 0).then(|| {
+        std::time::Duration::new(
+            u64::try_from(now.tv_sec).unwrap_or(0),
+            u32::try_from(now.tv_nsec).unwrap_or(0),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
