@@ -226,6 +226,12 @@
 //!   two descriptors each: tiny_http's idle threads parked, and up to 3 spares queued for
 //!   the next threads whose connections end, so that a burst finds no thread waiting
 //!   (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
+//! - **A client per request costs the supervisor more**: with connections arriving all the
+//!   time, its looks at the kernel's table are dumps of the whole table, which walk the
+//!   sockets the port leaves in `TIME_WAIT` too (tens of milliseconds each with a hundred
+//!   thousand of them). They are paced to a tenth of a core by that cost, so a burst that
+//!   comes then is rescued later; lameduck served 0.84–0.92× plain tiny_http in such runs
+//!   (`benches/NOTES.md`).
 //! - **A connect in the sealed milliseconds waits a second** (Linux): its first packet is
 //!   dropped, and the client's kernel sends it again after a second (TCP's initial
 //!   retransmission timeout), to be refused or to reach the restarted server. A load
