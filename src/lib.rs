@@ -226,12 +226,13 @@
 //!   two descriptors each: tiny_http's idle threads parked, and up to 3 spares queued for
 //!   the next threads whose connections end, so that a burst finds no thread waiting
 //!   (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
-//! - **A client per request costs the supervisor more**: with connections arriving all the
-//!   time, its looks at the kernel's table are dumps of the whole table, which walk the
-//!   sockets the port leaves in `TIME_WAIT` too (tens of milliseconds each with a hundred
-//!   thousand of them). They are paced to a tenth of a core by that cost, so a burst that
-//!   comes then is rescued later; lameduck served 0.84–0.92× plain tiny_http in such runs
-//!   (`benches/NOTES.md`).
+//! - **A client per request costs the supervisor more**: connections arriving all the time
+//!   keep it looking (lookups, about 0.1 ms for a few dozen, and rescues that watch new
+//!   connections until their threads read them); lameduck served 0.89× plain tiny_http in
+//!   such a run. Past 256 descriptors its looks are dumps of the kernel's whole table,
+//!   which walk the sockets such a port leaves in `TIME_WAIT` too (tens of milliseconds
+//!   each with a hundred thousand of them): they are paced to a tenth of a core by that
+//!   cost, and a burst then is rescued later (`benches/NOTES.md`).
 //! - **A connect in the sealed milliseconds waits a second** (Linux): its first packet is
 //!   dropped, and the client's kernel sends it again after a second (TCP's initial
 //!   retransmission timeout), to be refused or to reach the restarted server. A load

@@ -196,9 +196,15 @@ pub(crate) fn rescue_from_table(
         Pace::Serving => table.read_serving()?,
     };
     let spares = take_spares(&mut conns, parked);
+    // While serving, the backlog is counted, not listed (`Table::read_serving`).
+    let unlisted = |table: &Table| match pace {
+        Pace::Stop => 0,
+        Pace::Serving => table.unlisted_backlog(),
+    };
+    let mut backlog = unlisted(table);
     let mut spared = spares.len();
     let open = conns.iter().filter(|c| c.accepted).count();
-    if !conns.iter().any(|c| unread(c) || in_backlog(c)) {
+    if backlog == 0 && !conns.iter().any(|c| unread(c) || in_backlog(c)) {
         return Ok(Rescued {
             none_open: open == 0,
             open,
@@ -206,7 +212,7 @@ pub(crate) fn rescue_from_table(
             spares,
         });
     }
-    let mut watch = Watch::new(&conns);
+    let mut watch = Watch::new(&conns, backlog);
     // Kicks not yet taken by a thread, with when each was made and whether the table has
     // shown its connection yet. One the table showed and no longer does has been taken; one
     // it never showed (a table of this process's own connections only, at an upgrade, does
@@ -232,7 +238,7 @@ pub(crate) fn rescue_from_table(
                 .map(|c| c.peer)
                 .collect();
         }
-        let Some(look) = watch.look(&conns, now, churn) else {
+        let Some(look) = watch.look(&conns, now, churn, backlog) else {
             log::trace!(
                 "rescue ends after {:?}: {} unread, {} accepted, {} connections",
                 now - start,
@@ -338,6 +344,7 @@ pub(crate) fn rescue_from_table(
             }
         }
         spared = take_spares(&mut conns, parked).len();
+        backlog = unlisted(table);
     }
     if kicks > 0 {
         log::debug!(
@@ -430,10 +437,12 @@ struct Watch {
     late: usize,
     /// The longest any of those waited.
     latest: Duration,
+    /// How many waited in the backlog, counted, not listed, at the last look.
+    last_backlog: usize,
 }
 
 impl Watch {
-    fn new(first: &[Connection]) -> Watch {
+    fn new(first: &[Connection], backlog: usize) -> Watch {
         let peers =
             |keep: fn(&Connection) -> bool| first.iter().filter(move |c| keep(c)).map(|c| c.peer);
         Watch {
@@ -447,6 +456,7 @@ impl Watch {
             longest: Duration::ZERO,
             late: 0,
             latest: Duration::ZERO,
+            last_backlog: backlog,
         }
     }
 
@@ -471,8 +481,15 @@ impl Watch {
     /// in the backlog since the last look, and no connection accepted for [`STARVED_AFTER`].
     ///
     /// With `churn` (connections coming and going), the accept loop counts as settled
-    /// without a pause in its accepts.
-    fn look(&mut self, conns: &[Connection], now: Instant, churn: bool) -> Option<Look> {
+    /// without a pause in its accepts; `backlog` is how many wait in the listening
+    /// socket's backlog without being listed in `conns` (a look while serving counts them).
+    fn look(
+        &mut self,
+        conns: &[Connection],
+        now: Instant,
+        churn: bool,
+        backlog: usize,
+    ) -> Option<Look> {
         // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
         self.waiting_since.retain(|peer, waiting| {
             let waits = conns.iter().find(|c| c.peer == *peer).map_or(true, unread);
@@ -507,10 +524,12 @@ impl Watch {
                 self.last_accept = now;
             }
         }
+        // Counted only (a look while serving): some at two looks in a row.
         let accepting = conns.iter().any(|c| {
             (in_backlog(c) && self.backlog.contains(&c.peer))
                 || (awaiting_accept(c) && self.behind.contains(&c.peer))
-        });
+        }) || (backlog > 0 && self.last_backlog > 0);
+        self.last_backlog = backlog;
         self.behind = conns
             .iter()
             .filter(|c| awaiting_accept(c))

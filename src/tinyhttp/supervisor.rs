@@ -48,10 +48,11 @@ use crate::shutdown::trigger::Listener;
 /// While connections come, how often the supervisor looks at the connection table, at most:
 /// after a look that found another number of connections open than the one before, or a new
 /// connection's first request, the next comes this long after. A look is one lookup per
-/// connection accepted (about 0.1 ms for 16) while none waits in the backlog, otherwise a
-/// dump of the kernel's table, about 1.2 ms here whatever the number of connections (the
-/// kernel walks all 262 144 buckets of its table on this 24 GiB machine; see
-/// `Table::read_serving`): looking only while connections arrive keeps a server with
+/// connection accepted (about 0.1 ms for 16) and one of the listening socket (its backlog,
+/// counted), or, past 256 descriptors, a dump of the kernel's table, about 1.2 ms here
+/// whatever the number of connections (the kernel walks all 262 144 buckets of its table
+/// on this 24 GiB machine; see `Table::read_serving`): looking only while connections
+/// arrive keeps a server with
 /// steady keep-alive clients, or none, from paying it. A connection left
 /// without a thread while a burst goes on is found within about this: measured as the
 /// slowest request at 256 connections opened at once (`--only latency`; `benches/NOTES.md`).

@@ -161,23 +161,29 @@ impl SockDiag {
 
     /// The connections on the port that this process has accepted, each looked up by its
     /// two ends (a hash lookup in the kernel each, all in one message: about 0.1 ms for a
-    /// few dozen, where a dump walks the kernel's whole table, 1.1–1.2 ms here), when they are
-    /// all there is to see: `None` when the listening socket's backlog holds connections
-    /// (no descriptor of the process's has them yet; a dump shows them), unless
-    /// `backlog_matters` is `false`, or when the descriptors cannot be listed or are more
-    /// than [`MOST_DESCRIPTORS`].
+    /// few dozen, where a dump walks the kernel's whole table, 1.1–1.2 ms here, and tens of
+    /// milliseconds with a hundred thousand sockets in `TIME_WAIT`), and how many wait in
+    /// the listening socket's backlog (0 unless `backlog_matters`): those have no
+    /// descriptor of the process's yet, and are counted, not listed. `None` when the
+    /// listening socket is not found, or the descriptors cannot be listed or are more than
+    /// [`MOST_DESCRIPTORS`].
     ///
-    /// What a dump shows and this does not: a handshake under way (a SYN answered, the
-    /// client's last ACK not yet in: on loopback, none outlasts the client's `connect`),
-    /// an accept under way (microseconds), and another process's connections on a shared
-    /// socket.
+    /// What a dump shows and this does not: the backlog's connections themselves, a
+    /// handshake under way (a SYN answered, the client's last ACK not yet in: on loopback,
+    /// none outlasts the client's `connect`), an accept under way (microseconds), and
+    /// another process's connections on a shared socket.
     pub(super) fn read_accepted(
         &mut self,
         backlog_matters: bool,
-    ) -> io::Result<Option<Vec<Connection>>> {
-        if backlog_matters && !matches!(self.listening()?, Some(l) if l.backlog == 0) {
-            return Ok(None);
-        }
+    ) -> io::Result<Option<(Vec<Connection>, u32)>> {
+        let backlog = if backlog_matters {
+            match self.listening()? {
+                Some(listening) => listening.backlog,
+                None => return Ok(None),
+            }
+        } else {
+            0
+        };
         let Some(fds) = own_descriptors() else {
             return Ok(None);
         };
@@ -194,7 +200,7 @@ impl SockDiag {
         for batch in ends.chunks(LOOKUPS_AT_ONCE) {
             self.look_up(batch, &mut connections)?;
         }
-        Ok(Some(connections))
+        Ok(Some((connections, backlog)))
     }
 
     /// Looks up each connection of `batch` (its local end, its peer's), all in one message,
