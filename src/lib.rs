@@ -221,15 +221,15 @@
 //! - **A server at rest is not quite idle**: its supervisor checks its own accept loop every
 //!   300 ms (on Linux, that its thread is there; elsewhere with a ping, a connection and a
 //!   `400`), and on Linux looks at its connections in the kernel's table once a second
-//!   (a lookup each, about 0.1 ms for a few dozen; past 256 descriptors a dump of the whole
-//!   table, about 1.2 ms on a 24 GiB machine) and holds up to 12 connections of its own,
+//!   (a system call per descriptor and a lookup per connection not seen read before, about
+//!   0.1 ms for a few dozen) and holds up to 12 connections of its own,
 //!   two descriptors each: tiny_http's idle threads parked, and up to 3 spares queued for
 //!   the next threads whose connections end, so that a burst finds no thread waiting
 //!   (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
 //! - **A client per request costs the supervisor more**: connections arriving all the time
 //!   keep it looking (lookups, about 0.1 ms for a few dozen, and rescues that watch new
 //!   connections until their threads read them); lameduck served 0.89× plain tiny_http in
-//!   such a run. Past 256 descriptors its looks are dumps of the kernel's whole table,
+//!   such a run. Past 4 096 descriptors its looks are dumps of the kernel's whole table,
 //!   which walk the sockets such a port leaves in `TIME_WAIT` too (tens of milliseconds
 //!   each with a hundred thousand of them): they are paced to a tenth of a core by that
 //!   cost, and a burst then is rescued later (`benches/NOTES.md`).

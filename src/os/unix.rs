@@ -214,6 +214,33 @@ pub(crate) fn socket_inode(fd: RawFd) -> Option<u32> {
     u32::try_from(stat.st_ino).ok()
 }
 
+/// The cookie of the socket on descriptor `fd`, a number from `/proc/self/fd` (Linux): a
+/// number the kernel gives each socket once and never again (`SO_COOKIE`, Linux 4.13),
+/// also in its connection table. `None` if it is not a socket, was closed meanwhile, or the
+/// kernel is older. One system call, where [`socket_inode`] takes two: what a look while
+/// serving reads for each descriptor, to know the sockets it looked up before.
+///
+/// As for [`socket_inode`], no file system is touched (the option fails at once for
+/// anything but a socket), and the number is only read from.
+#[cfg(target_os = "linux")]
+pub(crate) fn socket_cookie(fd: RawFd) -> Option<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `getsockopt` writes at most `len` bytes at `cookie`, which has room for them;
+    // `fd` is a number it only reads the socket of, and one that is not an open socket makes
+    // it fail.
+    let read = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            std::ptr::addr_of_mut!(cookie).cast(),
+            &mut len,
+        )
+    } == 0;
+    (read && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+}
+
 /// The two ends of the TCP connection on descriptor `fd`, a number from `/proc/self/fd`
 /// (Linux): `None` if it is not a connected TCP socket (a listener, a Unix socket, closed
 /// meanwhile).
