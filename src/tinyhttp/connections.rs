@@ -200,6 +200,8 @@ pub(crate) struct Table {
     took: Duration,
     /// [`Table::unlisted_backlog`].
     backlog: usize,
+    /// [`Table::listed_own_only`].
+    own_listed: bool,
 }
 
 impl Table {
@@ -216,6 +218,7 @@ impl Table {
             own_only: false,
             took: Duration::ZERO,
             backlog: 0,
+            own_listed: false,
         });
         #[cfg(not(target_os = "linux"))]
         {
@@ -276,12 +279,21 @@ impl Table {
 
     fn read_serving_now(&mut self) -> io::Result<Vec<Connection>> {
         self.backlog = 0;
+        self.own_listed = self.own_only;
         #[cfg(target_os = "linux")]
         if let Some((accepted, backlog)) = self.os.read_accepted(!self.own_only)? {
             self.backlog = backlog as usize;
+            self.own_listed = true;
             return Ok(accepted);
         }
         self.read_once()
+    }
+
+    /// Whether the last [`Table::read_serving`] listed this process's connections only:
+    /// looked up by its own descriptors, or kept to them ([`Table::own_only`]). A dump
+    /// lists another process's too, on a socket the two share (an upgrade).
+    pub(crate) fn listed_own_only(&self) -> bool {
+        self.own_listed
     }
 
     /// How many connections waited in the listening socket's backlog at the last
@@ -639,6 +651,11 @@ mod tests {
             held.push((client, server, writer));
         }
         let looked = table.read_serving().unwrap();
+        assert!(
+            table.listed_own_only(),
+            "a dump, with {} open",
+            looked.len()
+        );
         for (client, _, _) in &held {
             let peer = client.local_addr().unwrap();
             assert!(

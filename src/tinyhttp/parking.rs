@@ -44,7 +44,9 @@
 //! rescue, the stats and the drain leave the spares out: they have no thread, and their
 //! byte stays unread (`rescue.rs`). A thread woken for a parked connection that has not
 //! run yet still counts as waiting; a burst that comes then is queued, and the rescue frees
-//! what tiny_http queued.
+//! what tiny_http queued. It releases the spares first: queued before the burst, each
+//! would take a released thread for itself; released, the thread that takes one finds it
+//! ended and goes on to the next.
 //!
 //! A parked thread is also the fastest rescue there is: closing its connection lets the
 //! thread take the next queued connection at once (it is woken, not started, and no
@@ -337,6 +339,29 @@ impl Parking {
         released
     }
 
+    /// Releases the spares (the parked connections the last look showed with their byte
+    /// unread, [`Parking::saw_unread`]); returns how many. For a rescue: a client's
+    /// connection queued means a thread waited after the spares were queued, so those may
+    /// be ahead of it in tiny_http's queue, where each would take a released thread for
+    /// itself. Released, each is ended by the thread that takes it, which goes on to the
+    /// next.
+    pub(crate) fn release_spares(&self) -> usize {
+        let mut inner = self.lock();
+        let mut released = 0;
+        let mut kept = VecDeque::with_capacity(inner.parked.len());
+        while let Some(one) = inner.parked.pop_front() {
+            if inner.unread.contains(&one.addr) {
+                inner.remember(one.addr);
+                released += 1;
+            } else {
+                kept.push_back(one);
+            }
+        }
+        inner.parked = kept;
+        inner.unread.clear();
+        released
+    }
+
     /// Releases one parked thread (not a spare) and waits, at most `wait`, until its
     /// connection has ended (the thread then takes the next queued connection, or waits
     /// for one); `true` if one was released and seen ended.
@@ -619,6 +644,29 @@ mod tests {
         assert_eq!(parking.len(), 0);
         assert_eq!(parking.park(1), 0, "nothing parks once released for good");
         assert!(!parking.is_ours("127.0.0.1:1".parse().unwrap()));
+    }
+
+    /// Releasing the spares takes those a look saw with their byte unread, and only them:
+    /// the held ones stay, for the releases that free their threads.
+    #[test]
+    fn releasing_the_spares_leaves_the_held_connections_parked() {
+        let parking = Parking::new(holder());
+        assert_eq!(parking.park(4), 4);
+        let spares: Vec<SocketAddr> = {
+            let inner = parking.lock();
+            inner.parked.iter().take(2).map(|one| one.addr).collect()
+        };
+        parking.saw_unread(&spares);
+        assert_eq!(parking.release_spares(), 2);
+        assert_eq!(parking.len(), 2);
+        assert!(
+            spares.iter().all(|&a| parking.is_ours(a)),
+            "still known as ours"
+        );
+        let left: Vec<SocketAddr> = parking.lock().parked.iter().map(|one| one.addr).collect();
+        assert!(left.iter().all(|a| !spares.contains(a)), "{left:?}");
+        assert_eq!(parking.release_spares(), 0, "none seen unread since");
+        assert_eq!(parking.release(2).len(), 2, "the held ones, released");
     }
 
     /// A released parked connection ends with a reset: the thread that held it reads an

@@ -220,6 +220,7 @@ pub(crate) fn rescue_from_table(
     let mut in_flight = HashMap::<SocketAddr, (Instant, bool)>::new();
     let mut kicks = 0usize;
     let mut last_beyond = None;
+    let mut last_threads = None;
     // The bound was reached and the kicks for what was starved then made.
     let mut kicked_at_bound = false;
     // While serving: the clients' connections the last look saw accepted, and whether one
@@ -254,6 +255,7 @@ pub(crate) fn rescue_from_table(
             now - *at < KICK_EXPIRY && (shown || !*seen)
         });
         let mut starved = look.starved;
+        let own = pace == Pace::Serving && table.listed_own_only();
         let counted = pool();
         let threads = counted.map(|p| p.threads);
         if let Some(threads) = threads {
@@ -269,41 +271,54 @@ pub(crate) fn rescue_from_table(
                 park(threads - accepted);
             }
         }
-        if look.unread > 0 {
-            if let Some(threads) = threads {
-                let beyond = conns
-                    .iter()
-                    .filter(|c| c.accepted)
-                    .count()
-                    .saturating_sub(threads);
-                // The accept thread may hold one it has not handed on yet: the last one only
-                // when two looks show it, or when the accept thread was seen waiting for
-                // the next connection after the count.
-                let queued = if counted.is_some_and(|p| p.handed_on) {
-                    beyond
-                } else if spared > 0 {
-                    // A spare still queued: no thread has waited since it was queued, so
-                    // tiny_http queued nothing after it, and a connection beyond the threads
-                    // is the accept thread's, on its way to a thread of its own (in a burst
-                    // the accept thread is seldom seen waiting, and two looks in a row found
-                    // it holding one: a kick for nothing, `parking.rs`).
-                    0
-                } else {
-                    beyond
-                        .saturating_sub(1)
-                        .max(beyond.min(last_beyond.unwrap_or(0)))
-                };
-                last_beyond = Some(beyond);
+        if let Some(threads) = threads {
+            let accepted = conns.iter().filter(|c| c.accepted).count();
+            let beyond = accepted.saturating_sub(threads);
+            // The accept thread may hold one it has not handed on yet: the last one only
+            // when two looks show it, or when the accept thread was seen waiting for the
+            // next connection after the count.
+            let queued = if counted.is_some_and(|p| p.handed_on) {
+                beyond
+            } else if spared > 0 {
+                // A spare still queued: a thread whose connection ends takes it rather than
+                // wait, so one connection beyond the threads is the accept thread's, on its
+                // way to a thread of its own, however many looks show one (in a burst the
+                // accept thread is seldom seen waiting, and two looks in a row found it
+                // holding one: a kick for nothing, `parking.rs`). More are queued: a thread
+                // waited as the spares were made (a trace at 256 connections: 14 beyond the
+                // threads, with spares parked as the burst came).
+                beyond.saturating_sub(1)
+            } else {
+                beyond
+                    .saturating_sub(1)
+                    .max(beyond.min(last_beyond.unwrap_or(0)))
+            };
+            last_beyond = Some(beyond);
+            // The threads are counted after the table is read: in a burst, those started
+            // meanwhile hide connections queued before them (a trace at 256 connections:
+            // 49 queued, then "none beyond 213 threads" while they still were, and the
+            // rescue ended). Against the last look's count, the accepted ones are at least
+            // those queued: none beyond it either, or the rescue looks again.
+            let beyond_before = accepted.saturating_sub(last_threads.unwrap_or(threads));
+            last_threads = Some(threads);
+            if look.unread > 0 || (own && queued > 0) {
                 log::trace!(
                     "rescue: {} unread, {queued} queued ({beyond} accepted beyond {threads} pool \
                      threads), {} kicks in flight",
                     look.unread,
                     in_flight.len()
                 );
-                // Never more than show bytes unread: the count cannot tell this process's
-                // connections from those of another sharing the port (an upgrade).
-                starved = look.unread.min(queued);
-                if starved == 0 && look.settled && beyond == 0 {
+                // A connection tiny_http queued waits for a thread whether or not its first
+                // request has come: kicked for at once when the table lists this process's
+                // connections only. Otherwise never more than show bytes unread: the count
+                // cannot tell this process's connections from those of another sharing the
+                // port (an upgrade).
+                starved = if own {
+                    queued.min(conns.iter().filter(|c| never_read(c, parked)).count())
+                } else {
+                    look.unread.min(queued)
+                };
+                if starved == 0 && look.settled && beyond == 0 && beyond_before == 0 {
                     // The rest have threads, slow to run: not the rescue's to wait for.
                     break;
                 }
@@ -639,6 +654,16 @@ fn unread(c: &Connection) -> bool {
     c.accepted && c.unread > 0 && c.received.map_or(true, |r| r == u64::from(c.unread))
 }
 
+/// Accepted, a client's, and none of its bytes ever read, whether or not any came: what a
+/// connection tiny_http queued looks like before and after its first request comes. One
+/// whose thread has ended while a worker still answers its last request was read.
+fn never_read(c: &Connection, ours: &dyn Fn(SocketAddr) -> bool) -> bool {
+    c.accepted
+        && !ours(c.peer)
+        && c.received
+            .map_or(c.unread > 0, |r| r == u64::from(c.unread))
+}
+
 /// One rescue and how it goes about it.
 struct Rescue<'a> {
     addr: SocketAddr,
@@ -861,6 +886,63 @@ mod tests {
             "one kick for the queued connection, at the bound"
         );
         assert!(!rescued.quiet);
+    }
+
+    /// While serving, every connection queued beyond the pool's threads is kicked for at
+    /// the first look that counts it, whether its first request has come or not (before,
+    /// only as many as showed bytes unread: in a burst of 256, 49 queued and one kick, as
+    /// the others' requests had not come yet).
+    #[test]
+    fn a_rescue_while_serving_kicks_for_every_connection_queued_request_or_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut table = Table::open(addr).unwrap();
+        let mut first = TcpStream::connect(addr).unwrap();
+        let (mut left, _) = listener.accept().unwrap();
+        // Three more, accepted, their requests not sent yet.
+        let quiet: Vec<(TcpStream, TcpStream)> = (0..3)
+            .map(|_| {
+                let client = TcpStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        first.write_all(REQUEST).unwrap();
+        shown(
+            &mut table,
+            first.local_addr().unwrap(),
+            REQUEST.len() as u32,
+        );
+        for (client, _) in &quiet {
+            shown(&mut table, client.local_addr().unwrap(), 0);
+        }
+        // No pool thread until kicks free some: each kick, one thread.
+        let freed = std::cell::Cell::new(0);
+        let mut asked = Vec::new();
+        rescue_from_table(
+            &mut table,
+            Instant::now() + Duration::from_secs(5),
+            Pace::Serving,
+            &mut || {
+                Some(Pool {
+                    threads: freed.get(),
+                    handed_on: true,
+                })
+            },
+            &mut |n| {
+                asked.push(n);
+                if n > 0 && freed.get() == 0 {
+                    // As the thread the first kick frees would.
+                    left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+                }
+                freed.set(freed.get() + n);
+                vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
+            },
+            &mut |_| {},
+            &|_| false,
+        )
+        .unwrap();
+        assert_eq!(asked.first(), Some(&4), "kicks asked: {asked:?}");
+        assert_eq!(freed.get(), 4, "kicks asked: {asked:?}");
     }
 
     /// The model the rescue works from: the connections accepted beyond the pool's threads

@@ -48,12 +48,12 @@ use crate::shutdown::trigger::Listener;
 /// While connections come, how often the supervisor looks at the connection table, at most:
 /// after a look that found another number of connections open than the one before, or a new
 /// connection's first request, the next comes this long after. A look is one lookup per
-/// connection accepted (about 0.1 ms for 16) and one of the listening socket (its backlog,
-/// counted), or, past 256 descriptors, a dump of the kernel's table, about 1.2 ms here
-/// whatever the number of connections (the kernel walks all 262 144 buckets of its table
-/// on this 24 GiB machine; see `Table::read_serving`): looking only while connections
-/// arrive keeps a server with
-/// steady keep-alive clients, or none, from paying it. A connection left
+/// connection not seen read before (about 0.1 ms for 16), a system call per descriptor
+/// (about 0.8 ms in all with 256 connections, each on two), and one lookup of the listening
+/// socket (its backlog, counted); a dump of the kernel's table, which walks all 262 144
+/// buckets of its table on this 24 GiB machine (about 1.2 ms whatever the connections),
+/// only past 4 096 descriptors (see `Table::read_serving`): looking only while connections
+/// arrive keeps a server with steady keep-alive clients, or none, from paying it. A connection left
 /// without a thread while a burst goes on is found within about this: measured as the
 /// slowest request at 256 connections opened at once (`--only latency`; `benches/NOTES.md`).
 const TABLE_INTERVAL: Duration = Duration::from_millis(10);
@@ -346,6 +346,12 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
 /// `n` connections to free: parked threads first (each takes a queued connection at once),
 /// then kicks. Returns the client ends of both.
 fn release_then_kick(w: &Watched, n: usize) -> Vec<SocketAddr> {
+    if n > 0 {
+        let spares = w.parking.release_spares();
+        if spares > 0 {
+            log::trace!("rescue: {spares} spares released, which may be queued ahead");
+        }
+    }
     let mut freed = w.parking.release(n);
     if freed.len() < n {
         freed.extend(rescue::kicks(w.addr, n - freed.len()));
