@@ -282,6 +282,11 @@ impl Queue {
         }
     }
 
+    /// Whether a [`Lead`] is held: one thread receives for the workers.
+    pub(crate) fn is_led(&self) -> bool {
+        self.led.load(Ordering::SeqCst)
+    }
+
     /// How many workers wait inside the current generation's queue. When that is every
     /// worker and none is in a request, the queue is empty (each would have taken one).
     pub(crate) fn waiting_workers(&self) -> usize {

@@ -183,20 +183,25 @@ impl Supervisor {
         self.helper.ask_to_stop();
     }
 
-    /// Stops it and waits (boundedly) for it: it stops at once, or after a rescue, ping or
-    /// restart under way.
-    pub(crate) fn stop(self) {
+    /// Stops it and waits (boundedly) until it has stopped looking after tiny_http: at once,
+    /// or after a rescue, ping or restart under way. Its thread ends meanwhile:
+    /// [`Supervisor::join`] waits for that. The parked connections are left to the stop,
+    /// which releases them (`Http::stop_accepting`, `Http::hand_off`).
+    pub(crate) fn stop_working(&self) {
         let bound = (RESCUE_WAIT + CONNECT_TIMEOUT) * 4 + PING_WAIT * 2 + Duration::from_secs(1);
-        self.helper.stop(bound);
+        self.helper.stop_working(bound);
+    }
+
+    /// Waits (boundedly) for its thread to end, once [`Supervisor::stop_working`] returned.
+    pub(crate) fn join(self) {
+        self.helper.join(JOIN_BOUND);
     }
 }
 
-fn supervise(w: &Watched, stop: &Stop) {
-    supervise_parked(w, stop);
-    w.parking.release_all();
-}
+/// How long a helper whose work has returned may take to end its thread.
+const JOIN_BOUND: Duration = Duration::from_secs(1);
 
-fn supervise_parked(w: &Watched, stop: &Stop) {
+fn supervise(w: &Watched, stop: &Stop) {
     let (asked, fire) = stop.receivers();
     let with_table = lock(&w.table).is_some();
     let never = crossbeam_channel::never();
