@@ -241,7 +241,10 @@ impl Http {
         between: impl FnOnce(),
     ) -> io::Result<()> {
         self.queue.stopping();
-        self.parking.release_all();
+        // No more parking; the parked threads are released by the rescue that follows
+        // (each takes a queued connection), or once the server is dropped if no connection
+        // is open at all.
+        self.parking.close();
         if lock(&self.socket).seal() {
             between();
             self.rescue_sealed(deadline);
@@ -252,6 +255,7 @@ impl Http {
             }
             return Ok(());
         }
+        self.parking.release_all();
         self.rescue_before_stop(deadline, shed);
         let ended = self.queue.current().ended().clone();
         let mut socket = lock(&self.socket);
@@ -440,10 +444,13 @@ impl Http {
     ///
     /// A server with no connection at all, the common case of a stop, is told apart first
     /// without a dump of the table ([`Table::none_open`]): an idle server stops as fast
-    /// as one without a drain.
+    /// as one without a drain. Its parked threads are left parked: released now, each
+    /// would wake on the idle stop's way for nothing (12 threads, on the path of the
+    /// workers' end). They are released when the server is dropped.
     fn rescue_sealed(&self, deadline: Instant) {
         let mut table = lock(&self.table);
         let Some(table) = table.as_mut() else {
+            self.parking.release_all();
             return;
         };
         if table
@@ -455,6 +462,8 @@ impl Http {
             self.gauges.saw_open(0);
             return;
         }
+        // A released thread takes the next connection tiny_http queued.
+        self.parking.release_all();
         let mut kick = |n| lock(&self.socket).kick_through_seal(n);
         if let Ok(rescued) = rescue::rescue_from_table(
             table,
@@ -506,6 +515,7 @@ fn release_when_ended(baton: Baton, ended: Latch, began: bool, deadline: Instant
 impl Drop for Http {
     fn drop(&mut self) {
         self.queue.stopping();
+        self.parking.release_all();
         self.end_accept_loop();
         self.queue.stop_retired();
     }
@@ -513,4 +523,28 @@ impl Drop for Http {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle stop leaves the parked threads parked (released, each would wake on the
+    /// stop's way for nothing), and the server's drop releases them.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_idle_stop_leaves_the_parked_threads_parked_until_the_server_is_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = Http::start(listener, 8, Duration::from_secs(5), false).unwrap();
+        let parked = http.parking.len();
+        assert!(parked > 0, "nothing parked at the start");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        http.stop_accepting(deadline, &|_| {}, || {}).unwrap();
+        assert!(http.none_left(), "no connection was open");
+        assert_eq!(http.parking.len(), parked, "released at an idle stop");
+        assert_eq!(http.parking.park(1), 0, "parked after the stop");
+        let parking = Arc::clone(&http.parking);
+        drop(http);
+        assert_eq!(parking.len(), 0, "still parked after the drop");
+    }
 }

@@ -377,6 +377,11 @@ impl Parking {
         ended_within(one.stream, wait).unwrap_or(false)
     }
 
+    /// Parks nothing more, for good: the server stops. What is parked stays parked.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+    }
+
     /// Releases every parked thread, for good: the server stops.
     pub(crate) fn release_all(&self) {
         let mut inner = self.lock();
