@@ -16,7 +16,8 @@ use super::report::ShutdownReport;
 pub struct Stopped {
     report: ShutdownReport,
     addr: SocketAddr,
-    /// Stops the late responder when dropped.
+    /// Stops the late responder (if one was needed) and releases tiny_http's parked
+    /// threads when dropped.
     _answering: Box<dyn Send + Sync>,
 }
 

@@ -5,7 +5,9 @@
 //! stayed idle through the drain (tiny_http gives no way to close them), on connections
 //! accepted in the instant before the accept loop ended, and, after a deadline, the requests
 //! that were still queued. One thread, `lameduck-late-1`, answers them for as long as the
-//! value [`Server::run`](crate::Server::run) returned lives.
+//! value [`Server::run`](crate::Server::run) returned lives. After an idle drain none of
+//! those can come (no connection was open when the socket was sealed, and the accept loop
+//! has ended): no thread is started then.
 
 use std::time::{Duration, Instant};
 
