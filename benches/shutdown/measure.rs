@@ -365,6 +365,10 @@ pub struct Latency {
     /// connection kicked for waited for its thread in each run, in ms (0: none waited), from
     /// its own debug log.
     pub rescue_waits: HashMap<(usize, Kind), Vec<f64>>,
+    /// The same waits counted from when tiny_http accepted the connection, at most (the
+    /// rescue's part; the rest is the backlog's, as with plain tiny_http). 0 from a
+    /// baseline that does not say.
+    pub queued_waits: HashMap<(usize, Kind), Vec<f64>>,
     /// The same runs: the longest a connection that had a thread waited for it to read its
     /// first request (the threads were slow to run: the machine's share, not the rescue's).
     pub late_waits: HashMap<(usize, Kind), Vec<f64>>,
@@ -505,6 +509,7 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
     let mut starved: HashMap<(usize, Kind), Vec<Option<usize>>> = HashMap::new();
     let mut rescue_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     let mut late_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
+    let mut queued_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     let mut cpu_us: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.wrk_conns {
@@ -552,6 +557,10 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
                         .entry((conns, kind))
                         .or_default()
                         .push(longest("the last after "));
+                    queued_waits
+                        .entry((conns, kind))
+                        .or_default()
+                        .push(longest("accepted it, at most "));
                 }
             }
         }
@@ -562,6 +571,7 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
         starved,
         rescue_waits,
         late_waits,
+        queued_waits,
         cpu_us,
     };
     print_latency(plan, &result);
@@ -681,12 +691,14 @@ fn print_latency(plan: &Plan, result: &Latency) {
             println!(
                 "  {} at {conns} connections: the longest a connection tiny_http left without \
                  a thread waited for its rescue, per run (ms, 0: none): {} ({} of {} runs with \
-                 one); in the same runs, the longest a connection that had a thread waited for \
-                 it to run (ms, 0: none seen): {}",
+                 one); of which since tiny_http accepted it, at most: {}; in the same runs, the \
+                 longest a connection that had a thread waited for it to run (ms, 0: none \
+                 seen): {}",
                 kind.name(),
                 texts(&rescues),
                 rescues.iter().filter(|&&w| w > 0.0).count(),
                 rescues.len(),
+                texts(&waits(&result.queued_waits)),
                 texts(&waits(&result.late_waits))
             );
         }

@@ -213,6 +213,8 @@ pub(crate) fn rescue_from_table(
         });
     }
     let mut watch = Watch::new(&conns, backlog);
+    // When the read of the table each look works from began.
+    let mut read_at = start;
     // Kicks not yet taken by a thread, with when each was made and whether the table has
     // shown its connection yet. One the table showed and no longer does has been taken; one
     // it never showed (a table of this process's own connections only, at an upgrade, does
@@ -239,7 +241,7 @@ pub(crate) fn rescue_from_table(
                 .map(|c| c.peer)
                 .collect();
         }
-        let Some(look) = watch.look(&conns, now, churn, backlog) else {
+        let Some(look) = watch.look(&conns, now, read_at, churn, backlog) else {
             log::trace!(
                 "rescue ends after {:?}: {} unread, {} accepted, {} connections",
                 now - start,
@@ -351,10 +353,12 @@ pub(crate) fn rescue_from_table(
         match pace {
             Pace::Stop => {
                 std::thread::sleep(TABLE_POLL);
+                read_at = Instant::now();
                 conns = table.read()?;
             }
             Pace::Serving => {
                 std::thread::sleep(SERVING_POLL.max(table.took() * SERVING_SHARE));
+                read_at = Instant::now();
                 conns = table.read_serving()?;
             }
         }
@@ -364,10 +368,11 @@ pub(crate) fn rescue_from_table(
     if kicks > 0 {
         log::debug!(
             "rescue: {} connections were waiting for a thread (tiny_http), the longest for \
-             {:.1} ms; {kicks} kicks; {} more were read late (threads slow to run), the last \
-             after {:.1} ms",
+             {:.1} ms (since tiny_http accepted it, at most {:.1} ms); {kicks} kicks; {} more \
+             were read late (threads slow to run), the last after {:.1} ms",
             watch.freed,
             watch.longest.as_secs_f64() * 1e3,
+            watch.longest_queued.as_secs_f64() * 1e3,
             watch.late,
             watch.latest.as_secs_f64() * 1e3
         );
@@ -405,6 +410,11 @@ fn take_spares(
 struct Waiting {
     seen: Instant,
     arrived: Instant,
+    /// Since when tiny_http has held it, at the earliest: its arrival if an earlier look
+    /// saw it accepted, otherwise the start of the last read that did not list it as
+    /// accepted, if after its arrival (before, it waited in the backlog for the accept
+    /// loop, as it would with plain tiny_http).
+    queued: Instant,
     received: Option<u64>,
     /// A kick was made for it.
     kicked: bool,
@@ -447,6 +457,11 @@ struct Watch {
     /// The longest any of those waited, from its bytes' arrival (as the OS dates it) until
     /// it was seen read.
     longest: Duration,
+    /// The longest any of those waited from when tiny_http accepted it, at most
+    /// (`Waiting::queued`): the rescue's part of `longest`.
+    longest_queued: Duration,
+    /// When the read of the table the last look worked from began.
+    last_read: Option<Instant>,
     /// Connections seen waiting, then read without a kick for them: their threads were
     /// slow to run.
     late: usize,
@@ -469,6 +484,8 @@ impl Watch {
             last_accept: Instant::now(),
             freed: 0,
             longest: Duration::ZERO,
+            longest_queued: Duration::ZERO,
+            last_read: None,
             late: 0,
             latest: Duration::ZERO,
             last_backlog: backlog,
@@ -502,6 +519,7 @@ impl Watch {
         &mut self,
         conns: &[Connection],
         now: Instant,
+        read_at: Instant,
         churn: bool,
         backlog: usize,
     ) -> Option<Look> {
@@ -511,6 +529,7 @@ impl Watch {
             if !waits && waiting.kicked {
                 self.freed += 1;
                 self.longest = self.longest.max(now - waiting.arrived);
+                self.longest_queued = self.longest_queued.max(now - waiting.queued);
             } else if !waits {
                 self.late += 1;
                 self.latest = self.latest.max(now - waiting.arrived);
@@ -518,11 +537,17 @@ impl Watch {
             waits
         });
         for c in conns.iter().filter(|c| unread(c)) {
+            let arrived = now
+                .checked_sub(c.quiet_for.unwrap_or_default())
+                .unwrap_or(now);
+            let queued = match self.last_read {
+                Some(read) if !self.accepted.contains(&c.peer) => read.max(arrived),
+                _ => arrived,
+            };
             let seen = Waiting {
                 seen: now,
-                arrived: now
-                    .checked_sub(c.quiet_for.unwrap_or_default())
-                    .unwrap_or(now),
+                arrived,
+                queued,
                 received: c.received,
                 kicked: false,
             };
@@ -557,6 +582,7 @@ impl Watch {
             .count();
         let suspected = self.waiting_since.keys().any(|p| self.suspects.contains(p));
         let settled = !accepting && (churn || now - self.last_accept >= STARVED_AFTER);
+        self.last_read = Some(read_at);
         if starved == 0 && !suspected && settled {
             None
         } else {
