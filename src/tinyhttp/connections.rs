@@ -619,6 +619,8 @@ mod tests {
         let peer = first.local_addr().unwrap();
         let read = find_in(&mut table, alone, peer, |c| c.received == Some(3));
         assert_eq!(read.unread, 0);
+        // Known by its cookie (`SO_COOKIE` and the table's agree), not looked up again.
+        assert_eq!(table.os.known_read(), 1);
         assert!(alone(&mut table).unwrap().iter().any(|c| c.peer == peer));
 
         // Closed, and a new connection accepted, likely on the same descriptor: the new one

@@ -264,6 +264,15 @@ impl SockDiag {
         )))
     }
 
+    /// How many connections the looks know as read, and do not look up again.
+    #[cfg(test)]
+    pub(super) fn known_read(&self) -> usize {
+        self.known
+            .values()
+            .filter(|k| matches!(k, Known::Read(_)))
+            .count()
+    }
+
     /// Looks up each connection of `batch` (its local end, its peer's), all in one message,
     /// and adds those found to `connections`.
     fn look_up(
