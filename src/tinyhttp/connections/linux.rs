@@ -63,6 +63,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Listening {
     pub(super) inode: u32,
+    /// `idiag_cookie`: what `SO_COOKIE` gives for it (`os::unix::socket_cookie`).
+    pub(super) cookie: u64,
     /// Connections whose handshake is complete, waiting in the backlog to be accepted.
     pub(super) backlog: u32,
 }
@@ -139,6 +141,7 @@ impl SockDiag {
                     SOCK_DIAG_BY_FAMILY if body.len() >= DIAG_MSG => {
                         return Ok((body[1] == TCP_LISTEN).then(|| Listening {
                             inode: u32_at(body, 68),
+                            cookie: cookie(body),
                             backlog: u32_at(body, 56),
                         }));
                     }
@@ -151,6 +154,10 @@ impl SockDiag {
     /// Whether no connection is on the port, shown without a dump: the listening socket,
     /// one of this process's, has nothing in its backlog, and no socket of the process is
     /// a connection on the port. `false` when unsure.
+    ///
+    /// Each descriptor is asked for its socket's cookie, and a socket the looks while
+    /// serving know (`Known`) is not asked for its ends: one system call for most, where
+    /// the inode and the ends of each took four, on the path of every idle stop.
     pub(super) fn none_open(&mut self, ours: &dyn Fn(SocketAddr) -> bool) -> io::Result<bool> {
         let Some(listening) = self.listening()? else {
             return Ok(false);
@@ -158,15 +165,34 @@ impl SockDiag {
         if listening.backlog > 0 {
             return Ok(false);
         }
-        let Some(own) = own_sockets() else {
+        let Some(fds) = own_descriptors() else {
             return Ok(false);
         };
-        let listening_ours = own.iter().any(|s| s.inode == listening.inode);
-        let connection = own.iter().any(|s| {
-            s.ends
-                .is_some_and(|(local, peer)| self.on_port(local) && !ours(peer))
-        });
-        Ok(listening_ours && !connection)
+        let a_client = |ends: Option<(SocketAddr, SocketAddr)>| {
+            ends.is_some_and(|(local, peer)| self.on_port(local) && !ours(peer))
+        };
+        let mut listening_ours = false;
+        for fd in fds {
+            match crate::os::unix::socket_cookie(fd) {
+                Some(cookie) if cookie == listening.cookie => listening_ours = true,
+                Some(cookie) => match self.known.get(&cookie) {
+                    Some(Known::Elsewhere) => {}
+                    Some(Known::Read(c)) if !ours(c.peer) => return Ok(false),
+                    Some(Known::Read(_)) => {}
+                    None if a_client(crate::os::unix::tcp_ends(fd)) => return Ok(false),
+                    None => {}
+                },
+                // Not a socket, closed meanwhile, or a kernel without cookies.
+                None => {
+                    listening_ours |=
+                        crate::os::unix::socket_inode(fd).is_some_and(|i| i == listening.inode);
+                    if a_client(crate::os::unix::tcp_ends(fd)) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(listening_ours)
     }
 
     /// Whether `end` is an end on the server's address.
@@ -182,7 +208,7 @@ impl SockDiag {
     /// the listening socket's backlog (0 unless `backlog_matters`): those have no
     /// descriptor of the process's yet, and are counted, not listed. `None` when the
     /// listening socket is not found, or the descriptors cannot be listed or are more than
-    /// [`MOST_DESCRIPTORS_SERVING`].
+    /// [`MOST_DESCRIPTORS`].
     ///
     /// Each descriptor is asked for its socket's cookie (`SO_COOKIE`, one system call), and
     /// only a socket not seen before is asked for its ends; a connection seen read is not
@@ -207,7 +233,7 @@ impl SockDiag {
         } else {
             0
         };
-        let Some(fds) = own_descriptors(MOST_DESCRIPTORS_SERVING) else {
+        let Some(fds) = own_descriptors() else {
             return Ok(None);
         };
         // tiny_http holds two descriptors for each connection (one to read, a clone to
@@ -506,52 +532,24 @@ fn cookie(msg: &[u8]) -> u64 {
 /// 240 lookups at once overflowed the default 208 KiB (`ENOBUFS`), so they go in batches.
 const LOOKUPS_AT_ONCE: usize = 64;
 
-/// The most descriptors looked at one by one ([`own_descriptors`]): past a few hundred,
-/// their system calls (two to four each) and a lookup per connection cost more than a dump
-/// of the table. Measured with a connection's two ends in one process, so two descriptors
-/// each, as tiny_http holds them: [`SockDiag::read_accepted`] took 0.09 / 0.30 / 0.53 ms for 16 / 64 / 120
-/// connections, a dump 1.15–1.19 ms (300 looks each).
-const MOST_DESCRIPTORS: usize = 256;
-
-/// The most descriptors a look while serving reads ([`SockDiag::read_accepted`]). It reads
-/// one option of each (its cookie), looks up the connections it has not seen read before,
-/// and knows the rest from earlier looks (`Known`).
-const MOST_DESCRIPTORS_SERVING: usize = 4096;
-
-/// One of this process's sockets.
-struct OwnSocket {
-    /// Its inode: what the kernel's table names it by.
-    inode: u32,
-    /// Its local end and its peer's, if it is a connected TCP socket.
-    ends: Option<(SocketAddr, SocketAddr)>,
-}
-
-/// This process's sockets: the descriptors in `/proc/self/fd` that are one, with its inode
-/// (read without touching any file system: `os::unix::socket_inode`), and the two ends of
-/// each. `None` if the descriptors cannot be
-/// listed, or if there are more than [`MOST_DESCRIPTORS`]. A descriptor closed meanwhile is
-/// left out; one opened meanwhile may be (see [`Table::none_open`]).
-///
-/// [`Table::none_open`]: super::Table::none_open
-fn own_sockets() -> Option<Vec<OwnSocket>> {
-    let sockets = own_descriptors(MOST_DESCRIPTORS)?
-        .into_iter()
-        .filter_map(|fd| {
-            // Not a socket (the directory's own descriptor among them), or closed meanwhile.
-            let inode = crate::os::unix::socket_inode(fd)?;
-            Some(OwnSocket {
-                inode,
-                ends: crate::os::unix::tcp_ends(fd),
-            })
-        })
-        .collect();
-    Some(sockets)
-}
+/// The most descriptors looked at one by one ([`own_descriptors`]): each is asked for its
+/// socket's cookie (one system call), and only a socket not seen before for its ends, and
+/// looked up if it is a connection not seen read (`Known`). Before the cookies, with two to
+/// four system calls each and a lookup per connection, a look cost as much as a dump of the
+/// table past a few hundred descriptors (0.09 / 0.30 / 0.53 ms for 16 / 64 / 120
+/// connections on two descriptors each, a dump 1.15–1.19 ms, 300 looks each), and the
+/// bound was 256.
+const MOST_DESCRIPTORS: usize = 4096;
 
 /// The numbers in `/proc/self/fd`: this process's descriptors, and the directory's own
 /// while it is read. `None` if they cannot be listed, or if there are more than
 /// [`MOST_DESCRIPTORS`] (known before any is looked at).
-fn own_descriptors(most: usize) -> Option<Vec<RawFd>> {
+fn own_descriptors() -> Option<Vec<RawFd>> {
+    own_descriptors_at_most(MOST_DESCRIPTORS)
+}
+
+/// [`own_descriptors`], with `most` for the bound.
+pub(super) fn own_descriptors_at_most(most: usize) -> Option<Vec<RawFd>> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut fds = Vec::new();
     for entry in dir {
