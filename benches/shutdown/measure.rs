@@ -40,6 +40,13 @@ const GIVE_UP: Duration = Duration::from_secs(5);
 /// A burst's responses count if they come within this long.
 const BURST_WINDOW: Duration = Duration::from_secs(1);
 
+/// In how many rounds at each number of connections plain should have served every
+/// connection, for a median p99 beside it of at least this many runs: rounds of plain and
+/// lameduck are added until then (at most as many as the plan's), fewer if the plan has
+/// fewer rounds. Plain served every connection in 2 of 10 rounds at 256 connections in a
+/// full run, and one slow round of lameduck's made the median of the two.
+const PAIRED_ROUNDS: usize = 5;
+
 /// Values per server, in a map.
 pub type PerKind<T> = HashMap<Kind, Vec<T>>;
 
@@ -372,6 +379,10 @@ pub struct Latency {
     /// The same runs: the longest a connection that had a thread waited for it to read its
     /// first request (the threads were slow to run: the machine's share, not the rescue's).
     pub late_waits: HashMap<(usize, Kind), Vec<f64>>,
+    /// Per connection count: the rounds of plain and lameduck (and the baseline) added
+    /// after the interleaved ones, until plain served every connection in
+    /// [`PAIRED_ROUNDS`] of them. The other servers have fewer runs there.
+    pub added_rounds: HashMap<usize, usize>,
     /// Per run: the server's CPU time (user and system) over wrk's run, in microseconds per
     /// request wrk completed; the burst of connections and their threads' starts included.
     pub cpu_us: HashMap<(usize, Kind), Vec<f64>>,
@@ -452,6 +463,13 @@ impl Latency {
         })
     }
 
+    /// In how many rounds at `conns` connections plain and lameduck both served every
+    /// connection.
+    pub fn paired_rounds(&self, conns: usize) -> usize {
+        self.paired_p99(conns, Kind::Lameduck)
+            .map_or(0, |p| p.rounds)
+    }
+
     /// Each round's p99, in ms, with `*` where plain served every connection that round.
     pub fn p99_per_round(&self, conns: usize, kind: Kind) -> String {
         let (Some(runs), Some(plain)) = (
@@ -497,85 +515,106 @@ impl Latency {
 /// Every server, fresh for each run (wrk opens its connections at once: a cold burst, as
 /// a restarted server meets), under wrk at each connection count, interleaved.
 pub fn latency(plan: &Plan) -> Result<Latency, String> {
-    let spec = |kind| {
-        let spec = Spec::new(kind, plan.workers, Delay::Millis(0));
-        if rescues_logged(kind) {
-            spec.logging_rescues()
-        } else {
-            spec
-        }
+    let mut result = Latency {
+        runs: HashMap::new(),
+        starved: HashMap::new(),
+        rescue_waits: HashMap::new(),
+        late_waits: HashMap::new(),
+        queued_waits: HashMap::new(),
+        cpu_us: HashMap::new(),
+        added_rounds: HashMap::new(),
     };
-    let mut runs: HashMap<(usize, Kind), Vec<WrkRun>> = HashMap::new();
-    let mut starved: HashMap<(usize, Kind), Vec<Option<usize>>> = HashMap::new();
-    let mut rescue_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
-    let mut late_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
-    let mut queued_waits: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
-    let mut cpu_us: HashMap<(usize, Kind), Vec<f64>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.wrk_conns {
             for kind in Kind::rotated(latency_kinds(), round) {
-                let mut server = ServerProcess::start(spec(kind))?;
-                one_request(&server)?;
-                let cpu_before = server.cpu_time();
-                // Looked at while the load is on, well after its connections were opened.
-                let (run, seen) = thread::scope(|s| {
-                    let look = s.spawn(|| {
-                        thread::sleep(plan.load_time.mul_f64(0.6));
-                        crate::starved::count(server.addr)
-                    });
-                    let run = wrk::run(server.addr, conns, plan.load_time);
-                    (run, look.join().ok().flatten())
-                });
-                let cpu = match (cpu_before, server.cpu_time()) {
-                    (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
-                    _ => None,
-                };
-                let run =
-                    run.map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
-                if let Some(cpu) = cpu.filter(|_| run.requests > 0) {
-                    cpu_us
-                        .entry((conns, kind))
-                        .or_default()
-                        .push(cpu.as_secs_f64() * 1e6 / run.requests as f64);
-                }
-                runs.entry((conns, kind)).or_default().push(run);
-                starved.entry((conns, kind)).or_default().push(seen);
-                if rescues_logged(kind) {
-                    server.kill();
-                    let _ = server.wait_exit(EXIT_BOUND);
-                    let tail = server.stderr_tail();
-                    let longest = |key| {
-                        tail.iter()
-                            .filter_map(|l| rescue_wait(l, key))
-                            .fold(0.0, f64::max)
-                    };
-                    rescue_waits
-                        .entry((conns, kind))
-                        .or_default()
-                        .push(longest("the longest for "));
-                    late_waits
-                        .entry((conns, kind))
-                        .or_default()
-                        .push(longest("the last after "));
-                    queued_waits
-                        .entry((conns, kind))
-                        .or_default()
-                        .push(longest("accepted it, at most "));
-                }
+                wrk_run(plan, &mut result, conns, kind)?;
             }
         }
         progress("latency (wrk)", round, plan.rounds);
     }
-    let result = Latency {
-        runs,
-        starved,
-        rescue_waits,
-        late_waits,
-        queued_waits,
-        cpu_us,
-    };
+    // Plain serves every connection in few rounds (a third, at 256 connections); the p99
+    // beside it is compared in those only, so rounds of the two are added until there are
+    // enough of them (at most as many again).
+    let wanted = PAIRED_ROUNDS.min(plan.rounds);
+    for &conns in &plan.wrk_conns {
+        let mut added = 0;
+        while result.paired_rounds(conns) < wanted && added < plan.rounds {
+            for kind in Kind::rotated(paired_kinds(), plan.rounds + added) {
+                wrk_run(plan, &mut result, conns, kind)?;
+            }
+            added += 1;
+        }
+        if added > 0 {
+            eprintln!(
+                "  [latency (wrk)] {added} round(s) of plain and lameduck added at {conns} \
+                 connections: {} in which plain served every connection",
+                result.paired_rounds(conns)
+            );
+        }
+        result.added_rounds.insert(conns, added);
+    }
     print_latency(plan, &result);
     Ok(result)
+}
+
+/// One wrk run of `kind` at `conns` connections on a fresh server, noted in `result`.
+fn wrk_run(plan: &Plan, result: &mut Latency, conns: usize, kind: Kind) -> Result<(), String> {
+    let mut spec = Spec::new(kind, plan.workers, Delay::Millis(0));
+    if rescues_logged(kind) {
+        spec = spec.logging_rescues();
+    }
+    let mut server = ServerProcess::start(spec)?;
+    one_request(&server)?;
+    let cpu_before = server.cpu_time();
+    // Looked at while the load is on, well after its connections were opened.
+    let (run, seen) = thread::scope(|s| {
+        let look = s.spawn(|| {
+            thread::sleep(plan.load_time.mul_f64(0.6));
+            crate::starved::count(server.addr)
+        });
+        let run = wrk::run(server.addr, conns, plan.load_time);
+        (run, look.join().ok().flatten())
+    });
+    let cpu = match (cpu_before, server.cpu_time()) {
+        (Ok(before), Ok(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
+    let run = run.map_err(|e| format!("{} at {conns} connections: {e}", kind.name()))?;
+    if let Some(cpu) = cpu.filter(|_| run.requests > 0) {
+        result
+            .cpu_us
+            .entry((conns, kind))
+            .or_default()
+            .push(cpu.as_secs_f64() * 1e6 / run.requests as f64);
+    }
+    result.runs.entry((conns, kind)).or_default().push(run);
+    result.starved.entry((conns, kind)).or_default().push(seen);
+    if rescues_logged(kind) {
+        server.kill();
+        let _ = server.wait_exit(EXIT_BOUND);
+        let tail = server.stderr_tail();
+        let longest = |key| {
+            tail.iter()
+                .filter_map(|l| rescue_wait(l, key))
+                .fold(0.0, f64::max)
+        };
+        let note = |waits: &mut HashMap<(usize, Kind), Vec<f64>>, key| {
+            waits.entry((conns, kind)).or_default().push(longest(key));
+        };
+        note(&mut result.rescue_waits, "the longest for ");
+        note(&mut result.late_waits, "the last after ");
+        note(&mut result.queued_waits, "accepted it, at most ");
+    }
+    Ok(())
+}
+
+/// The servers of the rounds added for the paired p99: plain, lameduck, and the baseline if
+/// one was given.
+fn paired_kinds() -> Vec<Kind> {
+    latency_kinds()
+        .into_iter()
+        .filter(|kind| matches!(kind, Kind::Plain | Kind::Lameduck | Kind::Baseline))
+        .collect()
 }
 
 /// The servers of the latency part: those of the throughput part, and the baseline if one
@@ -603,10 +642,24 @@ fn rescue_wait(line: &str, key: &str) -> Option<f64> {
 fn print_latency(plan: &Plan, result: &Latency) {
     println!(
         "\n1b. Latency under wrk ({}): `wrk -t1 -cN --latency --timeout 2s`, {} s per run, a \
-         fresh server for each run, {} interleaved round(s)",
+         fresh server for each run, {} interleaved round(s); then rounds of plain and lameduck \
+         only until plain served every connection in {} (at most {} more), added at {} \
+         connections: {}",
         wrk::version().unwrap_or_default(),
         plan.load_time.as_secs_f64(),
-        plan.rounds
+        plan.rounds,
+        PAIRED_ROUNDS.min(plan.rounds),
+        plan.rounds,
+        plan.wrk_conns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" / "),
+        plan.wrk_conns
+            .iter()
+            .map(|c| result.added_rounds.get(c).copied().unwrap_or(0).to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     let mut table = Table::new(&[
         "conns",
