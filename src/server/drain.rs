@@ -96,7 +96,9 @@ impl Helpers {
     /// until the supervisor no longer looks after tiny_http (it may be in a rescue). Their
     /// threads end meanwhile: [`Helpers::join`] waits for them, once the workers are
     /// joined. In an idle exit, waiting for both threads here took 0.3 ms, a third of what
-    /// lameduck adds to the naive server's exit (a timeline of 20 exits).
+    /// lameduck adds to the naive server's exit (a timeline of 20 exits); a supervisor
+    /// waiting for something to do is not waited for at all (`Stop::idle_while`): 0.19 ms
+    /// less in 40 interleaved idle exits (medians).
     pub(super) fn stop(&self, shared: &Shared) {
         if let Some(supervisor) = &self.supervisor {
             supervisor.ask_to_stop();

@@ -2,6 +2,8 @@
 //! one way to start it, tell it to stop, and join it within a bound.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
@@ -17,7 +19,16 @@ pub(crate) struct Stop {
     asked: Latch,
     fire: Option<Listener>,
     never: Receiver<Infallible>,
+    /// [`WORKING`], [`IDLE`] or [`RETIRED`]: see [`Stop::idle_while`].
+    state: Arc<AtomicU8>,
 }
+
+/// The helper works: a stop waits for its work to return. Where every helper starts.
+const WORKING: u8 = 0;
+/// The helper waits for something to do ([`Stop::idle_while`]): a stop need not wait.
+const IDLE: u8 = 1;
+/// A stop found the helper idle and did not wait for it: it does nothing more.
+const RETIRED: u8 = 2;
 
 impl Stop {
     /// Whether the work should end now.
@@ -29,6 +40,26 @@ impl Stop {
     pub(crate) fn receivers(&self) -> (&Receiver<Infallible>, &Receiver<Infallible>) {
         let fire = self.fire.as_ref().map_or(&self.never, Listener::receiver);
         (self.asked.receiver(), fire)
+    }
+
+    /// Runs `wait`, where the helper waits for something to do, and returns what it
+    /// returned; `None` if a stop retired the helper meanwhile: its work must then return
+    /// at once, touching nothing it looks after.
+    ///
+    /// A stop that finds the helper waiting so ([`Helper::stop_working`]) retires it and
+    /// goes on at once, instead of waiting for its thread to be woken and to return: on a
+    /// busy machine that thread may wait milliseconds for a core, and in an idle exit its
+    /// wake-up was on the stop's path. Anywhere else, the stop waits for the work to
+    /// return.
+    pub(crate) fn idle_while<T>(&self, wait: impl FnOnce() -> T) -> Option<T> {
+        self.state.store(IDLE, Ordering::SeqCst);
+        let woken = {
+            // Working again should `wait` unwind: a stop then waits for the work to return.
+            let _working = Working(&self.state);
+            wait()
+        };
+        // Working again, or retired for good: a stop retires only an idle helper.
+        (self.state.load(Ordering::SeqCst) == WORKING).then_some(woken)
     }
 
     /// Blocks until it should end, or `timeout` has passed; returns whether it should.
@@ -57,6 +88,8 @@ pub(crate) struct Helper {
     stop: Latch,
     /// Opens as its work returns.
     done: Latch,
+    /// Shared with its [`Stop`]: see [`Stop::work`].
+    state: Arc<AtomicU8>,
 }
 
 impl Helper {
@@ -87,18 +120,25 @@ impl Helper {
     ) -> Result<Helper, Error> {
         let stop = Latch::new();
         let done = Latch::new();
+        let state = Arc::new(AtomicU8::new(WORKING));
         let mut pool = Pool::with_prefix(name);
         let told = Stop {
             asked: stop.clone(),
             fire,
             never: crossbeam_channel::never(),
+            state: Arc::clone(&state),
         };
         let returned = OpensWhenDropped(done.clone());
         pool.spawn(move || {
             let _returned = returned;
             work(&told);
         })?;
-        Ok(Helper { pool, stop, done })
+        Ok(Helper {
+            pool,
+            stop,
+            done,
+            state,
+        })
     }
 
     /// Asks it to stop, without waiting.
@@ -117,14 +157,33 @@ impl Helper {
     /// its thread to end: [`Helper::join`] waits for that, later. A thread's end is tens of
     /// microseconds more, on the path of a stop that waits for it. Returns `false` if the
     /// work had not returned in time.
+    ///
+    /// A helper found waiting for something to do ([`Stop::idle_while`]) is not waited for:
+    /// it is retired, and its thread ends on its own. (Both sides change the state by one
+    /// atomic operation, SeqCst: once this has retired it, the helper does nothing more.)
     pub(crate) fn stop_working(&self, bound: Duration) -> bool {
         self.ask_to_stop();
-        self.done.wait_timeout(bound)
+        let retired = self
+            .state
+            .compare_exchange(IDLE, RETIRED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        retired || self.done.wait_timeout(bound)
     }
 
     /// Asks it to stop and waits up to `bound` for its thread to end; as [`Helper::stop`].
     pub(crate) fn join(self, bound: Duration) -> bool {
         self.stop(bound)
+    }
+}
+
+/// Sets its helper working again when dropped, unless a stop retired it meanwhile.
+struct Working<'a>(&'a AtomicU8);
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(IDLE, WORKING, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -178,6 +237,77 @@ mod tests {
         ended.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 
+    /// A helper that says when it waits, then blocks on `gate` (not on its stop) inside
+    /// `idle_while` if `idle`, or outside it; it says what `idle_while` returned.
+    fn gated(
+        idle: bool,
+        waiting: crossbeam_channel::Sender<()>,
+        gate: crossbeam_channel::Receiver<()>,
+        woke: crossbeam_channel::Sender<Option<()>>,
+    ) -> impl FnOnce(&Stop) + Send + 'static {
+        move |stop: &Stop| {
+            let wait = || {
+                let _ = waiting.send(());
+                let _ = gate.recv();
+            };
+            let woken = if idle {
+                stop.idle_while(wait)
+            } else {
+                wait();
+                Some(())
+            };
+            let _ = woke.send(woken);
+        }
+    }
+
+    #[test]
+    fn a_stop_does_not_wait_for_an_idle_helper_and_retires_it() {
+        let (waiting_tx, waiting) = crossbeam_channel::bounded(1);
+        let (gate_tx, gate) = crossbeam_channel::bounded(1);
+        let (woke_tx, woke) = crossbeam_channel::bounded(1);
+        let helper = Helper::start("test-idle", gated(true, waiting_tx, gate, woke_tx)).unwrap();
+        waiting.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Its thread stays blocked on the gate: the stop returns without it.
+        assert!(helper.stop_working(Duration::from_secs(30)));
+        gate_tx.send(()).unwrap();
+        assert_eq!(
+            woke.recv_timeout(Duration::from_secs(5)).unwrap(),
+            None,
+            "not retired"
+        );
+        assert!(helper.join(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_stop_waits_for_a_working_helper() {
+        let (waiting_tx, waiting) = crossbeam_channel::bounded(1);
+        let (gate_tx, gate) = crossbeam_channel::bounded(1);
+        let (woke_tx, woke) = crossbeam_channel::bounded(1);
+        let helper =
+            Helper::start("test-working", gated(false, waiting_tx, gate, woke_tx)).unwrap();
+        waiting.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            !helper.stop_working(Duration::from_millis(20)),
+            "did not wait"
+        );
+        gate_tx.send(()).unwrap();
+        assert_eq!(woke.recv_timeout(Duration::from_secs(5)).unwrap(), Some(()));
+        assert!(helper.stop_working(Duration::from_secs(5)));
+        assert!(helper.join(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn an_idle_helper_woken_before_a_stop_works_on() {
+        let (waiting_tx, waiting) = crossbeam_channel::bounded(1);
+        let (gate_tx, gate) = crossbeam_channel::bounded(1);
+        let (woke_tx, woke) = crossbeam_channel::bounded(1);
+        let helper = Helper::start("test-woken", gated(true, waiting_tx, gate, woke_tx)).unwrap();
+        waiting.recv_timeout(Duration::from_secs(5)).unwrap();
+        gate_tx.send(()).unwrap();
+        assert_eq!(woke.recv_timeout(Duration::from_secs(5)).unwrap(), Some(()));
+        assert!(helper.join(Duration::from_secs(5)));
+    }
+
     #[test]
     fn wait_timeout_returns_at_the_fire_or_the_timeout() {
         let (trigger, listener) = trigger();
@@ -185,6 +315,7 @@ mod tests {
             asked: Latch::new(),
             fire: Some(listener),
             never: crossbeam_channel::never(),
+            state: Arc::new(AtomicU8::new(WORKING)),
         };
         assert!(!stop.wait_timeout(Duration::from_millis(5)));
         trigger.fire(Reason::Requested);

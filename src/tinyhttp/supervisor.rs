@@ -183,8 +183,9 @@ impl Supervisor {
         self.helper.ask_to_stop();
     }
 
-    /// Stops it and waits (boundedly) until it has stopped looking after tiny_http: at once,
-    /// or after a rescue, ping or restart under way. Its thread ends meanwhile:
+    /// Stops it and waits (boundedly) until it has stopped looking after tiny_http: not at
+    /// all if it waits for something to do (it is retired then: `Stop::idle_while`), or
+    /// until a rescue, ping or restart under way is over. Its thread ends meanwhile:
     /// [`Supervisor::join`] waits for that. The parked connections are left to the stop,
     /// which releases them (`Http::stop_accepting`, `Http::hand_off`).
     pub(crate) fn stop_working(&self) {
@@ -200,6 +201,18 @@ impl Supervisor {
 
 /// How long a helper whose work has returned may take to end its thread.
 const JOIN_BOUND: Duration = Duration::from_secs(1);
+
+/// What woke the supervisor.
+enum Woken {
+    /// Its stop, or the fire.
+    Stop,
+    /// A death of an accept loop: the current one's, or an older one's.
+    Death(bool),
+    /// A new connection was seen.
+    Arrival,
+    /// A look or a ping is due.
+    Due,
+}
 
 fn supervise(w: &Watched, stop: &Stop) {
     let (asked, fire) = stop.receivers();
@@ -234,20 +247,31 @@ fn supervise(w: &Watched, stop: &Stop) {
         } else {
             &never
         };
-        select! {
-            recv(asked) -> _ => return,
-            recv(fire) -> _ => return,
-            recv(w.queue.deaths()) -> dead => {
-                if dead.is_ok_and(|n| n == w.queue.current().number()) {
+        // Waiting here, it is idle: a stop need not wait for it (`Stop::idle_while`).
+        let woken = stop.idle_while(|| {
+            select! {
+                recv(asked) -> _ => Woken::Stop,
+                recv(fire) -> _ => Woken::Stop,
+                recv(w.queue.deaths()) -> dead => {
+                    Woken::Death(dead.is_ok_and(|n| n == w.queue.current().number()))
+                }
+                recv(arrivals) -> _ => Woken::Arrival,
+                default(wake.saturating_duration_since(now)) => Woken::Due,
+            }
+        });
+        match woken {
+            None | Some(Woken::Stop) => return,
+            Some(Woken::Death(current)) => {
+                if current {
                     restart(w, stop);
                 }
             }
-            recv(arrivals) -> _ => {
+            Some(Woken::Arrival) => {
                 // The last look found nothing changing: this is the first connection since.
                 look_at = Some((Instant::now() + FIRST_LOOK).max(looked + QUIET_GAP.max(spacing)));
                 continue;
             }
-            default(wake.saturating_duration_since(now)) => {}
+            Some(Woken::Due) => {}
         }
         if stop.is_open() {
             return;
