@@ -411,6 +411,7 @@ impl Builder {
         }
         let http = Http::start(
             listener.listener,
+            config.workers,
             config.max_waiting,
             config.write_timeout,
             listener.keep_open,
