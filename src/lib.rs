@@ -167,8 +167,7 @@
 //!
 //! **`tinyhttp/`** — the seam.
 //! - `queue.rs` — the requests tiny_http read: workers take them from its queue, and the
-//!   drain takes it over; `turnstile.rs` — only a few workers wait inside that queue at
-//!   once, as many as there are cores, the other idle ones in line.
+//!   drain takes it over.
 //! - `socket.rs` — sealing the socket, stopping tiny_http's accept loop while its queue is
 //!   still served; a new one when it died.
 //! - `connections.rs` (`connections/linux.rs`), `peers.rs` — the OS's table of connections

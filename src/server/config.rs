@@ -411,7 +411,6 @@ impl Builder {
         }
         let http = Http::start(
             listener.listener,
-            config.workers,
             config.max_waiting,
             config.write_timeout,
             listener.keep_open,

@@ -9,7 +9,6 @@
 //! | quirk | what lameduck does | where |
 //! |---|---|---|
 //! | Many threads blocking in its one queue; `unblock` wakes one of them, whichever; a timed receive can take the wake-up of a push and leave the request for nobody. | Idle workers block in its queue while the server serves (a request wakes one); a thread of lameduck's that must take the queue over turns the workers out first, waking each still inside with an `unblock` of its own, and then receives alone. | `queue.rs` |
-//! | Its queue wakes the receiver that has waited longest: with every idle worker inside, each request goes to the coldest thread, every worker in turn. | Only as many workers as the machine has cores (two at least) wait inside; the other idle ones wait in line, the last to come let in first, when none is left inside. | `turnstile.rs` |
 //! | Its accept loop stops only when its `Server` is dropped, which loses the queued requests. | lameduck keeps a clone of the listening socket, makes it non-blocking and connects once: the loop ends on `WouldBlock`, the socket closes, the queue is still served. Before that (Linux) the socket is sealed, so that what its backlog holds is accepted, not reset; a sealed socket is then shut down for reading instead (the loop ends on `EINVAL`, and no connection is made). | `socket.rs` |
 //! | The accept loop ends for good on its first error, or panics silently when out of file descriptors. | Noticed (its error in the queue; every 300 ms, on Linux its thread gone, elsewhere a ping that goes unanswered); the backlog is answered 503 with a reserve descriptor; a new tiny_http server is started on the same socket once 16 descriptors are free. | `supervisor.rs`, `socket.rs` |
 //! | In a burst of connections its thread pool miscounts idle threads: some connections get no thread, unread, until another connection closes. It happens only while some pool thread waits. | Where its threads can be counted (Linux), none waits: each idle one is parked, held on a connection of lameduck's own, and a few more such connections (spares) are queued for the next threads whose connections end, so a burst gets a new thread for every connection. Those left without one anyway (a thread went idle just before) are freed by releasing parked threads, then by kicks (connections to itself that close at once): in the background when new connections were seen, as many as the OS's connection table shows accepted beyond tiny_http's threads (counted by the name they inherit), and before the socket closes at shutdown, from the table where there is one. | `parking.rs`, `rescue.rs`, `threads.rs`, `connections.rs` |
@@ -41,7 +40,6 @@ mod shedder;
 mod socket;
 mod supervisor;
 mod threads;
-mod turnstile;
 
 pub use body::{read_body, Body};
 pub(crate) use gauges::Gauges;
@@ -103,9 +101,8 @@ pub(crate) struct Http {
 const PARK_BOUND: Duration = Duration::from_millis(100);
 
 impl Http {
-    /// Starts tiny_http accepting from `listener`, for `workers` workers, with a waiting
-    /// room of `max_waiting` places; writes to clients block at most `write_timeout` (zero:
-    /// no limit).
+    /// Starts tiny_http accepting from `listener`, with a waiting room of `max_waiting`
+    /// places; writes to clients block at most `write_timeout` (zero: no limit).
     ///
     /// `keep_open`: another process holds the socket too and hands it to the next server
     /// (systemd's socket activation). The stop then leaves it as it is ([`Http::hand_off`]
@@ -118,7 +115,6 @@ impl Http {
     /// could not start.
     pub(crate) fn start(
         listener: TcpListener,
-        workers: usize,
         max_waiting: usize,
         write_timeout: Duration,
         keep_open: bool,
@@ -162,7 +158,6 @@ impl Http {
         Ok(Http {
             queue: Arc::new(Queue::new(
                 http,
-                workers,
                 max_waiting,
                 Arc::clone(&peers),
                 Arc::clone(&gauges),
@@ -540,7 +535,7 @@ mod tests {
     #[test]
     fn an_idle_stop_leaves_the_parked_threads_parked_until_the_server_is_dropped() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let http = Http::start(listener, 4, 8, Duration::from_secs(5), false).unwrap();
+        let http = Http::start(listener, 8, Duration::from_secs(5), false).unwrap();
         let parked = http.parking.len();
         assert!(parked > 0, "nothing parked at the start");
         let deadline = Instant::now() + Duration::from_secs(5);

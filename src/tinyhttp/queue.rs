@@ -1,12 +1,9 @@
 //! The requests tiny_http has read, handed to lameduck's threads.
 //!
-//! While the server serves, idle workers block in tiny_http's own queue: a request wakes
-//! exactly one of them, the cheapest hand-off there is. Only a few at once, as many as the
-//! machine has cores: the other idle workers wait in line at a turnstile (`turnstile.rs`),
-//! so that the same few take request after request instead of every worker in turn. (Letting
-//! one worker at a time receive, passing a token on after each request, costs a wake-up per
-//! request more: 0.70 to 0.85× the throughput of this in the benchmark, 1.3× the CPU per
-//! request. The turnstile wakes a worker in line only when none is left inside.) tiny_http's
+//! While the server serves, every idle worker blocks in tiny_http's own queue: a request
+//! wakes exactly one of them, the cheapest hand-off there is. (Letting one worker at a time
+//! receive, passing a token on after each request, costs a wake-up per request more: 0.70 to
+//! 0.85× the throughput of this in the benchmark, 1.3× the CPU per request.) tiny_http's
 //! queue has traps for more than one receiver: its `unblock` wakes *one* of them, whichever
 //! takes the wake-up first, and its timed receive can take the wake-up of a push and leave
 //! the request for nobody. So when a thread of lameduck's must take the queue over — the
@@ -33,7 +30,6 @@ use tiny_http::Request;
 
 use super::gauges::Gauges;
 use super::peers::Peers;
-use super::turnstile::{Passed, Place, Turnstile};
 use crate::error::Error;
 use crate::shutdown::helper::{Helper, Stop};
 use crate::shutdown::latch::Latch;
@@ -131,18 +127,14 @@ pub(crate) struct Queue {
     died_rx: Receiver<usize>,
     /// The threads moving dead generations' requests into the room.
     retired: Mutex<Vec<Helper>>,
-    /// In front of tiny_http's queue: a few workers wait inside, the other idle ones in line.
-    turnstile: Turnstile,
 }
 
 /// A worker's side of the queue. It keeps the current generation between requests, so that
-/// the generations' list is locked only when a new one was installed (an accept loop died);
-/// taking a request locks the turnstile's count twice, briefly.
+/// taking one costs no lock: the generations' list is locked only when a new one was
+/// installed (an accept loop died).
 pub(crate) struct Taker<'a> {
     queue: &'a Queue,
     gen: Arc<Generation>,
-    /// Its place in the turnstile's line.
-    place: Arc<Place>,
 }
 
 impl Taker<'_> {
@@ -179,23 +171,14 @@ impl Taker<'_> {
             if !queue.is_current(&self.gen) {
                 self.gen = queue.current();
             }
-            let passed = queue.turnstile.enter(&self.place);
-            if passed == Passed::Released {
-                continue;
-            }
             let gen = &self.gen;
             gen.inside.fetch_add(1, Ordering::SeqCst);
-            // One that waited in line looks again at what it must do.
-            let changed =
-                passed == Passed::AfterWaiting && (stop.is_open() || !queue.room_is_empty());
-            if changed || !queue.workers_receive() || !queue.is_current(gen) {
+            if !queue.workers_receive() || !queue.is_current(gen) {
                 queue.leave(gen);
-                queue.turnstile.leave();
                 continue;
             }
             let received = gen.http.recv();
             queue.leave(gen);
-            queue.turnstile.leave();
             if let Some(request) = queue.received(gen, received) {
                 return Some(request);
             }
@@ -249,7 +232,6 @@ impl Queue {
     /// in `gauges`.
     pub(crate) fn new(
         http: tiny_http::Server,
-        workers: usize,
         room: usize,
         peers: Arc<Peers>,
         gauges: Arc<Gauges>,
@@ -276,10 +258,6 @@ impl Queue {
             died_tx,
             died_rx,
             retired: Mutex::new(Vec::new()),
-            turnstile: Turnstile::new(
-                workers,
-                std::thread::available_parallelism().map_or(1, usize::from),
-            ),
         }
     }
 
@@ -288,7 +266,6 @@ impl Queue {
         Taker {
             queue: self,
             gen: self.current(),
-            place: Place::for_this_thread(),
         }
     }
 
@@ -298,8 +275,6 @@ impl Queue {
     pub(crate) fn lead(&self) -> Lead<'_> {
         let one = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         self.led.store(true, Ordering::SeqCst);
-        // The workers in line wait for the room instead, as every idle worker does now.
-        self.turnstile.open();
         self.turn_out(&self.current());
         Lead {
             queue: self,
@@ -312,18 +287,15 @@ impl Queue {
         self.led.load(Ordering::SeqCst)
     }
 
-    /// How many workers wait for a request from tiny_http: inside its queue (or on their
-    /// way in), or in line for it. When that is every worker and none is in a request, the
-    /// queue is empty (one inside would have taken it).
+    /// How many workers wait inside the current generation's queue. When that is every
+    /// worker and none is in a request, the queue is empty (each would have taken one).
     pub(crate) fn waiting_workers(&self) -> usize {
-        self.turnstile.idle()
+        self.current().inside.load(Ordering::SeqCst)
     }
 
-    /// Wakes every worker waiting for a request from tiny_http, once each (they then look
-    /// at what they must do), without waiting for them: those in line are let in, for good,
-    /// and those inside the current generation's queue are sent an `unblock` each.
+    /// Wakes every worker waiting inside the current generation's queue, once each (they
+    /// then look at what they must do), without waiting for them.
     pub(crate) fn wake_workers(&self) {
-        self.turnstile.open_for_good();
         let gen = self.current();
         for _ in 0..gen.inside.load(Ordering::SeqCst) {
             gen.unblock();
@@ -334,7 +306,6 @@ impl Queue {
     /// puts what it receives there.
     pub(crate) fn pump_from_now_on(&self) {
         self.pumped.open();
-        self.turnstile.open_for_good();
     }
 
     /// Puts `request` in the waiting room for the workers, waiting up to `timeout` for a
@@ -627,7 +598,6 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        self.queue.turnstile.close();
         self.queue.led.store(false, Ordering::SeqCst);
     }
 }
@@ -663,7 +633,7 @@ mod tests {
     fn a_leader_gets_past_unblocks_no_worker_took() {
         let http = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let addr = http.server_addr().to_ip().unwrap();
-        let queue = Queue::new(http, 4, 4, Arc::new(Peers::new()), Arc::new(Gauges::new()));
+        let queue = Queue::new(http, 4, Arc::new(Peers::new()), Arc::new(Gauges::new()));
         for _ in 0..1000 {
             queue.interrupt();
         }
@@ -689,7 +659,7 @@ mod tests {
     fn a_leader_adds_no_unblock_for_workers_already_woken() {
         const WORKERS: usize = 3;
         let http = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let mut queue = Queue::new(http, 4, 4, Arc::new(Peers::new()), Arc::new(Gauges::new()));
+        let mut queue = Queue::new(http, 4, Arc::new(Peers::new()), Arc::new(Gauges::new()));
         // Workers slow to run (a busy machine) get one more `unblock` per wait that times
         // out: none here, so that what is counted is the leader's first look.
         queue.leave_wait = Duration::from_secs(60);
