@@ -247,7 +247,7 @@ impl Throughput {
 
 pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
     let spec = |kind| Spec::new(kind, plan.workers, Delay::Millis(0));
-    let servers = Kind::throughput()
+    let servers = throughput_kinds()
         .into_iter()
         .map(|kind| Ok((kind, ServerProcess::start(spec(kind))?)))
         .collect::<Result<HashMap<_, _>, String>>()?;
@@ -257,7 +257,7 @@ pub fn throughput(plan: &Plan) -> Result<Throughput, String> {
     let mut runs: HashMap<(usize, Kind), Vec<RunStat>> = HashMap::new();
     for round in 0..plan.rounds {
         for &conns in &plan.conns {
-            for kind in Kind::rotated(Kind::throughput(), round) {
+            for kind in Kind::rotated(throughput_kinds(), round) {
                 let server = &servers[&kind];
                 let cpu_before = server.cpu_time();
                 let (tally, elapsed) = Load::start(server.addr, conns).run_for(plan.load_time);
@@ -300,7 +300,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
         "cut",
     ]);
     for &conns in &plan.conns {
-        for kind in Kind::throughput() {
+        for kind in throughput_kinds() {
             let rps = result.values(conns, kind, |r| r.rps);
             let sum = |f: fn(&RunStat) -> u64| {
                 result
@@ -330,7 +330,7 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
     }
     table.print();
     if let Some(&most) = plan.conns.iter().max() {
-        for kind in Kind::throughput() {
+        for kind in throughput_kinds() {
             let runs = result
                 .runs
                 .get(&(most, kind))
@@ -617,14 +617,20 @@ fn paired_kinds() -> Vec<Kind> {
         .collect()
 }
 
-/// The servers of the latency part: those of the throughput part, and the baseline if one
-/// was given (`--baseline`).
-fn latency_kinds() -> Vec<Kind> {
+/// The servers of the throughput part (the bench's own client): those compared, lameduck
+/// watched, and the baseline if one was given (`--baseline`).
+fn throughput_kinds() -> Vec<Kind> {
     let mut kinds = Kind::throughput();
     if crate::child::has_baseline() {
         kinds.push(Kind::Baseline);
     }
     kinds
+}
+
+/// The servers of the latency part: those of the throughput part, and the baseline if one
+/// was given (`--baseline`).
+fn latency_kinds() -> Vec<Kind> {
+    throughput_kinds()
 }
 
 /// Whether the server logs its rescues: lameduck, in this build or the baseline's.
