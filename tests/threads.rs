@@ -55,10 +55,11 @@ fn only_the_straggler_outlives_the_server() {
         running
     };
     let named_by = std::time::Instant::now() + Duration::from_secs(10);
-    while workers().len() < 4 && std::time::Instant::now() < named_by {
+    // Two workers are started with the server; one request leaves one waiting, so no more.
+    while workers().len() < 2 && std::time::Instant::now() < named_by {
         std::thread::yield_now();
     }
-    assert_eq!(workers().len(), 4, "{:?}", workers());
+    assert_eq!(workers().len(), 2, "{:?}", workers());
 
     handle.shutdown();
     let stopped = match runner.join().unwrap() {

@@ -378,7 +378,7 @@ impl<'a> Shutdown<'a> {
         let idle = shared.http.none_left()
             && shared.live.occupancy.busy() == 0
             && queue.room_is_empty()
-            && queue.waiting_workers() == shared.config.workers;
+            && queue.waiting_workers() == shared.crew.started();
         if idle {
             shared.live.phases.stop_taking().open();
             queue.wake_workers();

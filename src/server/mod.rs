@@ -2,13 +2,15 @@
 //! [`Server::run`] leaves when it returns, [`Stopped`].
 //!
 //! The files: `config.rs` the builder; `phase.rs` where the server is in its life;
-//! `worker.rs` the workers, and `slots.rs` their counts and the request each is in;
-//! `drain.rs` the shutdown timeline, one function per phase; `stats.rs` what a running
-//! server shows, and `metrics.rs` the same for Prometheus; `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a
-//! deployment uses. Everything that touches tiny_http itself is behind `crate::tinyhttp`.
+//! `worker.rs` the workers, `crew.rs` how many are started, and `slots.rs` their counts and
+//! the request each is in; `drain.rs` the shutdown timeline, one function per phase;
+//! `stats.rs` what a running server shows, and `metrics.rs` the same for Prometheus;
+//! `health.rs`, `hooks.rs`, `archive.rs` and `report.rs` the pieces a deployment uses.
+//! Everything that touches tiny_http itself is behind `crate::tinyhttp`.
 
 pub(crate) mod archive;
 pub(crate) mod config;
+mod crew;
 mod drain;
 mod health;
 pub(crate) mod hooks;
@@ -31,6 +33,7 @@ use tiny_http::{Request, ResponseBox};
 
 use archive::Unserved;
 use config::{Bind, Builder, Config};
+use crew::Crew;
 use drain::{Helpers, Shutdown};
 use hooks::Hook;
 use phase::Phases;
@@ -41,7 +44,6 @@ use worker::peer_text;
 use crate::error::Error;
 use crate::restart::systemd;
 use crate::restart::upgrade::{Setup, Upgrades};
-use crate::shutdown::pool::Pool;
 use crate::shutdown::trigger::{Listener, Reason, Trigger};
 use crate::tinyhttp::{self, Http, LateResponder, Occupancy};
 
@@ -98,6 +100,8 @@ pub(crate) struct Shared {
     live: Arc<Live>,
     /// The upgrade under way, if any.
     upgrades: Upgrades,
+    /// The workers: started as requests need them.
+    crew: Crew,
 }
 
 impl Shared {
@@ -238,6 +242,7 @@ impl Server {
         hooks: Vec<Hook>,
         archive: Option<Archive>,
     ) -> Server {
+        let config_workers = config.workers;
         let live = Live::new(
             Phases::new(trigger.listener(), !config.lame_duck.is_zero()),
             config.workers,
@@ -251,6 +256,7 @@ impl Server {
             archive,
             live: Arc::new(live),
             upgrades: Upgrades::default(),
+            crew: Crew::new(config_workers),
         };
         Server {
             shared: Arc::new(shared),
@@ -319,16 +325,15 @@ impl Server {
         // Until `run` returns: a console closing on Windows waits for this (`console.rs`).
         let _serving = crate::shutdown::console::Serving::enter(self.trigger.listener());
         let shared = &self.shared;
-        let mut pool = Pool::new();
         let mut failed = None;
-        if let Err(e) = worker::spawn_all(shared, &mut pool) {
+        if let Err(e) = crew::start(shared) {
             self.trigger.fire(Reason::Other(format!("{e}")));
             failed = Some(e);
         }
         let helpers = Helpers::start(shared, &self.trigger.listener());
         if failed.is_none() {
             log::info!(
-                "serving http://{} with {} workers",
+                "serving http://{} with up to {} workers",
                 self.local_addr(),
                 shared.config.workers
             );
@@ -339,7 +344,7 @@ impl Server {
         shutdown.lame_duck();
         shutdown.stop_accepting(helpers);
         shutdown.drain();
-        let workers = shutdown.join(pool);
+        let workers = shutdown.join(shared.crew.close());
         let late = shutdown.sweep();
         let hooks = std::mem::take(&mut *worker::lock(&self.hooks));
         let hooks = shutdown.run_hooks(hooks);

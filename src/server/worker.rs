@@ -15,36 +15,22 @@ use std::time::Instant;
 
 use tiny_http::{Request, ResponseBox};
 
+use super::crew;
 use super::metrics;
 use super::phase::Phase;
 use super::slots::{Current, Slot};
 use super::Shared;
-use crate::error::Error;
 use crate::shutdown::join::panic_message;
-use crate::shutdown::pool::Pool;
 use crate::tinyhttp;
 
-/// Starts a worker in `pool` for each slot.
-///
-/// # Errors
-///
-/// [`Error::Spawn`] if a thread could not be started; the workers started before it run.
-pub(crate) fn spawn_all(shared: &Arc<Shared>, pool: &mut Pool) -> Result<(), Error> {
-    // The slots were made with the server, not on the new threads: a thread's first
-    // allocation gives it a heap arena of its own (glibc), and idle workers need not have one.
-    for slot in shared.live.slots.iter() {
-        slot.name(pool.next_name());
-        let slot = Arc::clone(slot);
-        let shared = Arc::clone(shared);
-        pool.spawn(move || work(&shared, &slot))?;
-    }
-    Ok(())
-}
-
-/// A worker's loop.
-fn work(shared: &Shared, slot: &Slot) {
+/// A worker's loop. A worker that takes a request and leaves none waiting for the next
+/// starts one more, if more may be (`crew.rs`).
+pub(crate) fn work(shared: &Arc<Shared>, slot: &Slot) {
     let mut queue = shared.http.queue().taker();
     while let Some(request) = queue.take(shared.live.phases.stop_taking()) {
+        if shared.crew.can_grow() && queue.none_waiting() {
+            crew::grow(shared);
+        }
         if shared.live.phases.now() == Phase::Overdue {
             shared.late(request);
         } else {

@@ -138,6 +138,12 @@ pub(crate) struct Taker<'a> {
 }
 
 impl Taker<'_> {
+    /// Whether no worker waits inside tiny_http's queue for the next request (as last seen
+    /// by this worker: a generation installed since is not looked at).
+    pub(crate) fn none_waiting(&self) -> bool {
+        self.gen.inside.load(Ordering::SeqCst) == 0
+    }
+
     /// The next request for a worker: one from the waiting room, or, unless a thread of
     /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
     pub(crate) fn take(&mut self, stop: &Latch) -> Option<Request> {

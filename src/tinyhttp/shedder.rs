@@ -33,7 +33,8 @@ const SATURATED: Duration = Duration::from_millis(50);
 
 /// How busy the workers are: what the shedder watches.
 pub(crate) struct Occupancy {
-    workers: usize,
+    /// The most workers there can be.
+    workers: AtomicUsize,
     /// Workers in a request now.
     busy: AtomicUsize,
     /// Times a worker finished while every worker was busy: tells a moment of saturation (a
@@ -52,7 +53,7 @@ impl Occupancy {
     pub(crate) fn new(workers: usize) -> Occupancy {
         let (all_busy_tx, all_busy_rx) = crossbeam_channel::bounded(1);
         Occupancy {
-            workers,
+            workers: AtomicUsize::new(workers),
             busy: AtomicUsize::new(0),
             reliefs: AtomicU64::new(0),
             wake_on_end: AtomicBool::new(false),
@@ -63,7 +64,7 @@ impl Occupancy {
 
     /// A worker starts on a request.
     pub(crate) fn start(&self) {
-        if self.busy.fetch_add(1, Ordering::SeqCst) + 1 >= self.workers {
+        if self.busy.fetch_add(1, Ordering::SeqCst) + 1 >= self.workers() {
             let _ = self.all_busy_tx.try_send(());
         }
     }
@@ -72,7 +73,7 @@ impl Occupancy {
     /// it is woken: each side writes, then reads what the other wrote (SeqCst), so at least
     /// one of them sees the other.
     pub(crate) fn end(&self, queue: &Queue) {
-        if self.busy.fetch_sub(1, Ordering::SeqCst) >= self.workers {
+        if self.busy.fetch_sub(1, Ordering::SeqCst) >= self.workers() {
             self.reliefs.fetch_add(1, Ordering::Relaxed);
         }
         fence(Ordering::SeqCst);
@@ -92,7 +93,16 @@ impl Occupancy {
     }
 
     fn all_busy(&self) -> bool {
-        self.busy() >= self.workers
+        self.busy() >= self.workers()
+    }
+
+    fn workers(&self) -> usize {
+        self.workers.load(Ordering::Relaxed)
+    }
+
+    /// No more than `workers` workers can be: the OS refused one more thread.
+    pub(crate) fn cap(&self, workers: usize) {
+        self.workers.store(workers, Ordering::Relaxed);
     }
 }
 
