@@ -245,6 +245,9 @@
 //!   speaks HTTP/1.1 upstream (nginx) where clients are not trusted.
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
+//! - **Workers are started, never retired, before the shutdown**: two with the server, more
+//!   as requests need them ([`Builder::workers`] the most). A server that once had many
+//!   requests at once keeps that many threads, and its shutdown wakes and joins them all.
 //! - **An upgrade hands over the socket of the server asked**, one per process: a program with two servers
 //!   cannot upgrade (its new process finds the second address in use, exits, and the
 //!   upgrade fails cleanly).
