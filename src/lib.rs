@@ -160,7 +160,8 @@
 //! - `drain.rs` — the timeline above, one function per phase, in order; the progress lines.
 //! - `worker.rs` — the workers: take a request, run the handler, write the response.
 //! - `crew.rs` — the workers started: two with the server, one more whenever a worker
-//!   takes a request and leaves none waiting, up to [`Builder::workers`].
+//!   takes a request and leaves none waiting, up to [`Builder::workers`]; those beyond
+//!   two retired after 5 s idle.
 //! - `slots.rs` — each worker's counts, and the request it is in the handler for.
 //! - `stats.rs` — [`Stats`]: the counters and gauges a running server shows;
 //!   `metrics.rs` — the same in Prometheus' text format ([`Builder::metrics`]).
@@ -245,9 +246,8 @@
 //!   speaks HTTP/1.1 upstream (nginx) where clients are not trusted.
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
-//! - **Workers are started, never retired, before the shutdown**: two with the server, more
-//!   as requests need them ([`Builder::workers`] the most). A server that once had many
-//!   requests at once keeps that many threads, and its shutdown wakes and joins them all.
+//! - **A shutdown within 5 s of a burst wakes every worker the burst started**: workers
+//!   beyond the first two retire only after 5 s idle ([`Builder::workers`]).
 //! - **An upgrade hands over the socket of the server asked**, one per process: a program with two servers
 //!   cannot upgrade (its new process finds the second address in use, exits, and the
 //!   upgrade fails cleanly).

@@ -55,11 +55,12 @@ fn only_the_straggler_outlives_the_server() {
         running
     };
     let named_by = std::time::Instant::now() + Duration::from_secs(10);
-    // Two workers are started with the server; one request leaves one waiting, so no more.
+    // Two workers are started with the server; one request leaves one waiting, or, if the
+    // second had not reached tiny_http's queue yet, starts a third.
     while workers().len() < 2 && std::time::Instant::now() < named_by {
         std::thread::yield_now();
     }
-    assert_eq!(workers().len(), 2, "{:?}", workers());
+    assert!((2..=3).contains(&workers().len()), "{:?}", workers());
 
     handle.shutdown();
     let stopped = match runner.join().unwrap() {

@@ -21,13 +21,33 @@ use super::phase::Phase;
 use super::slots::{Current, Slot};
 use super::Shared;
 use crate::shutdown::join::panic_message;
-use crate::tinyhttp;
+use crate::tinyhttp::{self, Taken};
 
-/// A worker's loop. A worker that takes a request and leaves none waiting for the next
-/// starts one more, if more may be (`crew.rs`).
-pub(crate) fn work(shared: &Arc<Shared>, slot: &Slot) {
+/// A worker's loop, on slot `index`. A worker that takes a request and leaves none
+/// waiting for the next starts one more, if more may be; the first waits with a bound, and
+/// when it waits it out, the workers beyond the first two are asked to retire (`crew.rs`).
+pub(crate) fn work(shared: &Arc<Shared>, index: usize) {
+    let Some(slot) = shared.live.slots.iter().nth(index) else {
+        return;
+    };
     let mut queue = shared.http.queue().taker();
-    while let Some(request) = queue.take(shared.live.phases.stop_taking()) {
+    loop {
+        let stop = shared.live.phases.stop_taking();
+        let bound = if index == 0 {
+            shared.crew.idle_bound()
+        } else {
+            None
+        };
+        let request = match queue.take(stop, bound) {
+            Taken::Request(request) => request,
+            Taken::Stop => return,
+            Taken::Idle => {
+                crew::retire_idle(shared);
+                continue;
+            }
+            Taken::Woken if crew::retire(shared, index) => return,
+            Taken::Woken => continue,
+        };
         if shared.crew.can_grow() && queue.none_waiting() {
             crew::grow(shared);
         }

@@ -49,6 +49,8 @@ pub struct Pool {
     prefix: String,
     spawned: usize,
     workers: Vec<Worker>,
+    /// Panics of workers already joined by [`Pool::reap`], for the next join's report.
+    reaped_panics: Vec<Panicked>,
     exits: Receiver<Exit>,
     exits_tx: Sender<Exit>,
 }
@@ -96,6 +98,7 @@ impl Pool {
             prefix: prefix.into(),
             spawned: 0,
             workers: Vec::new(),
+            reaped_panics: Vec::new(),
             exits,
             exits_tx,
         }
@@ -114,6 +117,14 @@ impl Pool {
         F: FnOnce() + Send + 'static,
     {
         let name = self.next_name();
+        self.spawn_named(name, work)
+    }
+
+    /// Starts a worker thread named `name` running `work` (see [`Pool::spawn`]).
+    pub(crate) fn spawn_named<F>(&mut self, name: String, work: F) -> Result<&str, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
         self.spawned += 1;
         let id = self.spawned;
         let exits = self.exits_tx.clone();
@@ -135,6 +146,26 @@ impl Pool {
             })?;
         self.workers.push(Worker { id, name, handle });
         Ok(&self.workers[self.workers.len() - 1].name)
+    }
+
+    /// Joins the workers that have reported their exit, without waiting for any other (a
+    /// thread that reported is microseconds from its end; one not ended within
+    /// [`ENDING_GRACE`] is detached). A panic among them goes in the next join's report.
+    pub(crate) fn reap(&mut self) {
+        let until = Instant::now() + ENDING_GRACE;
+        while let Ok(exit) = self.exits.try_recv() {
+            let Some(index) = self.workers.iter().position(|w| w.id == exit.id) else {
+                continue;
+            };
+            let worker = self.workers.swap_remove(index);
+            finish(worker.handle, until);
+            if let Some(message) = exit.panic {
+                self.reaped_panics.push(Panicked {
+                    name: worker.name,
+                    message,
+                });
+            }
+        }
     }
 
     /// The name the next worker will have.
@@ -174,7 +205,10 @@ impl Pool {
     /// later join can wait for them again. Dropping the pool detaches them: they run on and
     /// are never joined.
     pub fn join_deadline(&mut self, deadline: Instant) -> JoinReport {
-        let mut report = JoinReport::default();
+        let mut report = JoinReport {
+            panicked: std::mem::take(&mut self.reaped_panics),
+            ..JoinReport::default()
+        };
         let mut ended = Vec::with_capacity(self.workers.len());
         while !self.workers.is_empty() {
             let exit = match self.exits.try_recv() {

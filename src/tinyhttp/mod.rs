@@ -44,7 +44,7 @@ mod threads;
 pub use body::{read_body, Body};
 pub(crate) use gauges::Gauges;
 pub(crate) use late_responder::LateResponder;
-pub(crate) use queue::Queue;
+pub(crate) use queue::{Queue, Taken};
 pub(crate) use response::{
     head_size, head_too_large, internal_error, plain, send, splitting_header, unavailable,
 };

@@ -23,7 +23,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use tiny_http::Request;
@@ -137,6 +137,19 @@ pub(crate) struct Taker<'a> {
     gen: Arc<Generation>,
 }
 
+/// What [`Taker::take`] got.
+pub(crate) enum Taken {
+    /// A request to serve.
+    Request(Request),
+    /// The stop is open and the room empty: the worker ends.
+    Stop,
+    /// No request came within the idle bound.
+    Idle,
+    /// An `unblock` woke the worker (or the accept loop's end came out): it looks at what
+    /// it must do, and takes again.
+    Woken,
+}
+
 impl Taker<'_> {
     /// Whether no worker waits inside tiny_http's queue for the next request (as last seen
     /// by this worker: a generation installed since is not looked at).
@@ -145,20 +158,27 @@ impl Taker<'_> {
     }
 
     /// The next request for a worker: one from the waiting room, or, unless a thread of
-    /// lameduck's leads, one from tiny_http. `None` once `stop` is open and the room is empty.
-    pub(crate) fn take(&mut self, stop: &Latch) -> Option<Request> {
+    /// lameduck's leads, one from tiny_http. [`Taken::Stop`] once `stop` is open and the
+    /// room is empty; [`Taken::Idle`] if `idle_bound` is given and that long passed in
+    /// tiny_http's queue with no request (the room and the stop looked at first);
+    /// [`Taken::Woken`] if an `unblock` woke it there.
+    pub(crate) fn take(&mut self, stop: &Latch, idle_bound: Option<Duration>) -> Taken {
         let queue = self.queue;
+        let mut idle = false;
         loop {
             if let Some(request) = queue.room.try_take() {
-                return Some(request);
+                return Taken::Request(request);
             }
             if stop.is_open() {
-                return None;
+                return Taken::Stop;
+            }
+            if idle {
+                return Taken::Idle;
             }
             if queue.pumped.is_open() {
                 select! {
                     recv(queue.room.rx) -> request => if let Some(r) = queue.room.took(request) {
-                        return Some(r);
+                        return Taken::Request(r);
                     },
                     recv(stop.receiver()) -> _ => {}
                 }
@@ -167,7 +187,7 @@ impl Taker<'_> {
             if queue.led.load(Ordering::SeqCst) {
                 select! {
                     recv(queue.room.rx) -> request => if let Some(r) = queue.room.took(request) {
-                        return Some(r);
+                        return Taken::Request(r);
                     },
                     recv(stop.receiver()) -> _ => {}
                     default(LED_POLL) => {}
@@ -183,10 +203,31 @@ impl Taker<'_> {
                 queue.leave(gen);
                 continue;
             }
-            let received = gen.http.recv();
+            let Some(bound) = idle_bound else {
+                let received = gen.http.recv();
+                queue.leave(gen);
+                return match queue.received(gen, received) {
+                    Some(request) => Taken::Request(request),
+                    None => Taken::Woken,
+                };
+            };
+            let asked = Instant::now();
+            let received = gen.http.recv_timeout(bound);
             queue.leave(gen);
-            if let Some(request) = queue.received(gen, received) {
-                return Some(request);
+            match received {
+                // tiny_http says "nothing" for an `unblock` too, but at once (and for a
+                // wait within a millisecond of its end): one taken.
+                Ok(None) if asked.elapsed() + Duration::from_millis(1) < bound => {
+                    gen.took_unblock();
+                    return Taken::Woken;
+                }
+                Ok(None) => idle = true,
+                received => {
+                    return match queue.received_timed(gen, received) {
+                        Some(request) => Taken::Request(request),
+                        None => Taken::Woken,
+                    };
+                }
             }
         }
     }
