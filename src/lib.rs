@@ -161,7 +161,7 @@
 //! - `worker.rs` — the workers: take a request, run the handler, write the response.
 //! - `crew.rs` — the workers started: two with the server, one more whenever a worker
 //!   takes a request and leaves none waiting, up to [`Builder::workers`]; those beyond
-//!   two retired after 5 s idle.
+//!   two retired after 5 s in which no request reached the first.
 //! - `slots.rs` — each worker's counts, and the request it is in the handler for.
 //! - `stats.rs` — [`Stats`]: the counters and gauges a running server shows;
 //!   `metrics.rs` — the same in Prometheus' text format ([`Builder::metrics`]).
@@ -247,7 +247,8 @@
 //! - **A running handler cannot be stopped**: at the deadline it is named and left running;
 //!   give it a [`Listener`] to stop early.
 //! - **A shutdown within 5 s of a burst wakes every worker the burst started**: workers
-//!   beyond the first two retire only after 5 s idle ([`Builder::workers`]).
+//!   beyond the first two retire only after 5 s with (nearly) no request
+//!   ([`Builder::workers`]).
 //! - **An upgrade hands over the socket of the server asked**, one per process: a program with two servers
 //!   cannot upgrade (its new process finds the second address in use, exits, and the
 //!   upgrade fails cleanly).

@@ -132,9 +132,9 @@ impl Builder {
     /// [`default_workers`]. At least 1.
     ///
     /// Two are started with the server; a worker that takes a request and leaves none
-    /// waiting for the next starts one more, until this many run. A worker beyond the
-    /// first two that waits 5 s for a request ends. So an idle server holds two threads,
-    /// and its shutdown wakes and joins two.
+    /// waiting for the next starts one more, until this many run. After 5 s in which no
+    /// request reached the first worker, those beyond the first two end. So an idle server
+    /// holds two threads, and its shutdown wakes and joins two.
     pub fn workers(mut self, workers: usize) -> Builder {
         self.config.workers = workers.max(1);
         self
