@@ -30,6 +30,7 @@ pub(crate) fn work(shared: &Arc<Shared>, index: usize) {
     let Some(slot) = shared.live.slots.iter().nth(index) else {
         return;
     };
+    shared.http.own_thread_started();
     let mut queue = shared.http.queue().taker();
     loop {
         let stop = shared.live.phases.stop_taking();

@@ -94,6 +94,9 @@ pub(crate) struct Http {
     parking: Arc<Parking>,
     /// tiny_http's threads, counted (`threads.rs`).
     threads: Arc<Mutex<Threads>>,
+    /// Where lameduck's own threads say so as they start.
+    #[cfg(target_os = "linux")]
+    strangers: crossbeam_channel::Sender<u32>,
 }
 
 /// The longest the start waits for tiny_http's idle threads to be parked (`parking.rs`).
@@ -164,6 +167,8 @@ impl Http {
             )),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr, pool_name.clone()))),
             parking,
+            #[cfg(target_os = "linux")]
+            strangers: threads.strangers(),
             threads: Arc::new(Mutex::new(threads)),
             peers,
             table: Arc::new(Mutex::new(table)),
@@ -523,6 +528,17 @@ impl Drop for Http {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Http {
+    /// Says that the calling thread, just started, is lameduck's, not tiny_http's: the
+    /// rescue's count of tiny_http's threads need not read its name (`threads.rs`).
+    pub(crate) fn own_thread_started(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(tid) = threads::own_tid() {
+            let _ = self.strangers.send(tid);
+        }
+    }
 }
 
 #[cfg(test)]

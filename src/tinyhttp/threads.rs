@@ -69,6 +69,13 @@ fn syscall(tid: u32) -> Option<libc::c_long> {
     )
 }
 
+/// The calling thread's id (`/proc/thread-self` links to `<pid>/task/<tid>`).
+#[cfg(target_os = "linux")]
+pub(crate) fn own_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
 /// Servers started in this process, for the names of their threads.
 static STARTED: AtomicU32 = AtomicU32::new(0);
 
@@ -111,6 +118,13 @@ pub(crate) struct Threads {
     /// tiny_http's accept thread, once seen waiting in `accept`.
     #[cfg(target_os = "linux")]
     accept_thread: Option<u32>,
+    /// Threads of lameduck's that said so as they started (a worker started in a burst),
+    /// by id: known not to bear the name without a read of theirs.
+    #[cfg(target_os = "linux")]
+    strangers: (
+        crossbeam_channel::Sender<u32>,
+        crossbeam_channel::Receiver<u32>,
+    ),
 }
 
 /// tiny_http's pool threads, counted.
@@ -132,7 +146,18 @@ impl Threads {
             known: std::collections::HashMap::new(),
             #[cfg(target_os = "linux")]
             accept_thread: None,
+            #[cfg(target_os = "linux")]
+            strangers: crossbeam_channel::unbounded(),
         }
+    }
+
+    /// Where a thread of lameduck's says, as it starts, that it is not tiny_http's: a count
+    /// then needs no read of its name. Workers start in a burst, as requests need them;
+    /// counted as tiny_http's until their names were read (a few a count), they hid
+    /// connections left without a thread from the rescue.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn strangers(&self) -> crossbeam_channel::Sender<u32> {
+        self.strangers.0.clone()
     }
 
     /// tiny_http's pool threads (its accept thread left out), at most (see [`Threads::count`]),
@@ -266,6 +291,9 @@ impl Threads {
     /// count as bearing it until read.
     #[cfg(target_os = "linux")]
     pub(super) fn count(&mut self) -> io::Result<(usize, bool)> {
+        for tid in self.strangers.1.try_iter() {
+            self.known.insert(tid, false);
+        }
         let mut alive = std::collections::HashMap::with_capacity(self.known.len() + 16);
         let mut unread = 0;
         let mut reads = 0;
