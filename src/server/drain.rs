@@ -137,6 +137,9 @@ pub(super) struct Shutdown<'a> {
     drained: Duration,
     /// The connections as the drain last saw them, where they can be seen.
     census: Option<Census>,
+    /// The last census was read before the idle linger ended, found only idle connections,
+    /// and the linger has ended since: the next look comes at once.
+    look_again: bool,
     /// The drain found the server idle: nothing queued, no connection (`idle`).
     idle: bool,
     /// The helpers, stopped, their threads joined with the workers'.
@@ -167,6 +170,7 @@ impl<'a> Shutdown<'a> {
             stopped_accepting: Duration::ZERO,
             drained: Duration::ZERO,
             census: None,
+            look_again: false,
             idle: false,
             helpers: None,
         }
@@ -265,6 +269,8 @@ impl<'a> Shutdown<'a> {
             let request = match lead.try_receive() {
                 Some(request) => request,
                 None if self.nothing_left(linger_end) => break true,
+                // The look that ends the drain, without a poll's wait.
+                None if std::mem::take(&mut self.look_again) => continue,
                 None => {
                     let now = Instant::now();
                     let left = self.deadline.saturating_duration_since(now);
@@ -413,10 +419,12 @@ impl<'a> Shutdown<'a> {
                 .is_zero();
         };
         let mut confirmed = left(&census);
+        // Read before the linger's end, done after it: what it saw holds nothing else.
+        self.look_again = !lingered && census.only_waiting() && Instant::now() >= linger_end;
         // A dump of the table can skip a connection: with connections about, a second dump,
-        // taken at once, must agree. None at all is the idle server's case, which must stay
-        // fast.
-        if confirmed && census.seen > 0 {
+        // taken at once, must agree, unless this one cannot have skipped any. None at all
+        // is the idle server's case, which must stay fast.
+        if confirmed && census.seen > 0 && !census.complete {
             match shared.http.census() {
                 Some(again) => {
                     confirmed = left(&again);

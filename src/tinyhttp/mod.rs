@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use tiny_http::{Request, ResponseBox};
 
 pub(crate) use connections::Census;
-use connections::Table;
+use connections::{Shrinking, Table};
 use parking::Parking;
 use peers::Peers;
 use socket::{reach, Socket};
@@ -79,6 +79,8 @@ pub(crate) struct Http {
     peers: Arc<Peers>,
     /// The OS's table of the connections on the port, where there is one.
     table: Arc<Mutex<Option<Table>>>,
+    /// What the reads of the table listed once the accept loop had ended.
+    shrinking: Mutex<Shrinking>,
     /// The stop found no connection, and none can come (but what its look cannot see: see
     /// `Table::none_open`): the drain need not look.
     none_left: std::sync::atomic::AtomicBool,
@@ -172,6 +174,7 @@ impl Http {
             threads: Arc::new(Mutex::new(threads)),
             peers,
             table: Arc::new(Mutex::new(table)),
+            shrinking: Mutex::new(Shrinking::default()),
             none_left: std::sync::atomic::AtomicBool::new(false),
             handing_off: std::sync::OnceLock::new(),
             keep_open,
@@ -413,6 +416,8 @@ impl Http {
     }
 
     fn read_census(&self) -> Option<Census> {
+        // Before the read: a connection accepted meanwhile is in it.
+        let accepts_no_more = self.queue.current().ended().is_open();
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let connections = match table.as_mut()?.read_once() {
             Ok(connections) => connections,
@@ -436,11 +441,12 @@ impl Http {
         self.peers
             .forget_all_but(connections.iter().map(|c| c.peer));
         let now = Instant::now();
-        Some(Census::take(
-            &connections,
-            |peer| self.peers.last_request(peer),
-            now,
-        ))
+        let mut census = Census::take(&connections, |peer| self.peers.last_request(peer), now);
+        if accepts_no_more {
+            census.complete =
+                lock(&self.shrinking).note(connections.iter().map(|c| c.peer).collect());
+        }
+        Some(census)
     }
 
     /// After the seal, before the accept loop ends: lets the loop take the backlog, and
