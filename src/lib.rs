@@ -229,6 +229,13 @@
 //!   two descriptors each: tiny_http's idle threads parked, and up to 3 spares queued for
 //!   the next threads whose connections end, so that a burst finds no thread waiting
 //!   (`tinyhttp/supervisor.rs`, `tinyhttp/parking.rs`).
+//! - **A burst can leave a few connections waiting tens of milliseconds** (Linux):
+//!   tiny_http's pool queues connections without a thread when a burst meets a thread that
+//!   went idle just before it (a probe that connected and closed); lameduck finds and frees
+//!   them, but among hundreds of new threads on few cores its looks and the freed threads
+//!   wait for a core like every other thread. `wrk -c256` on a fresh server, 2 cores: a
+//!   rescue in about one run of four, the longest wait 20–150 ms, where connections with a
+//!   thread of their own waited up to 40–90 ms for it to run (README, Performance).
 //! - **A client per request costs the supervisor more**: connections arriving all the time
 //!   keep it looking (lookups, about 0.1 ms for a few dozen, and rescues that watch new
 //!   connections until their threads read them); lameduck served 0.89× plain tiny_http in
