@@ -359,6 +359,8 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
             );
         }
     } else if rescued.quiet {
+        // Not counted: the count a burst's rescue makes goes from a listing this recent.
+        threads.keep_listed();
         log::trace!(
             "look: {} open, {} parked, {} of them spares",
             rescued.open,

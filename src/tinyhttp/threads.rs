@@ -29,6 +29,17 @@
 //!
 //! Read from `/proc/self/task` (Linux: the name of each thread, read once per thread).
 //! Elsewhere there is no connection table either, and the rescue is timed.
+//!
+//! **Between listings.** A listing of `/proc/self/task` costs about a microsecond of CPU
+//! per thread, and the rescue counts in a burst, among hundreds of new threads, where its
+//! CPU is what makes it late. So the supervisor's quiet looks list ([`Threads::pool`]), and
+//! a rescue's counts ([`Threads::pool_now`]) take the process's number of threads, one
+//! read, and count every thread started since the last listing as tiny_http's unless it
+//! said otherwise ([`Threads::strangers`]): in a burst nearly all are. A thread of the
+//! program's own started meanwhile counts as tiny_http's until the next listing (one
+//! connection queued hidden: no needless kick); one that ended, as one of tiny_http's
+//! ended (one kick that frees nothing). A listing older than [`LISTING_KEPT`] is taken
+//! again.
 
 use std::io;
 use std::net::TcpListener;
@@ -41,6 +52,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// errs on the safe side: fewer connections seen queued, no needless kick.
 #[cfg(target_os = "linux")]
 const NAMES_PER_COUNT: usize = 32;
+
+/// How long a listing of the threads serves the counts after it ([`Threads::pool_now`]).
+/// The supervisor lists at each quiet look, at least once a second; a rescue counts for a
+/// tenth of a second at most.
+#[cfg(target_os = "linux")]
+const LISTING_KEPT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many of the oldest threads bearing the name are looked at for the accept thread.
 #[cfg(target_os = "linux")]
@@ -67,6 +84,19 @@ fn syscall(tid: u32) -> Option<libc::c_long> {
             .and_then(|n| n.parse::<libc::c_long>().ok())
             .unwrap_or(-1),
     )
+}
+
+/// The process's number of threads (`Threads:` in `/proc/self/status`: one read, whatever
+/// their number); `None` if it cannot be read.
+#[cfg(target_os = "linux")]
+fn process_threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The calling thread's id (`/proc/thread-self` links to `<pid>/task/<tid>`).
@@ -118,6 +148,9 @@ pub(crate) struct Threads {
     /// tiny_http's accept thread, once seen waiting in `accept`.
     #[cfg(target_os = "linux")]
     accept_thread: Option<u32>,
+    /// The last listing, for the counts between listings.
+    #[cfg(target_os = "linux")]
+    listed: Option<Listed>,
     /// Threads of lameduck's that said so as they started (a worker started in a burst),
     /// by id: known not to bear the name without a read of theirs.
     #[cfg(target_os = "linux")]
@@ -125,6 +158,27 @@ pub(crate) struct Threads {
         crossbeam_channel::Sender<u32>,
         crossbeam_channel::Receiver<u32>,
     ),
+}
+
+/// What a listing of the threads found, and when.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug)]
+struct Listed {
+    at: std::time::Instant,
+    /// The process's threads, read right after the listing.
+    all: usize,
+    /// Those bearing the name (or not read yet), the accept thread among them.
+    named: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Listed {
+    /// The threads bearing the name now, `all` threads in the process, `strangers` of them
+    /// new since and known not to bear it: every other thread started since bears it, and
+    /// every thread ended since bore it. `None` if more ended than there were.
+    fn named_now(&self, all: usize, strangers: usize) -> Option<usize> {
+        (self.named + all).checked_sub(self.all + strangers)
+    }
 }
 
 /// tiny_http's pool threads, counted.
@@ -146,6 +200,8 @@ impl Threads {
             known: std::collections::HashMap::new(),
             #[cfg(target_os = "linux")]
             accept_thread: None,
+            #[cfg(target_os = "linux")]
+            listed: None,
             #[cfg(target_os = "linux")]
             strangers: crossbeam_channel::unbounded(),
         }
@@ -169,15 +225,61 @@ impl Threads {
     }
 
     /// The pool's threads, and whether the accept thread was waiting in `accept` after
-    /// they were counted; `None` where they cannot be counted.
+    /// they were counted; `None` where they cannot be counted. From the last listing and
+    /// the process's number of threads, if the listing is recent (the module's doc), or
+    /// from a new listing.
     #[cfg(target_os = "linux")]
     pub(crate) fn pool_now(&mut self) -> Option<Pool> {
-        let threads = self.pool()?;
+        let threads = match self.pool_since_listed() {
+            Some(threads) => threads,
+            None => self.pool()?,
+        };
         Some(Pool {
             threads,
             handed_on: self.accept_waiting(),
         })
     }
+
+    /// The pool's threads from the last listing, if it is recent: the threads started since
+    /// are tiny_http's, but for those that said they are not.
+    #[cfg(target_os = "linux")]
+    fn pool_since_listed(&mut self) -> Option<usize> {
+        let listed = self.listed.filter(|l| l.at.elapsed() < LISTING_KEPT)?;
+        // A stranger the listing saw is counted already (as not bearing the name).
+        let mut strangers = 0;
+        for tid in self.strangers.1.try_iter() {
+            if self.known.insert(tid, false).is_none() {
+                strangers += 1;
+            }
+        }
+        let all = process_threads()?;
+        let named = listed.named_now(all, strangers)?;
+        self.listed = Some(Listed {
+            at: listed.at,
+            all,
+            named,
+        });
+        Some(named.saturating_sub(1))
+    }
+
+    /// Lists the threads again if the last listing is half as old as [`LISTING_KEPT`]: for
+    /// a quiet look that needs no count, so that a burst's counts have a recent listing to
+    /// go from.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn keep_listed(&mut self) {
+        if self
+            .listed
+            .map_or(true, |l| l.at.elapsed() >= LISTING_KEPT / 2)
+        {
+            if let Err(e) = self.count() {
+                log::debug!("threads: {e}");
+            }
+        }
+    }
+
+    /// Nothing to list here.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn keep_listed(&mut self) {}
 
     /// Never counted here.
     #[cfg(not(target_os = "linux"))]
@@ -326,8 +428,13 @@ impl Threads {
             alive.insert(tid, named);
         }
         self.known = alive;
-        let named = self.known.values().filter(|&&named| named).count();
-        Ok((named + unread, unread == 0))
+        let named = self.known.values().filter(|&&named| named).count() + unread;
+        self.listed = process_threads().map(|all| Listed {
+            at: std::time::Instant::now(),
+            all,
+            named,
+        });
+        Ok((named, unread == 0))
     }
 }
 
@@ -384,6 +491,69 @@ mod tests {
             c.read_exact(&mut head).unwrap();
             assert_eq!(&head, b"HTTP/1.1 204");
         }
+    }
+
+    #[test]
+    fn a_count_between_listings_takes_new_threads_for_the_pools_but_strangers() {
+        let listed = Listed {
+            at: Instant::now(),
+            all: 10,
+            named: 5,
+        };
+        // 10 threads started since, 3 of them said they are not tiny_http's.
+        assert_eq!(listed.named_now(20, 3), Some(12));
+        // 2 ended since (tiny_http's pool ends its idle threads after 5 s).
+        assert_eq!(listed.named_now(8, 0), Some(3));
+        // More ended than bore the name: no count (a listing then).
+        assert_eq!(listed.named_now(4, 0), None);
+    }
+
+    #[test]
+    fn a_count_between_listings_follows_the_pool_of_a_server() {
+        // A count between listings agrees with a listing while only tiny_http starts
+        // threads.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = PoolName::new();
+        let server = name.start(listener).unwrap();
+        let mut threads = Threads::new(name);
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (named, exact) = threads.count().unwrap();
+            if exact && named > 4 {
+                break;
+            }
+            assert!(Instant::now() < until, "tiny_http's threads never listed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut agreed = false;
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let request = server
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .unwrap();
+            request.respond(tiny_http::Response::empty(204)).unwrap();
+            held.push(c);
+            let last = threads.listed.unwrap();
+            let between = threads.pool_since_listed();
+            let listing = threads.pool();
+            let now = threads.listed.unwrap();
+            // The threads not bearing the name, at each listing: when none started or
+            // ended in between (other tests run beside this one), every thread counted
+            // since the first listing is the pool's, and the two counts agree.
+            let others = |l: Listed| l.all.checked_sub(l.named);
+            if others(last).is_some() && others(last) == others(now) {
+                assert_eq!(between, listing, "between listings against a listing");
+                agreed = true;
+            }
+        }
+        assert!(agreed, "never counted both with the same threads");
+        // A listing is not kept past its age.
+        threads.listed.as_mut().unwrap().at -= LISTING_KEPT;
+        assert_eq!(threads.pool_since_listed(), None);
     }
 
     #[test]
