@@ -4,8 +4,8 @@
 //!
 //! **Parking.** Each look that finds nothing waiting counts tiny_http's pool threads
 //! beyond the connections open, idle ones, and parks them, with spares behind them when
-//! fewer than [`SPARES`](super::parking) are left; so does each look of a rescue. A fresh
-//! server's are parked at once.
+//! fewer than [`SPARES`](super::parking) are left; so does each look of a rescue. One that
+//! finds no spare and no thread idle renews the spares. A fresh server's are parked at once.
 //!
 //! **Rescue.** Where the OS's connection table can be read, from its evidence: a look
 //! [`FIRST_LOOK`] after a new connection shows up (only a connection being accepted can be
@@ -343,15 +343,19 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
     )
     .ok()?;
     w.parking.saw_unread(&rescued.spares);
+    // The connections open beside the parked ones the look counted (the spares it left out).
+    let held = w.parking.len().saturating_sub(rescued.spares.len());
     let mut parked = 0;
     if rescued.quiet && rescued.spares.is_empty() {
         // Nothing waits for a thread: every pool thread beyond the connections open is
         // idle (or about to be: a connection closing still counts as open). With a spare
-        // queued, none is: a thread whose connection ends takes the spare.
+        // queued, none is: a thread whose connection ends takes the spare. With none idle
+        // either, the next connection to end leaves its thread waiting: spares now.
         if let Some(pool) = threads.pool() {
-            parked = w
-                .parking
-                .park_with_spares(pool.saturating_sub(rescued.open), 0);
+            parked = match pool.saturating_sub(rescued.open) {
+                0 => w.parking.renew_spares(),
+                idle => w.parking.park_with_spares(idle, 0),
+            };
             log::trace!(
                 "look: {pool} pool threads, {} open, {} parked",
                 rescued.open,
@@ -368,8 +372,6 @@ fn rescue_on_evidence(w: &Watched) -> Option<(rescue::Rescued, usize)> {
             rescued.spares.len()
         );
     }
-    // The connections open beside the parked ones the look counted (the spares it left out).
-    let held = w.parking.len().saturating_sub(rescued.spares.len());
     w.gauges.saw_open(rescued.open.saturating_sub(held));
     Some((rescued, parked))
 }
