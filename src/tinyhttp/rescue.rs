@@ -279,7 +279,11 @@ pub(crate) fn rescue_from_table(
             // The accept thread may hold one it has not handed on yet: the last one only
             // when two looks show it, or when the accept thread was seen waiting for the
             // next connection after the count.
-            let queued = if counted.is_some_and(|p| p.handed_on) {
+            let queued = if counted.is_some_and(|p| p.handed_on) || look.settled {
+                // Seen waiting for the next connection, or none accepted for a while: the
+                // accept thread holds none. (A queued connection behind a spare that the
+                // rule below took for the accept thread's was never kicked for: a trace at
+                // 256 connections, one connection unread for the whole 2 s run.)
                 beyond
             } else if spared > 0 {
                 // A spare still queued: a thread whose connection ends takes it rather than
@@ -912,6 +916,61 @@ mod tests {
             "one kick for the queued connection, at the bound"
         );
         assert!(!rescued.quiet);
+    }
+
+    /// A connection queued behind a spare is kicked for once the accept loop has settled.
+    /// While connections come, one beyond the threads with a spare queued is taken for the
+    /// accept thread's, on its way to a thread of its own; before, it was so however long
+    /// the accept loop had been idle, and such a connection was never kicked for.
+    #[test]
+    fn a_connection_queued_behind_a_spare_is_kicked_for_once_the_accept_loop_settles() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut table = Table::open(addr).unwrap();
+        // A spare: a parked connection, its byte unread.
+        let mut spare = TcpStream::connect(addr).unwrap();
+        let (_spare_end, _) = listener.accept().unwrap();
+        spare.write_all(b"P").unwrap();
+        let spare = spare.local_addr().unwrap();
+        shown(&mut table, spare, 1);
+        // A client's, its request unread.
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (mut left, _) = listener.accept().unwrap();
+        client.write_all(REQUEST).unwrap();
+        shown(
+            &mut table,
+            client.local_addr().unwrap(),
+            REQUEST.len() as u32,
+        );
+        let mut asked = Vec::new();
+        rescue_from_table(
+            &mut table,
+            Instant::now() + Duration::from_secs(2),
+            Pace::Serving,
+            // No pool thread for it, the accept thread never seen waiting.
+            &mut || {
+                Some(Pool {
+                    threads: 0,
+                    handed_on: false,
+                })
+            },
+            &mut |n| {
+                asked.push(n);
+                if n > 0 {
+                    // As the thread a kick frees would.
+                    left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+                }
+                vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
+            },
+            &mut |_| {},
+            &|peer| peer == spare,
+        )
+        .unwrap();
+        assert_eq!(
+            asked.iter().sum::<usize>(),
+            1,
+            "one kick for the queued connection: {asked:?}"
+        );
     }
 
     /// While serving, every connection queued beyond the pool's threads is kicked for at
