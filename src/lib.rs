@@ -160,8 +160,8 @@
 //! - `drain.rs` — the timeline above, one function per phase, in order; the progress lines.
 //! - `worker.rs` — the workers: take a request, run the handler, write the response.
 //! - `crew.rs` — the workers started: two with the server, one more whenever a worker
-//!   takes a request and leaves none waiting, up to [`Builder::workers`]; those beyond
-//!   two retired after 5 s in which no request reached the first.
+//!   takes a request while every other one holds one, up to [`Builder::workers`]; those
+//!   beyond two retired after 5 s in which no request reached the first.
 //! - `slots.rs` — each worker's counts, and the request it is in the handler for.
 //! - `stats.rs` — [`Stats`]: the counters and gauges a running server shows;
 //!   `metrics.rs` — the same in Prometheus' text format ([`Builder::metrics`]).

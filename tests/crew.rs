@@ -1,6 +1,7 @@
 //! Workers are started as requests need them: two with the server, then one more whenever a
-//! worker takes a request and leaves none waiting, up to `Builder::workers`, and never more;
-//! those beyond the first two end after 5 s without a request, and start again when needed.
+//! worker takes a request while every other one holds one, up to `Builder::workers`, and
+//! never more; those beyond the first two end after 5 s without a request, and start again
+//! when needed.
 //! Alone in its test binary: it counts this process's threads (Linux).
 
 #[path = "support/mod.rs"]

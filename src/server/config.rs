@@ -131,8 +131,8 @@ impl Builder {
     /// The most worker threads, each running one handler at a time. Default:
     /// [`default_workers`]. At least 1.
     ///
-    /// Two are started with the server; a worker that takes a request and leaves none
-    /// waiting for the next starts one more, until this many run. After 5 s in which no
+    /// Two are started with the server; a worker that takes a request while every other
+    /// one holds a request too starts one more, until this many run. After 5 s in which no
     /// request reached the first worker, those beyond the first two end. So an idle server
     /// holds two threads, and its shutdown wakes and joins two.
     pub fn workers(mut self, workers: usize) -> Builder {

@@ -2,13 +2,21 @@
 //! [`Builder::workers`](super::Builder::workers), and retired when the server is idle.
 //!
 //! A server starts [`FIRST`] workers: one to take a request, one to wait for the next. A
-//! worker that takes a request and leaves no other worker waiting for one starts one more,
-//! before it runs the handler, until the most are started. So a server that has no more
-//! than a request or two at once holds two threads where it could hold a hundred, and its
-//! idle shutdown wakes and joins two: on two cores, each idle worker woken to end is 60–70
-//! µs of CPU (`perf sched`, 32 workers), and an idle exit with 2 workers took 1.7 ms where
-//! one with 32 took 4.3 (`benches/NOTES.md`). Under load every worker is started within the
-//! first milliseconds.
+//! worker that takes a request when every other worker holds one too (none waits for a
+//! request, none is on its way back to wait) starts one more, before it runs the handler,
+//! until the most are started. So a server that has no more than a request or two at once
+//! holds two threads where it could hold a hundred, and its idle shutdown wakes and joins
+//! two: on two cores, each idle worker woken to end is 60–70 µs of CPU (`perf sched`, 32
+//! workers), and an idle exit with 2 workers took 1.7 ms where one with 32 took 4.3
+//! (`benches/NOTES.md`). Requests held in handlers start a worker each, as they come.
+//!
+//! A worker on its way back from a request is not a reason for one more: it takes the next
+//! request within microseconds. Counting it as one (as the crew did before) started 16 to
+//! 32 workers under `wrk -t1` with a 0 ms handler, where 7 to 11 serve the same requests at
+//! 16 and 64 connections: on two cores, every worker beyond those is one more thread for
+//! tiny_http's queue to wake in turn, the one that has waited longest, cold. 16 interleaved
+//! rounds (`benches/NOTES.md`, 2026-12-06, midday): 1.13× and 1.08× the requests per second
+//! at 16 and 64 connections, 13 % and 11 % less CPU per request.
 //!
 //! The first worker waits for a request with a bound, [`RETIRE_AFTER`], while more than the
 //! first two run; when no request reached it that long (tiny_http wakes the receiver that
@@ -58,6 +66,8 @@ pub(crate) struct Crew {
     most: AtomicUsize,
     /// Workers asked to retire: each woken worker beyond the first two takes one and ends.
     to_retire: AtomicUsize,
+    /// Workers holding a request: from the moment one took it until its response is written.
+    holding: AtomicUsize,
 }
 
 struct Inner {
@@ -79,7 +89,19 @@ impl Crew {
             started: AtomicUsize::new(0),
             most: AtomicUsize::new(most),
             to_retire: AtomicUsize::new(0),
+            holding: AtomicUsize::new(0),
         }
+    }
+
+    /// A worker took a request: whether every started worker now holds one, the taker
+    /// included. Each call is matched by one of [`Crew::done`].
+    pub(crate) fn took(&self) -> bool {
+        self.holding.fetch_add(1, Ordering::SeqCst) + 1 >= self.started()
+    }
+
+    /// A worker is done with the request it took.
+    pub(crate) fn done(&self) {
+        self.holding.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Workers started and not retired.
@@ -118,7 +140,8 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts one more worker, if more may be: a worker took a request and left none waiting.
+/// Starts one more worker, if more may be: a worker took a request while every other one
+/// held one.
 /// A thread the OS refuses is logged, and no more are tried.
 pub(crate) fn grow(shared: &Arc<Shared>) {
     if let Some(Err(e)) = start_one(shared) {

@@ -23,8 +23,8 @@ use super::Shared;
 use crate::shutdown::join::panic_message;
 use crate::tinyhttp::{self, Taken};
 
-/// A worker's loop, on slot `index`. A worker that takes a request and leaves none
-/// waiting for the next starts one more, if more may be; the first waits with a bound, and
+/// A worker's loop, on slot `index`. A worker that takes a request while every other one
+/// holds one starts one more, if more may be; the first waits with a bound, and
 /// when it waits it out, the workers beyond the first two are asked to retire (`crew.rs`).
 pub(crate) fn work(shared: &Arc<Shared>, index: usize) {
     let Some(slot) = shared.live.slots.iter().nth(index) else {
@@ -49,7 +49,9 @@ pub(crate) fn work(shared: &Arc<Shared>, index: usize) {
             Taken::Woken if crew::retire(shared, index) => return,
             Taken::Woken => continue,
         };
-        if shared.crew.can_grow() && queue.none_waiting() {
+        // Every other worker holds a request too: none is waiting for the next, nor on its
+        // way back to wait.
+        if shared.crew.took() && shared.crew.can_grow() && queue.none_waiting() {
             crew::grow(shared);
         }
         if shared.live.phases.now() == Phase::Overdue {
@@ -57,6 +59,7 @@ pub(crate) fn work(shared: &Arc<Shared>, index: usize) {
         } else {
             serve(shared, slot, request);
         }
+        shared.crew.done();
     }
 }
 
