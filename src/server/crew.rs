@@ -12,11 +12,19 @@
 //!
 //! A worker on its way back from a request is not a reason for one more: it takes the next
 //! request within microseconds. Counting it as one (as the crew did before) started 16 to
-//! 32 workers under `wrk -t1` with a 0 ms handler, where 7 to 11 serve the same requests at
-//! 16 and 64 connections: on two cores, every worker beyond those is one more thread for
-//! tiny_http's queue to wake in turn, the one that has waited longest, cold. 16 interleaved
-//! rounds (`benches/NOTES.md`, 2026-12-06, midday): 1.13× and 1.08× the requests per second
-//! at 16 and 64 connections, 13 % and 11 % less CPU per request.
+//! 32 workers under `wrk -t1` with a 0 ms handler, where 5 to 18 serve the same requests at
+//! 16 and 64 connections (the burst at the start decides how many): on two cores, every
+//! worker beyond those is one more thread for tiny_http's queue to wake in turn, the one
+//! that has waited longest, cold. 16 interleaved rounds (`benches/NOTES.md`, 2026-12-06,
+//! midday): 1.13× and 1.08× the requests per second at 16 and 64 connections, 13 % and 11 %
+//! less CPU per request.
+//!
+//! Even so, under wrk one or two of them hold a request at any moment; the others wait. A
+//! worker back from a request that retired itself when more than half of the others waited
+//! kept two to five under wrk, with a third less CPU per request and the same requests per
+//! second, but lost 5 to 15 % under a client of blocking threads sharing the cores, which
+//! keeps more of them busy: so the crew does not shrink under load (`benches/NOTES.md`,
+//! 2026-12-06, afternoon).
 //!
 //! The first worker waits for a request with a bound, [`RETIRE_AFTER`], while more than the
 //! first two run; when no request reached it that long (tiny_http wakes the receiver that
