@@ -16,6 +16,9 @@
 //!                                                  # target/release/deps/shutdown-*) runs it
 //!                                                  # as one more row (also the latency part:
 //!                                                  # its rescues side by side)
+//! cargo bench --bench shutdown -- --plain-twice    # plain tiny_http a second time, in the
+//!                                                  # throughput and latency parts: how far
+//!                                                  # apart the same server comes out
 //! ```
 //!
 //! The servers, with the same worker count and the same handler (sleep D ms, then
@@ -228,10 +231,11 @@ struct Args {
     workers: Option<usize>,
     rounds: Option<usize>,
     baseline: Option<std::path::PathBuf>,
+    plain_twice: bool,
 }
 
-/// `--smoke`, `--install`, `--only NAME`, `--workers N`, `--rounds N`, `--baseline PATH`;
-/// anything else (cargo passes `--bench`) is ignored.
+/// `--smoke`, `--install`, `--only NAME`, `--workers N`, `--rounds N`, `--baseline PATH`,
+/// `--plain-twice`; anything else (cargo passes `--bench`) is ignored.
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         smoke: false,
@@ -240,12 +244,14 @@ fn parse_args() -> Result<Args, String> {
         workers: None,
         rounds: None,
         baseline: None,
+        plain_twice: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--smoke" => args.smoke = true,
             "--install" => args.install = true,
+            "--plain-twice" => args.plain_twice = true,
             "--only" => {
                 let name = iter.next().unwrap_or_default();
                 let names: Vec<&str> = Measure::ALL.iter().map(|m| m.name()).collect();
@@ -301,6 +307,9 @@ fn main() {
     }
     if let Some(baseline) = args.baseline {
         child::set_baseline(baseline);
+    }
+    if args.plain_twice {
+        child::set_plain_again();
     }
     let wanted = |m: Measure| match args.only {
         Some(only) => only == m,

@@ -42,6 +42,10 @@ pub enum Kind {
     /// The seed's Go program (`net/http`, `signal.NotifyContext` + `Server.Shutdown`), where
     /// Go is installed ([`set_go`]): in the throughput, latency, exit and drain parts.
     Go,
+    /// Plain tiny_http a second time (`--plain-twice`, [`set_plain_again`]): two copies of
+    /// the same server side by side show how far apart the same code comes out in one run,
+    /// the bench's resolution. In the throughput and latency parts.
+    PlainAgain,
     /// lameduck as another build of this bench runs it (`--baseline PATH`, [`set_baseline`]):
     /// the same child from another binary, to compare two versions of lameduck in one run.
     /// In the exit and latency parts.
@@ -60,6 +64,19 @@ pub fn set_baseline(binary: PathBuf) {
 /// Whether a baseline takes part.
 pub fn has_baseline() -> bool {
     BASELINE.get().is_some()
+}
+
+/// Whether plain tiny_http runs twice.
+static PLAIN_AGAIN: AtomicBool = AtomicBool::new(false);
+
+/// Makes plain tiny_http, a second time, a row of the throughput and latency parts.
+pub fn set_plain_again() {
+    PLAIN_AGAIN.store(true, Ordering::Relaxed);
+}
+
+/// Whether plain tiny_http runs twice.
+pub fn has_plain_again() -> bool {
+    PLAIN_AGAIN.load(Ordering::Relaxed)
 }
 
 /// The Go server's binary, once built.
@@ -82,6 +99,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Plain => "plain",
+            Kind::PlainAgain => "plain again",
             Kind::Naive => "naive",
             Kind::NaiveDropped => "naive+drop",
             Kind::Lameduck => "lameduck",
@@ -184,9 +202,10 @@ impl Spec {
             Delay::Millis(ms) => ms.to_string(),
             Delay::Hang => "hang".to_owned(),
         };
-        // The baseline is lameduck, in its own binary.
+        // The baseline is lameduck, in its own binary; plain again is plain.
         let kind = match self.kind {
             Kind::Baseline => Kind::Lameduck.name(),
+            Kind::PlainAgain => Kind::Plain.name(),
             kind => kind.name(),
         };
         let workers = self.workers;
@@ -252,7 +271,7 @@ pub fn serve(spec: &str) -> ! {
         .format_timestamp_micros()
         .init();
     let code = match spec.kind {
-        Kind::Plain => plain(spec),
+        Kind::Plain | Kind::PlainAgain => plain(spec),
         Kind::Naive | Kind::NaiveDropped => naive(spec),
         Kind::Lameduck | Kind::Watched => with_lameduck(spec),
         Kind::Go => fail("the Go server is not this binary"),

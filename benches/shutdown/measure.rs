@@ -608,19 +608,28 @@ fn wrk_run(plan: &Plan, result: &mut Latency, conns: usize, kind: Kind) -> Resul
     Ok(())
 }
 
-/// The servers of the rounds added for the paired p99: plain, lameduck, and the baseline if
-/// one was given.
+/// The servers of the rounds added for the paired p99: plain, lameduck, and plain again and
+/// the baseline where they run.
 fn paired_kinds() -> Vec<Kind> {
     latency_kinds()
         .into_iter()
-        .filter(|kind| matches!(kind, Kind::Plain | Kind::Lameduck | Kind::Baseline))
+        .filter(|kind| {
+            matches!(
+                kind,
+                Kind::Plain | Kind::PlainAgain | Kind::Lameduck | Kind::Baseline
+            )
+        })
         .collect()
 }
 
 /// The servers of the throughput part (the bench's own client): those compared, lameduck
-/// watched, and the baseline if one was given (`--baseline`).
+/// watched, plain again if asked (`--plain-twice`), and the baseline if one was given
+/// (`--baseline`).
 fn throughput_kinds() -> Vec<Kind> {
     let mut kinds = Kind::throughput();
+    if crate::child::has_plain_again() {
+        kinds.push(Kind::PlainAgain);
+    }
     if crate::child::has_baseline() {
         kinds.push(Kind::Baseline);
     }

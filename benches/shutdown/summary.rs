@@ -57,7 +57,7 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
     let conns: Vec<String> = plan.conns.iter().map(usize::to_string).collect();
     let wrk_conns: Vec<String> = plan.wrk_conns.iter().map(usize::to_string).collect();
     let exit = |kind, sig| table::median(results.exit.as_ref()?.after(sig).get(&kind)?);
-    vec![
+    let mut rows = vec![
         row(
             format!("throughput >= 1.0x plain ({} conns)", conns.join("/")),
             |kind| throughput_ratios(plan, t?, kind),
@@ -178,7 +178,57 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
             let mib = measure::median_rss(results.rss.as_ref()?.get(&kind)?)?;
             Some((format!("{mib:.2} MiB"), mib <= 3.0))
         }),
-    ]
+    ];
+    // After the paired p99, the row it is read beside.
+    if let Some(row) = plain_again(plan, results) {
+        rows.insert(3, row);
+    }
+    rows
+}
+
+/// Plain tiny_http against itself (`--plain-twice`): how far apart the same server comes out
+/// in this run, beside which lameduck's ratios and paired p99 are read. No verdict.
+fn plain_again(plan: &Plan, results: &Results) -> Option<Row> {
+    if !crate::child::has_plain_again() {
+        return None;
+    }
+    let kind = Kind::PlainAgain;
+    let mut parts = Vec::new();
+    if let Some(t) = results.throughput.as_ref() {
+        let ratios: Vec<String> = plan
+            .conns
+            .iter()
+            .map(|&c| num(t.ratio(c, kind), 2))
+            .collect();
+        parts.push(format!("own client {} x plain", ratios.join(" / ")));
+    }
+    if let Some(w) = results.latency.as_ref() {
+        let ratios: Vec<String> = plan
+            .wrk_conns
+            .iter()
+            .map(|&c| num(w.ratio(c, kind), 2))
+            .collect();
+        let p99: Vec<String> = plan
+            .wrk_conns
+            .iter()
+            .map(|&c| match w.paired_p99(c, kind) {
+                Some(p) => format!("{:.2} vs {:.2} ({})", p.median, p.plain, p.rounds),
+                None => "- (0)".to_owned(),
+            })
+            .collect();
+        parts.push(format!(
+            "wrk {} x plain; p99 {}",
+            ratios.join(" / "),
+            p99.join(" / ")
+        ));
+    }
+    Some(Row {
+        target: "for reference: plain tiny_http again, beside plain, as in the rows above \
+                 (the same code's spread in this run)"
+            .to_owned(),
+        values: [parts.join("; "), "-".into(), "-".into(), "-".into()],
+        verdict: "-",
+    })
 }
 
 /// The connection count of the p99 and burst targets.
