@@ -12,10 +12,10 @@
 //!
 //! A worker on its way back from a request is not a reason for one more: it takes the next
 //! request within microseconds. Counting it as one (as the crew did before) started 16 to
-//! 32 workers under `wrk -t1` with a 0 ms handler, where 5 to 18 serve the same requests at
-//! 16 and 64 connections (the burst at the start decides how many): on two cores, every
-//! worker beyond those is one more thread for tiny_http's queue to wake in turn, the one
-//! that has waited longest, cold. 16 interleaved rounds (`benches/NOTES.md`, 2026-12-06,
+//! 32 workers under `wrk -t1` with a 0 ms handler, where this rule starts 5 to 18 for the
+//! same requests at 16 and 64 connections (the burst at the start decides how many): on two
+//! cores, every worker beyond those is one more thread for tiny_http's queue to wake in
+//! turn, the one that has waited longest, cold. 16 interleaved rounds (`benches/NOTES.md`, 2026-12-06,
 //! midday): 1.13× and 1.08× the requests per second at 16 and 64 connections, 13 % and 11 %
 //! less CPU per request.
 //!
