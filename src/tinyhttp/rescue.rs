@@ -20,7 +20,8 @@
 //! The supervisor thread (`supervisor.rs`) starts a rescue when new connections were seen
 //! (a burst always gets some served) and now and then anyway: from the OS's connection table
 //! where there is one ([`rescue_from_table`]: it kicks for as many connections as it finds
-//! accepted beyond tiny_http's threads, counted by `threads.rs`). Right before the socket
+//! accepted beyond tiny_http's threads, counted by `threads.rs`, and for any whose request
+//! has waited unread for [`STUCK_AFTER`], whatever the count). Right before the socket
 //! closes at shutdown one more runs: from the table where there is one (there it kicks for
 //! every connection with bytes left unread: a needless kick then costs nothing),
 //! otherwise timed ([`rescue_briefly`]: it kicks even while connections come and go, and
@@ -136,6 +137,20 @@ const STARVED_AFTER: Duration = Duration::from_millis(2);
 /// longest wait for a freed request beside busy cores.
 const KICK_EXPIRY: Duration = Duration::from_millis(20);
 
+/// A client's connection whose first request has waited unread this long, as the OS dates
+/// its bytes, is kicked for whatever the count of tiny_http's threads says. The count is an
+/// inference (`threads.rs`: threads started since the last listing are taken for
+/// tiny_http's; it errs towards more threads, fewer kicks), and one thread too many in it
+/// hides one queued connection at every look for as long as the error lasts: in one full
+/// bench run, one connection of 64 stayed unread for the whole 2 s run, found only by the
+/// stop's rescue (about one run in 500 at 64 connections; `benches/NOTES.md`, 2026-12-06).
+/// With both cores busy, threads with a connection of their own waited up to 79 ms to run
+/// (256 connections, the same run): this is two and a half times that, and a kick for a
+/// thread merely slow to run costs one connection that closes at once. Measured: no such
+/// kick in 40 runs of `wrk -t1 -c256 -d2s` on fresh servers, 15 of them beside two busy
+/// loops.
+const STUCK_AFTER: Duration = Duration::from_millis(200);
+
 /// How often the table is read while a rescue waits for kicks to take effect. Not measured:
 /// each read is two dumps, about 1.4 ms, so a look comes every 2 ms or so.
 pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
@@ -163,7 +178,8 @@ pub(super) const TABLE_POLL: Duration = Duration::from_micros(500);
 /// hold one connection it has not handed on yet, so the last of them is kicked for only
 /// when two looks in a row show it, or when `pool` saw the accept thread waiting for the
 /// next connection ([`Pool::handed_on`]). Such a rescue ends as soon as no connection is queued
-/// and the accept loop has settled.
+/// and the accept loop has settled. The count is an inference: a client's connection whose
+/// bytes have waited unread for [`STUCK_AFTER`] is kicked for whatever it says.
 ///
 /// While serving, connections that come and go (a client's connection seen accepted at one
 /// look and gone at a later one) settle the accept loop too: each one that closes frees a
@@ -324,6 +340,17 @@ pub(crate) fn rescue_from_table(
                 } else {
                     look.unread.min(queued)
                 };
+                let stuck = conns.iter().filter(|c| stuck(c, parked)).count();
+                if stuck > starved {
+                    log::debug!(
+                        "rescue: {stuck} connections unread for {} ms and more, where the \
+                         counts show {queued} queued ({accepted} accepted, {threads} pool \
+                         threads, {spared} spares, accept thread waiting: {}): kicked for",
+                        STUCK_AFTER.as_millis(),
+                        counted.is_some_and(|p| p.handed_on)
+                    );
+                    starved = stuck;
+                }
                 if starved == 0 && look.settled && beyond == 0 && beyond_before == 0 {
                     // The rest have threads, slow to run: not the rescue's to wait for.
                     break;
@@ -684,6 +711,13 @@ fn unread(c: &Connection) -> bool {
     c.accepted && c.unread > 0 && c.received.map_or(true, |r| r == u64::from(c.unread))
 }
 
+/// Unread ([`unread`]), a client's, and its bytes have waited [`STUCK_AFTER`] and more as
+/// the OS dates them: left without a thread, whatever the counts say. Never where the OS
+/// does not date them.
+fn stuck(c: &Connection, ours: &dyn Fn(SocketAddr) -> bool) -> bool {
+    unread(c) && !ours(c.peer) && c.quiet_for.is_some_and(|q| q >= STUCK_AFTER)
+}
+
 /// Accepted, a client's, and none of its bytes ever read, whether or not any came: what a
 /// connection tiny_http queued looks like before and after its first request comes. One
 /// whose thread has ended while a worker still answers its last request was read.
@@ -971,6 +1005,66 @@ mod tests {
             1,
             "one kick for the queued connection: {asked:?}"
         );
+    }
+
+    /// A connection whose request stays unread is kicked for once its bytes have waited
+    /// [`STUCK_AFTER`], though the count of threads shows one for it; before, not (its
+    /// thread may be slow to run).
+    #[test]
+    fn a_connection_unread_for_long_is_kicked_for_whatever_the_count_says() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut table = Table::open(addr).unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (mut left, _) = listener.accept().unwrap();
+        let sent = Instant::now();
+        client.write_all(REQUEST).unwrap();
+        let peer = client.local_addr().unwrap();
+        shown(&mut table, peer, REQUEST.len() as u32);
+        // One pool thread for the one connection: by the count, none is queued.
+        let rescue = |table: &mut Table, left: &mut TcpStream| {
+            let mut asked = Vec::new();
+            rescue_from_table(
+                table,
+                Instant::now() + Duration::from_secs(2),
+                Pace::Serving,
+                &mut || {
+                    Some(Pool {
+                        threads: 1,
+                        handed_on: true,
+                    })
+                },
+                &mut |n| {
+                    asked.push(n);
+                    if n > 0 {
+                        // As the thread a kick frees would.
+                        left.read_exact(&mut [0; REQUEST.len()]).unwrap();
+                    }
+                    vec![SocketAddr::from(([127, 0, 0, 1], 1)); n]
+                },
+                &mut |_| {},
+                &|_| false,
+            )
+            .unwrap();
+            asked.iter().sum::<usize>()
+        };
+        let early = rescue(&mut table, &mut left);
+        // Only if the machine let that rescue end before the bytes were that old.
+        if sent.elapsed() < STUCK_AFTER {
+            assert_eq!(early, 0, "a kick for a connection unread for less");
+        }
+        if early == 0 {
+            let until = Instant::now() + Duration::from_secs(5);
+            while !table.read().unwrap().iter().any(|c| {
+                c.peer == peer && unread(c) && c.quiet_for.is_some_and(|q| q >= STUCK_AFTER)
+            }) {
+                assert!(Instant::now() < until, "{peer} never shown unread for long");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(rescue(&mut table, &mut left), 1, "one kick for it");
+        }
+        // Read, by the kick's stand-in: nothing left to rescue.
+        assert_eq!(rescue(&mut table, &mut left), 0);
     }
 
     /// While serving, every connection queued beyond the pool's threads is kicked for at
