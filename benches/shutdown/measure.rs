@@ -376,6 +376,12 @@ pub struct Latency {
     /// rescue's part; the rest is the backlog's, as with plain tiny_http). 0 from a
     /// baseline that does not say.
     pub queued_waits: HashMap<(usize, Kind), Vec<f64>>,
+    /// The same runs: the longest from when tiny_http accepted a connection kicked for, at
+    /// most, to its kick (the rescue's time to see it). 0 from a baseline that does not say.
+    pub to_kick_waits: HashMap<(usize, Kind), Vec<f64>>,
+    /// The same runs: the longest from a kick to the look that saw its connection read (the
+    /// freed thread's time to run, and the looks' pace). 0 from a baseline that does not say.
+    pub after_kick_waits: HashMap<(usize, Kind), Vec<f64>>,
     /// The same runs: the longest a connection that had a thread waited for it to read its
     /// first request (the threads were slow to run: the machine's share, not the rescue's).
     pub late_waits: HashMap<(usize, Kind), Vec<f64>>,
@@ -519,6 +525,8 @@ pub fn latency(plan: &Plan) -> Result<Latency, String> {
         runs: HashMap::new(),
         starved: HashMap::new(),
         rescue_waits: HashMap::new(),
+        to_kick_waits: HashMap::new(),
+        after_kick_waits: HashMap::new(),
         late_waits: HashMap::new(),
         queued_waits: HashMap::new(),
         cpu_us: HashMap::new(),
@@ -604,6 +612,8 @@ fn wrk_run(plan: &Plan, result: &mut Latency, conns: usize, kind: Kind) -> Resul
         note(&mut result.rescue_waits, "the longest for ");
         note(&mut result.late_waits, "the last after ");
         note(&mut result.queued_waits, "accepted it, at most ");
+        note(&mut result.to_kick_waits, "kicked for within ");
+        note(&mut result.after_kick_waits, "read within ");
     }
     Ok(())
 }
@@ -759,14 +769,17 @@ fn print_latency(plan: &Plan, result: &Latency) {
             println!(
                 "  {} at {conns} connections: the longest a connection tiny_http left without \
                  a thread waited for its rescue, per run (ms, 0: none): {} ({} of {} runs with \
-                 one); of which since tiny_http accepted it, at most: {}; in the same runs, the \
-                 longest a connection that had a thread waited for it to run (ms, 0: none \
-                 seen): {}",
+                 one); of which since tiny_http accepted it, at most: {}; from then to its \
+                 kick, at most: {}; from a kick to the connection seen read: {}; in the same \
+                 runs, the longest a connection that had a thread waited for it to run (ms, 0: \
+                 none seen): {}",
                 kind.name(),
                 texts(&rescues),
                 rescues.iter().filter(|&&w| w > 0.0).count(),
                 rescues.len(),
                 texts(&waits(&result.queued_waits)),
+                texts(&waits(&result.to_kick_waits)),
+                texts(&waits(&result.after_kick_waits)),
                 texts(&waits(&result.late_waits))
             );
         }

@@ -377,7 +377,7 @@ pub(crate) fn rescue_from_table(
                 .saturating_sub(in_flight.len())
                 .min(MAX_KICKS.saturating_sub(kicks)),
         );
-        watch.kicked(made.len());
+        watch.kicked(made.len(), now);
         kicks += made.len();
         kicked.extend(made.iter().copied());
         in_flight.extend(made.into_iter().map(|kick| (kick, (now, false))));
@@ -399,11 +399,14 @@ pub(crate) fn rescue_from_table(
     if kicks > 0 {
         log::debug!(
             "rescue: {} connections were waiting for a thread (tiny_http), the longest for \
-             {:.1} ms (since tiny_http accepted it, at most {:.1} ms); {kicks} kicks; {} more \
-             were read late (threads slow to run), the last after {:.1} ms",
+             {:.1} ms (since tiny_http accepted it, at most {:.1} ms; kicked for within {:.1} \
+             ms of that, read within {:.1} ms of its kick); {kicks} kicks; {} more were read \
+             late (threads slow to run), the last after {:.1} ms",
             watch.freed,
             watch.longest.as_secs_f64() * 1e3,
             watch.longest_queued.as_secs_f64() * 1e3,
+            watch.longest_to_kick.as_secs_f64() * 1e3,
+            watch.longest_after_kick.as_secs_f64() * 1e3,
             watch.late,
             watch.latest.as_secs_f64() * 1e3
         );
@@ -447,8 +450,8 @@ struct Waiting {
     /// loop, as it would with plain tiny_http).
     queued: Instant,
     received: Option<u64>,
-    /// A kick was made for it.
-    kicked: bool,
+    /// When a kick was made for it.
+    kicked: Option<Instant>,
 }
 
 /// What one look of a rescue from the table found.
@@ -491,6 +494,12 @@ struct Watch {
     /// The longest any of those waited from when tiny_http accepted it, at most
     /// (`Waiting::queued`): the rescue's part of `longest`.
     longest_queued: Duration,
+    /// Of those, the longest from when tiny_http accepted one, at most, to its kick: how
+    /// long the rescue took to see it and kick.
+    longest_to_kick: Duration,
+    /// And the longest from a kick to the look that saw its connection read: the freed
+    /// thread's time to run, and the look's own pace.
+    longest_after_kick: Duration,
     /// When the read of the table the last look worked from began.
     last_read: Option<Instant>,
     /// Connections seen waiting, then read without a kick for them: their threads were
@@ -516,6 +525,8 @@ impl Watch {
             freed: 0,
             longest: Duration::ZERO,
             longest_queued: Duration::ZERO,
+            longest_to_kick: Duration::ZERO,
+            longest_after_kick: Duration::ZERO,
             last_read: None,
             late: 0,
             latest: Duration::ZERO,
@@ -525,15 +536,15 @@ impl Watch {
 
     /// `n` kicks were made: they are for the connections waiting longest (tiny_http's pool
     /// runs what it queued first first) not kicked for yet.
-    fn kicked(&mut self, n: usize) {
+    fn kicked(&mut self, n: usize, at: Instant) {
         let mut waiting: Vec<&mut Waiting> = self
             .waiting_since
             .values_mut()
-            .filter(|w| !w.kicked)
+            .filter(|w| w.kicked.is_none())
             .collect();
         waiting.sort_by_key(|w| w.arrived);
         for w in waiting.into_iter().take(n) {
-            w.kicked = true;
+            w.kicked = Some(at);
         }
     }
 
@@ -557,10 +568,14 @@ impl Watch {
         // Read, or gone: no longer waiting. (A connection a dump skipped is still waiting.)
         self.waiting_since.retain(|peer, waiting| {
             let waits = conns.iter().find(|c| c.peer == *peer).map_or(true, unread);
-            if !waits && waiting.kicked {
+            if let (false, Some(kicked)) = (waits, waiting.kicked) {
                 self.freed += 1;
                 self.longest = self.longest.max(now - waiting.arrived);
                 self.longest_queued = self.longest_queued.max(now - waiting.queued);
+                self.longest_to_kick = self
+                    .longest_to_kick
+                    .max(kicked.saturating_duration_since(waiting.queued));
+                self.longest_after_kick = self.longest_after_kick.max(now - kicked);
             } else if !waits {
                 self.late += 1;
                 self.latest = self.latest.max(now - waiting.arrived);
@@ -580,7 +595,7 @@ impl Watch {
                 arrived,
                 queued,
                 received: c.received,
-                kicked: false,
+                kicked: None,
             };
             let waiting = self.waiting_since.entry(c.peer).or_insert(seen);
             if waiting.received != c.received {
