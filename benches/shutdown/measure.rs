@@ -355,8 +355,8 @@ fn print_throughput(plan: &Plan, result: &Throughput) {
 // ---------------------------------------------------------------------------------------
 // 1b. Latency under wrk
 
-/// A server's p99 beside plain's over the same rounds: see [`Latency::paired_p99`].
-pub struct PairedP99 {
+/// A server's median beside plain's over the same rounds: see [`Latency::paired`].
+pub struct Paired {
     pub median: f64,
     pub plain: f64,
     pub rounds: usize,
@@ -441,17 +441,19 @@ impl Latency {
     }
 
     /// Round by round, beside plain: the rounds in which plain, and `kind` too, served every
-    /// connection, and the median p99 of each over those rounds (`kind`'s, plain's). Plain
-    /// serves every connection mostly in the machine's quieter rounds: `kind`'s p99 over all
-    /// its rounds against plain's over those compares the rounds more than the servers.
-    pub fn paired_p99(&self, conns: usize, kind: Kind) -> Option<PairedP99> {
+    /// connection, and the median of `value` for each over those rounds (`kind`'s,
+    /// plain's). Plain serves every connection mostly in the machine's quieter rounds:
+    /// `kind`'s p99 over all its rounds against plain's over those compares the rounds more
+    /// than the servers. And its throughput in the rounds it starves connections is that of
+    /// fewer connections, with fewer threads to switch between.
+    pub fn paired(&self, conns: usize, kind: Kind, value: fn(&WrkRun) -> f64) -> Option<Paired> {
         let served = |kind: Kind| -> Option<Vec<(f64, bool)>> {
             let runs = self.runs.get(&(conns, kind))?;
             let starved = self.starved.get(&(conns, kind))?;
             Some(
                 runs.iter()
                     .zip(starved)
-                    .map(|(run, starved)| (run.p99_ms, *starved == Some(0)))
+                    .map(|(run, starved)| (value(run), *starved == Some(0)))
                     .collect(),
             )
         };
@@ -460,13 +462,23 @@ impl Latency {
             .iter()
             .zip(&plain)
             .filter(|((_, all), (_, plain_all))| *all && *plain_all)
-            .map(|((p99, _), (plain_p99, _))| (*p99, *plain_p99))
+            .map(|((v, _), (plain_v, _))| (*v, *plain_v))
             .collect();
-        Some(PairedP99 {
+        Some(Paired {
             median: table::median(&pairs.iter().map(|p| p.0).collect::<Vec<_>>())?,
             plain: table::median(&pairs.iter().map(|p| p.1).collect::<Vec<_>>())?,
             rounds: pairs.len(),
         })
+    }
+
+    /// [`Latency::paired`] for the p99.
+    pub fn paired_p99(&self, conns: usize, kind: Kind) -> Option<Paired> {
+        self.paired(conns, kind, |run| run.p99_ms)
+    }
+
+    /// [`Latency::paired`] for the requests per second.
+    pub fn paired_rps(&self, conns: usize, kind: Kind) -> Option<Paired> {
+        self.paired(conns, kind, |run| run.rps)
     }
 
     /// In how many rounds at `conns` connections plain and lameduck both served every

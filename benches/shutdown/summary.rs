@@ -64,7 +64,8 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
         ),
         row(
             format!(
-                "wrk: throughput >= 1.0x plain ({} conns)",
+                "wrk: throughput >= 1.0x plain ({} conns; paired: in the rounds where plain \
+                 served every conn, x plain's there (rounds))",
                 wrk_conns.join("/")
             ),
             |kind| {
@@ -73,7 +74,17 @@ fn rows(plan: &Plan, results: &Results) -> Vec<Row> {
                     plan.wrk_conns.iter().map(|&c| w.ratio(c, kind)).collect();
                 let texts: Vec<String> = ratios.iter().map(|r| num(*r, 2)).collect();
                 let pass = ratios.iter().all(|r| r.is_some_and(|r| r >= 1.0));
-                Some((texts.join(" / "), pass))
+                // For reference: the same in the rounds where plain served every connection.
+                let paired: Vec<String> = plan
+                    .wrk_conns
+                    .iter()
+                    .map(|&c| match w.paired_rps(c, kind) {
+                        Some(p) => format!("{:.2} ({})", p.median / p.plain, p.rounds),
+                        None => "- (0)".to_owned(),
+                    })
+                    .collect();
+                let text = format!("{}; paired: {}", texts.join(" / "), paired.join(" / "));
+                Some((text, pass))
             },
         ),
         row(
@@ -206,7 +217,12 @@ fn plain_again(plan: &Plan, results: &Results) -> Option<Row> {
         let ratios: Vec<String> = plan
             .wrk_conns
             .iter()
-            .map(|&c| num(w.ratio(c, kind), 2))
+            .map(|&c| {
+                let paired = w
+                    .paired_rps(c, kind)
+                    .map_or("-".to_owned(), |p| format!("{:.2}", p.median / p.plain));
+                format!("{} (paired {paired})", num(w.ratio(c, kind), 2))
+            })
             .collect();
         let p99: Vec<String> = plan
             .wrk_conns
