@@ -248,7 +248,12 @@ fn start_one(shared: &Arc<Shared>) -> Option<Result<(), Error>> {
     crew.started.store(n + 1, Ordering::SeqCst);
     in_use[index] = true;
     match pool.spawn_named(name, move || worker::work(&worker_shared, index)) {
-        Ok(_) => Some(Ok(())),
+        Ok(_) => {
+            // Not one of tiny_http's, for the rescue's count, from now on rather than from
+            // when it runs: in a burst, tens of milliseconds later (`tinyhttp/threads.rs`).
+            shared.http.own_thread_spawned();
+            Some(Ok(()))
+        }
         Err(e) => {
             crew.started.store(n, Ordering::SeqCst);
             in_use[index] = false;

@@ -64,7 +64,7 @@ use parking::Parking;
 use peers::Peers;
 use socket::{reach, Socket};
 use supervisor::Watched;
-use threads::{PoolName, Threads};
+use threads::{OwnThreads, PoolName, Threads};
 
 use crate::error::Error;
 use crate::restart::baton::Baton;
@@ -96,9 +96,8 @@ pub(crate) struct Http {
     parking: Arc<Parking>,
     /// tiny_http's threads, counted (`threads.rs`).
     threads: Arc<Mutex<Threads>>,
-    /// Where lameduck's own threads say so as they start.
-    #[cfg(target_os = "linux")]
-    strangers: crossbeam_channel::Sender<u32>,
+    /// Where lameduck's own threads are announced (`threads.rs`).
+    own: OwnThreads,
 }
 
 /// The longest the start waits for tiny_http's idle threads to be parked (`parking.rs`).
@@ -169,8 +168,7 @@ impl Http {
             )),
             socket: Arc::new(Mutex::new(Socket::new(clone, addr, pool_name.clone()))),
             parking,
-            #[cfg(target_os = "linux")]
-            strangers: threads.strangers(),
+            own: threads.own_threads(),
             threads: Arc::new(Mutex::new(threads)),
             peers,
             table: Arc::new(Mutex::new(table)),
@@ -537,13 +535,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Http {
+    /// Says that a thread of lameduck's was started (by the caller, which started it): the
+    /// rescue's count of tiny_http's threads leaves it out from then on, before it runs
+    /// (`threads.rs`).
+    pub(crate) fn own_thread_spawned(&self) {
+        self.own.spawned();
+    }
+
     /// Says that the calling thread, just started, is lameduck's, not tiny_http's: the
     /// rescue's count of tiny_http's threads need not read its name (`threads.rs`).
     pub(crate) fn own_thread_started(&self) {
-        #[cfg(target_os = "linux")]
-        if let Some(tid) = threads::own_tid() {
-            let _ = self.strangers.send(tid);
-        }
+        self.own.started();
     }
 }
 

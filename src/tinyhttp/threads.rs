@@ -35,15 +35,20 @@
 //! CPU is what makes it late. So the supervisor's quiet looks list ([`Threads::pool`]), and
 //! a rescue's counts ([`Threads::pool_now`]) take the process's number of threads, one
 //! read, and count every thread started since the last listing as tiny_http's unless it
-//! said otherwise ([`Threads::strangers`]): in a burst nearly all are. A thread of the
-//! program's own started meanwhile counts as tiny_http's until the next listing (one
-//! connection queued hidden: no needless kick); one that ended, as one of tiny_http's
-//! ended (one kick that frees nothing). A listing older than [`LISTING_KEPT`] is taken
-//! again.
+//! said otherwise ([`OwnThreads`]): in a burst nearly all are. lameduck's own threads
+//! (its workers, started as requests need them, in a burst too) are announced twice: by the
+//! thread that starts one, as soon as it is started, and by the thread itself, with its id,
+//! as it runs. Counted as tiny_http's until it ran, a worker started in a burst hid one
+//! queued connection for as long as it waited to run (tens of milliseconds among hundreds of
+//! new threads). A thread of the program's own started meanwhile counts as tiny_http's
+//! until the next listing (one connection queued hidden: no needless kick); one that ended,
+//! as one of tiny_http's ended (one kick that frees nothing). A listing older than
+//! [`LISTING_KEPT`] is taken again.
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The most thread names one count reads. A read is about 10 µs here, and a burst of 256
 /// connections brings 256 new threads: read all at once, with the CPU taken by those
@@ -158,6 +163,34 @@ pub(crate) struct Threads {
         crossbeam_channel::Sender<u32>,
         crossbeam_channel::Receiver<u32>,
     ),
+    /// Threads of lameduck's started, as their starters counted them ([`OwnThreads`]).
+    spawned: Arc<AtomicUsize>,
+}
+
+/// Where lameduck's own threads are announced, so that the counts between listings do not
+/// take them for tiny_http's ([`Threads`]): [`OwnThreads::spawned`] by the thread that
+/// starts one, once it is started, [`OwnThreads::started`] by the new thread as it runs.
+#[derive(Clone)]
+pub(crate) struct OwnThreads {
+    #[cfg(target_os = "linux")]
+    tids: crossbeam_channel::Sender<u32>,
+    spawned: Arc<AtomicUsize>,
+}
+
+impl OwnThreads {
+    /// One thread of lameduck's was started (called after the start returned: counted
+    /// before it exists, it would be taken for a thread of tiny_http's that ended).
+    pub(crate) fn spawned(&self) {
+        self.spawned.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The calling thread, just started, is lameduck's: no read of its name is needed.
+    pub(crate) fn started(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(tid) = own_tid() {
+            let _ = self.tids.send(tid);
+        }
+    }
 }
 
 /// What a listing of the threads found, and when.
@@ -169,15 +202,22 @@ struct Listed {
     all: usize,
     /// Those bearing the name (or not read yet), the accept thread among them.
     named: usize,
+    /// lameduck's threads started before it, as [`OwnThreads::spawned`] counted them.
+    spawned: usize,
+    /// lameduck's threads that said so since ([`OwnThreads::started`]), not listed.
+    strangers: usize,
 }
 
 #[cfg(target_os = "linux")]
 impl Listed {
-    /// The threads bearing the name now, `all` threads in the process, `strangers` of them
-    /// new since and known not to bear it: every other thread started since bears it, and
-    /// every thread ended since bore it. `None` if more ended than there were.
-    fn named_now(&self, all: usize, strangers: usize) -> Option<usize> {
-        (self.named + all).checked_sub(self.all + strangers)
+    /// The threads bearing the name now, `all` threads in the process, of which
+    /// lameduck's own started since are `spawned` as counted by their starters, and some
+    /// have said so themselves ([`Listed::strangers`]): every other thread started since
+    /// bears it, and every thread ended since bore it. `None` if more ended than there
+    /// were. (A thread that said so was counted by its starter too, but the count may come
+    /// a moment later: the larger of the two.)
+    fn named_now(&self, all: usize, spawned: usize) -> Option<usize> {
+        (self.named + all).checked_sub(self.all + self.strangers.max(spawned))
     }
 }
 
@@ -204,16 +244,20 @@ impl Threads {
             listed: None,
             #[cfg(target_os = "linux")]
             strangers: crossbeam_channel::unbounded(),
+            spawned: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Where a thread of lameduck's says, as it starts, that it is not tiny_http's: a count
-    /// then needs no read of its name. Workers start in a burst, as requests need them;
-    /// counted as tiny_http's until their names were read (a few a count), they hid
-    /// connections left without a thread from the rescue.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn strangers(&self) -> crossbeam_channel::Sender<u32> {
-        self.strangers.0.clone()
+    /// Where lameduck's threads are announced: a count then needs no read of their names.
+    /// Workers start in a burst, as requests need them; counted as tiny_http's until their
+    /// names were read (a few a count), they hid connections left without a thread from
+    /// the rescue.
+    pub(crate) fn own_threads(&self) -> OwnThreads {
+        OwnThreads {
+            #[cfg(target_os = "linux")]
+            tids: self.strangers.0.clone(),
+            spawned: Arc::clone(&self.spawned),
+        }
     }
 
     /// tiny_http's pool threads (its accept thread left out), at most (see [`Threads::count`]),
@@ -244,21 +288,17 @@ impl Threads {
     /// are tiny_http's, but for those that said they are not.
     #[cfg(target_os = "linux")]
     fn pool_since_listed(&mut self) -> Option<usize> {
-        let listed = self.listed.filter(|l| l.at.elapsed() < LISTING_KEPT)?;
+        let mut listed = self.listed.filter(|l| l.at.elapsed() < LISTING_KEPT)?;
         // A stranger the listing saw is counted already (as not bearing the name).
-        let mut strangers = 0;
         for tid in self.strangers.1.try_iter() {
             if self.known.insert(tid, false).is_none() {
-                strangers += 1;
+                listed.strangers += 1;
             }
         }
+        self.listed = Some(listed);
         let all = process_threads()?;
-        let named = listed.named_now(all, strangers)?;
-        self.listed = Some(Listed {
-            at: listed.at,
-            all,
-            named,
-        });
+        let spawned = self.spawned.load(Ordering::SeqCst) - listed.spawned;
+        let named = listed.named_now(all, spawned)?;
         Some(named.saturating_sub(1))
     }
 
@@ -429,10 +469,15 @@ impl Threads {
         }
         self.known = alive;
         let named = self.known.values().filter(|&&named| named).count() + unread;
+        // After the listing: a thread of lameduck's started in between, not listed, is counted
+        // as listed (as tiny_http's, until the next listing: no needless kick).
+        let spawned = self.spawned.load(Ordering::SeqCst);
         self.listed = process_threads().map(|all| Listed {
             at: std::time::Instant::now(),
             all,
             named,
+            spawned,
+            strangers: 0,
         });
         Ok((named, unread == 0))
     }
@@ -495,17 +540,63 @@ mod tests {
 
     #[test]
     fn a_count_between_listings_takes_new_threads_for_the_pools_but_strangers() {
-        let listed = Listed {
+        let listed = |strangers| Listed {
             at: Instant::now(),
             all: 10,
             named: 5,
+            spawned: 0,
+            strangers,
         };
-        // 10 threads started since, 3 of them said they are not tiny_http's.
-        assert_eq!(listed.named_now(20, 3), Some(12));
+        // 10 threads started since, 3 of them said they are not tiny_http's, and their
+        // starters too.
+        assert_eq!(listed(3).named_now(20, 3), Some(12));
+        // The same 3 counted by their starters, not run yet: not tiny_http's either.
+        assert_eq!(listed(0).named_now(20, 3), Some(12));
+        // One of them ran and said so before its starter counted it.
+        assert_eq!(listed(1).named_now(20, 0), Some(14));
         // 2 ended since (tiny_http's pool ends its idle threads after 5 s).
-        assert_eq!(listed.named_now(8, 0), Some(3));
+        assert_eq!(listed(0).named_now(8, 0), Some(3));
         // More ended than bore the name: no count (a listing then).
-        assert_eq!(listed.named_now(4, 0), None);
+        assert_eq!(listed(0).named_now(4, 0), None);
+    }
+
+    /// A thread of lameduck's started between listings is not counted as tiny_http's
+    /// while it has not run yet, nor once it said so itself (not twice either).
+    #[test]
+    fn a_thread_announced_by_its_starter_is_not_counted_before_it_runs() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let name = PoolName::new();
+        let _server = name.start(listener).unwrap();
+        let mut threads = Threads::new(name);
+        let own = threads.own_threads();
+        let until = Instant::now() + Duration::from_secs(5);
+        // Other tests start and end threads beside this one: try until a round sees none.
+        loop {
+            let (_, exact) = threads.count().unwrap();
+            let before = threads.pool_since_listed();
+            let (go, wait) = crossbeam_channel::bounded::<()>(0);
+            let (ran, said) = crossbeam_channel::bounded::<()>(0);
+            let announce = own.clone();
+            let thread = std::thread::spawn(move || {
+                // Held before it says so: a thread not run yet, as far as the count goes.
+                let _ = wait.recv();
+                announce.started();
+                let _ = ran.send(());
+            });
+            own.spawned();
+            let not_run = threads.pool_since_listed();
+            go.send(()).unwrap();
+            said.recv().unwrap();
+            let said_so = threads.pool_since_listed();
+            thread.join().unwrap();
+            if exact && before.is_some() && before == not_run && not_run == said_so {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "counts never agreed: {before:?} {not_run:?} {said_so:?}"
+            );
+        }
     }
 
     #[test]
