@@ -288,6 +288,14 @@ impl Threads {
     /// are tiny_http's, but for those that said they are not.
     #[cfg(target_os = "linux")]
     fn pool_since_listed(&mut self) -> Option<usize> {
+        self.pool_since_listed_of(process_threads)
+    }
+
+    /// [`Threads::pool_since_listed`], the process's number of threads from `all` (read
+    /// after the strangers' word: one that said so after it is counted as tiny_http's,
+    /// never the other way round).
+    #[cfg(target_os = "linux")]
+    fn pool_since_listed_of(&mut self, all: impl FnOnce() -> Option<usize>) -> Option<usize> {
         let mut listed = self.listed.filter(|l| l.at.elapsed() < LISTING_KEPT)?;
         // A stranger the listing saw is counted already (as not bearing the name).
         for tid in self.strangers.1.try_iter() {
@@ -296,7 +304,7 @@ impl Threads {
             }
         }
         self.listed = Some(listed);
-        let all = process_threads()?;
+        let all = all()?;
         let spawned = self.spawned.load(Ordering::SeqCst) - listed.spawned;
         let named = listed.named_now(all, spawned)?;
         Some(named.saturating_sub(1))
@@ -617,9 +625,33 @@ mod tests {
             assert!(Instant::now() < until, "tiny_http's threads never listed");
             std::thread::sleep(Duration::from_millis(1));
         }
-        let mut agreed = false;
+        // The threads not bearing the name, by id, at a listing; `None` unless every
+        // thread listed was read and the process had as many when its number was read
+        // (none started or ended meanwhile).
+        let others = |threads: &Threads, exact: bool| {
+            let listed = threads.listed?;
+            if !exact || threads.known.len() != listed.all {
+                return None;
+            }
+            let mut others: Vec<u32> = (threads.known.iter())
+                .filter_map(|(&tid, &named)| (!named).then_some(tid))
+                .collect();
+            others.sort_unstable();
+            Some(others)
+        };
+        let mut exact = true;
+        let mut agreed = 0;
         let mut held = Vec::new();
-        for _ in 0..8 {
+        let until = Instant::now() + Duration::from_secs(10);
+        // Each round holds one more connection: one more pool thread, started between
+        // listings.
+        while agreed < 4 {
+            assert!(
+                Instant::now() < until,
+                "counted both with the same threads {agreed} times in {} rounds",
+                held.len()
+            );
+            let others_last = others(&threads, exact);
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
             let request = server
@@ -628,20 +660,28 @@ mod tests {
                 .unwrap();
             request.respond(tiny_http::Response::empty(204)).unwrap();
             held.push(c);
-            let last = threads.listed.unwrap();
-            let between = threads.pool_since_listed();
-            let listing = threads.pool();
+            let mut all_between = None;
+            let between = threads.pool_since_listed_of(|| {
+                all_between = process_threads();
+                all_between
+            });
+            let (named, exact_now) = threads.count().unwrap();
+            let listing = Some(named - 1);
+            exact = exact_now;
             let now = threads.listed.unwrap();
-            // The threads not bearing the name, at each listing: when none started or
-            // ended in between (other tests run beside this one), every thread counted
-            // since the first listing is the pool's, and the two counts agree.
-            let others = |l: Listed| l.all.checked_sub(l.named);
-            if others(last).is_some() && others(last) == others(now) {
+            // Other tests start and end threads beside this one. When the same threads
+            // not bearing the name were there at both listings (each read whole), and the
+            // process had as many threads at the count between listings as at the second
+            // listing, every thread counted since the first listing is the pool's, and the
+            // two counts agree. (Equal numbers of others at both listings are not enough:
+            // a test's thread started after the first and ended before the second was
+            // counted between them as the pool's.)
+            let others_now = others(&threads, exact);
+            if others_last.is_some() && others_last == others_now && all_between == Some(now.all) {
                 assert_eq!(between, listing, "between listings against a listing");
-                agreed = true;
+                agreed += 1;
             }
         }
-        assert!(agreed, "never counted both with the same threads");
         // A listing is not kept past its age.
         threads.listed.as_mut().unwrap().at -= LISTING_KEPT;
         assert_eq!(threads.pool_since_listed(), None);
